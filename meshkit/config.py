@@ -1,0 +1,175 @@
+"""Typed settings shared by every process: defaults < YAML file < ``MESH_<SECTION>__<KEY>`` environment.
+
+Each process defines one settings class (a subclass of :class:`MeshSettings` adding its own sections),
+builds it once in ``__main__`` with :func:`load_settings`, and passes it down. Nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    """The gRPC server of this process."""
+
+    host: str = Field("127.0.0.1", description="address to listen on ('0.0.0.0' in a container)")
+    port: int = Field(50050, ge=0, le=65535, description="gRPC port (0 = pick a free one)")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (0 = off)")
+    grace_seconds: float = Field(5.0, ge=0, description="SIGTERM: time in-flight calls get to finish")
+    max_request_bytes: int = Field(MAX_REQUEST_BYTES, ge=1024, description="largest accepted request body")
+    default_deadline_seconds: float = Field(30.0, gt=0, description="deadline for calls that carry none")
+    worker_id: int = Field(0, ge=0, le=1023, description="snowflake worker id, unique per replica")
+
+
+class DbSettings(Section):
+    """The process's own database (SQLite file by default, MySQL/MariaDB in production)."""
+
+    url: str = Field(
+        "sqlite+aiosqlite:///./mesh.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or mysql+aiomysql://user:pw@host/db",
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="connection pool size (MySQL)")
+    echo: bool = Field(False, description="log every SQL statement")
+
+
+class RedisSettings(Section):
+    """Redis for hot data (stock, flash sale flags, the Redis barrier)."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL")
+
+
+class NatsSettings(Section):
+    """NATS JetStream for timers (scheduled messages) and broadcasts."""
+
+    url: str = Field("nats://127.0.0.1:4222", description="nats:// URL (comma-separated for a cluster)")
+    enabled: bool = Field(True, description="off: rely on the store sweepers alone")
+
+
+class AdminSettings(Section):
+    """The coordinator's Admin service."""
+
+    token: SecretStr = Field(SecretStr(""), description="bearer token for Admin RPCs (empty = Admin refuses all)")
+
+
+class LogSettings(Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="root log level")
+    json_format: bool | None = Field(None, alias="json", description="JSON lines (default: when not a TTY)")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BarrierSettings(Section):
+    """The subtransaction barrier table's background cleanup."""
+
+    retention_days: float = Field(7.0, gt=0, description="rows of finished transactions older than this go")
+    cleanup_interval_seconds: float = Field(3600.0, gt=0, description="how often the cleanup runs")
+    cleanup_batch: int = Field(1000, ge=1, le=100_000, description="rows deleted per statement")
+
+
+class MeshSettings(BaseSettings):
+    """Settings every saga-mesh process has; processes subclass it to add their own sections."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MESH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    server: ServerSettings = ServerSettings()
+    db: DbSettings = DbSettings()
+    redis: RedisSettings = RedisSettings()
+    nats: NatsSettings = NatsSettings()
+    admin: AdminSettings = AdminSettings()
+    log: LogSettings = LogSettings()
+    barrier: BarrierSettings = BarrierSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment wins over the YAML file, which is passed in as init values."""
+        return (env_settings, init_settings)
+
+
+class ConfigError(ValueError):
+    """Settings could not be loaded; the message names the file and the offending keys."""
+
+
+S = TypeVar("S", bound=MeshSettings)
+
+
+def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
+    """Build ``cls`` from defaults, then ``yaml_path`` (if any), then ``MESH_*`` environment variables."""
+    data: dict[str, Any] = {}
+    if yaml_path is not None:
+        try:
+            loaded = yaml.safe_load(yaml_path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {yaml_path}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {yaml_path} must hold a mapping of sections")
+        data = loaded or {}
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        source = f" (file {yaml_path} and MESH_* environment)" if yaml_path else " (MESH_* environment)"
+        raise ConfigError(f"invalid settings{source}: {problems}") from exc
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``scheme://user:***@host/...``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(settings: BaseModel) -> dict[str, Any]:
+    """The settings as a dict with secrets and URL passwords hidden, fit for a log line."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: scrub(value) for key, value in node.items()}
+        if isinstance(node, str) and "://" in node:
+            return redact_url(node)
+        return node
+
+    result: dict[str, Any] = scrub(dumped)
+    return result
+
+
+def log_settings(settings: BaseModel, logger: logging.Logger | None = None) -> None:
+    """Log the effective settings once at start-up, secrets hidden."""
+    (logger or log).info("effective settings", extra={"settings": redacted(settings)})

@@ -1,0 +1,123 @@
+"""The transaction context a branch call carries, and its conversion to and from gRPC metadata.
+
+Metadata keys (DESIGN.md section 3): ``x-mesh-gid``, ``x-mesh-branch``, ``x-mesh-op``, ``x-mesh-mode``.
+This module knows metadata only as (key, value) pairs, so domain code can use it without grpc.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from meshkit.errors import InvalidArgument
+
+GID_KEY = "x-mesh-gid"
+BRANCH_KEY = "x-mesh-branch"
+OP_KEY = "x-mesh-op"
+MODE_KEY = "x-mesh-mode"
+TRACEPARENT_KEY = "traceparent"
+
+MAX_GID_LEN = 128
+MAX_BRANCH_LEN = 64
+
+
+class Op(StrEnum):
+    """Branch operations (the ``x-mesh-op`` values)."""
+
+    TRY = "try"
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
+    ACTION = "action"
+    COMPENSATE = "compensate"
+    MSG = "msg"
+
+
+class TxMode(StrEnum):
+    """Transaction modes (the ``x-mesh-mode`` values)."""
+
+    TCC = "tcc"
+    SAGA = "saga"
+    MSG = "msg"
+
+
+# The operation a rollback op undoes: cancel undoes try, compensate undoes action.
+ORIGIN_OF: dict[Op, Op] = {Op.CANCEL: Op.TRY, Op.COMPENSATE: Op.ACTION}
+
+Metadata = Iterable[tuple[str, str | bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class TxContext:
+    """Who is calling a branch: which global transaction, which branch, which operation, which mode."""
+
+    gid: str
+    branch_id: str
+    op: Op
+    mode: TxMode
+
+    def to_metadata(self) -> list[tuple[str, str]]:
+        """The ``x-mesh-*`` metadata pairs for this context."""
+        return [
+            (GID_KEY, self.gid),
+            (BRANCH_KEY, self.branch_id),
+            (OP_KEY, self.op.value),
+            (MODE_KEY, self.mode.value),
+        ]
+
+    @property
+    def is_rollback(self) -> bool:
+        """True for cancel and compensate."""
+        return self.op in ORIGIN_OF
+
+
+def _as_mapping(metadata: Metadata | Mapping[str, str] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    out: dict[str, str] = {}
+    for key, value in items:
+        out[key.lower()] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
+def _check_id(field: str, value: str, limit: int) -> str:
+    if not value:
+        raise InvalidArgument(field, "missing")
+    if len(value) > limit or not value.isprintable() or any(c.isspace() for c in value):
+        raise InvalidArgument(field, f"must be 1..{limit} printable characters without spaces")
+    return value
+
+
+def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | None:
+    """Read the context from call metadata; ``None`` when the call carries no ``x-mesh-gid``.
+
+    Raises :class:`InvalidArgument` naming the key when the context is present but malformed.
+    """
+    md = _as_mapping(metadata)
+    if GID_KEY not in md:
+        return None
+    gid = _check_id(GID_KEY, md[GID_KEY], MAX_GID_LEN)
+    branch = _check_id(BRANCH_KEY, md.get(BRANCH_KEY, ""), MAX_BRANCH_LEN)
+    try:
+        op = Op(md.get(OP_KEY, ""))
+    except ValueError:
+        raise InvalidArgument(OP_KEY, f"must be one of {', '.join(o.value for o in Op)}") from None
+    try:
+        mode = TxMode(md.get(MODE_KEY, ""))
+    except ValueError:
+        raise InvalidArgument(MODE_KEY, f"must be one of {', '.join(m.value for m in TxMode)}") from None
+    return TxContext(gid=gid, branch_id=branch, op=op, mode=mode)
+
+
+def require_context(metadata: Metadata | Mapping[str, str] | None) -> TxContext:
+    """Like :func:`from_metadata` but a missing context is an :class:`InvalidArgument`."""
+    ctx = from_metadata(metadata)
+    if ctx is None:
+        raise InvalidArgument(GID_KEY, "branch call without transaction context")
+    return ctx
+
+
+# The context of the call being served, for log records and outgoing calls.
+current_tx: contextvars.ContextVar[TxContext | None] = contextvars.ContextVar("current_tx", default=None)

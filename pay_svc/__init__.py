@@ -1,0 +1,1 @@
+"""pay_svc package."""

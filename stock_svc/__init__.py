@@ -1,0 +1,1 @@
+"""stock_svc package."""
