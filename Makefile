@@ -31,7 +31,8 @@ lint: $(PY)
 
 ## test: the whole suite (unit + integration against real servers) plus lint and type checks
 test: $(PY) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 ## demo: the whole mesh on embedded defaults plus the scripted scenario
 demo: $(PY)

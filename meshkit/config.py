@@ -66,7 +66,9 @@ class NatsSettings(Section):
 class AdminSettings(Section):
     """The coordinator's Admin service."""
 
-    token: SecretStr = Field(SecretStr(""), description="bearer token for Admin RPCs (empty = Admin refuses all)")
+    token: SecretStr = Field(
+        SecretStr(""), description="bearer token for Admin RPCs (empty = Admin refuses all)"
+    )
 
 
 class LogSettings(Section):
@@ -139,9 +141,7 @@ def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
     try:
         return cls(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         source = f" (file {yaml_path} and MESH_* environment)" if yaml_path else " (MESH_* environment)"
         raise ConfigError(f"invalid settings{source}: {problems}") from exc
 

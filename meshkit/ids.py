@@ -15,6 +15,8 @@ WORKER_BITS = 10
 SEQUENCE_BITS = 12
 MAX_WORKER = (1 << WORKER_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
+TIMESTAMP_BITS = 41
+MAX_TIMESTAMP_MS = EPOCH_MS + (1 << TIMESTAMP_BITS) - 1
 # How far back the clock may jump before we refuse rather than wait it out.
 MAX_BACKWARD_MS = 5_000
 
@@ -54,16 +56,24 @@ class Snowflake:
             else:
                 self._sequence = 0
             self._last_ms = ms
-            return ((ms - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS)) | (
-                self._worker_id << SEQUENCE_BITS
-            ) | self._sequence
+            return (
+                ((ms - EPOCH_MS) << (WORKER_BITS + SEQUENCE_BITS))
+                | (self._worker_id << SEQUENCE_BITS)
+                | self._sequence
+            )
 
     def next_str(self) -> str:
         """The next id as a decimal string (the form ids travel in over the API)."""
         return str(self.next_id())
 
     def _current_ms(self) -> int:
-        return int(self._clock.now() * 1000)
+        ms = int(self._clock.now() * 1000)
+        if not EPOCH_MS <= ms <= MAX_TIMESTAMP_MS:
+            # Outside the 41-bit window the id would be negative or overflow into the sign bit.
+            raise ValueError(
+                f"clock {ms} ms is outside the id range (epoch {EPOCH_MS} .. {MAX_TIMESTAMP_MS} ms)"
+            )
+        return ms
 
 
 def id_timestamp_ms(snowflake_id: int) -> int:
