@@ -1,0 +1,30 @@
+"""Settings of ``points_svc``: the common sections plus ``points`` and ``peers``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshkit.config import MeshSettings, Section, ServerSettings
+from meshkit.grpcutil import PeersSection
+
+DEFAULT_PORT = 50054
+
+
+class PointsServerSettings(ServerSettings):
+    """The gRPC server, listening on points_svc's own default port."""
+
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="gRPC port (0 = pick a free one)")
+
+
+class PointsSection(Section):
+    """Limits of the points service."""
+
+    max_amount: int = Field(100_000_000, ge=1, description="largest amount in one grant/freeze/deduct")
+
+
+class PointsSettings(MeshSettings):
+    """Everything ``points_svc`` reads."""
+
+    server: PointsServerSettings = PointsServerSettings()
+    points: PointsSection = PointsSection()
+    peers: PeersSection = PeersSection()
