@@ -1,0 +1,244 @@
+"""Driving transactions on this replica: claims, background drives, wake-ups, waiters.
+
+:class:`Driver` owns the :class:`~coordinator.engine.executor.Executor` and everything that makes it
+run: drives begun by commands continue in background tasks; :meth:`Driver.poke` (local wake-ups,
+JetStream timers) and :meth:`Driver.sweep` (the store sweeper) claim due transactions with a lease
+before driving them, so two replicas never drive one transaction at once. After every write it
+arranges the next wake-up (local and on every registered :class:`TimerSink`) and wakes the callers
+waiting for a transaction to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from coordinator.engine.executor import Executor, Run
+from coordinator.engine.metrics import EngineMetrics
+from coordinator.engine.model import GlobalTx, Mode
+from coordinator.engine.plan import Planner
+from coordinator.engine.policy import RetryPolicy
+from coordinator.engine.ports import BranchInvoker, Claimed, TimerSink, TxRepository
+from coordinator.engine.settings import EngineSettings
+from coordinator.engine.wakeups import LocalWakeups
+from meshkit.clock import Clock, now_ms
+from meshkit.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+RECENTLY_FINISHED = 10_000  # finished gids remembered so that stale timer fires cost no database read
+
+
+class Driver:
+    """Drives the transactions of one replica (``owner``)."""
+
+    def __init__(
+        self,
+        store: TxRepository,
+        invoker: BranchInvoker,
+        planners: Mapping[Mode, Planner],
+        clock: Clock,
+        *,
+        settings: EngineSettings,
+        metrics: EngineMetrics,
+        owner: str,
+        rng: random.Random | None = None,
+        timers: Sequence[TimerSink] = (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.metrics = metrics
+        self.owner = owner
+        self.executor = Executor(
+            store,
+            invoker,
+            planners,
+            RetryPolicy(settings.max_backoff_ms, settings.jitter, rng),
+            clock,
+            metrics=metrics,
+            owner=owner,
+            lease_ms=settings.lease_ms,
+            on_written=self.after_write,
+        )
+        self._local = LocalWakeups(clock, self._on_local_wake)
+        self._timers: list[TimerSink] = list(timers)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._active: dict[str, int] = {}
+        self._claimed_running = 0
+        self._waiters: dict[str, set[asyncio.Future[GlobalTx]]] = {}
+        self._recently_finished: OrderedDict[str, None] = OrderedDict()
+        self._closed = False
+
+    def add_timer(self, sink: TimerSink) -> None:
+        """Also tell ``sink`` when a transaction waits (e.g. JetStream timers once connected)."""
+        self._timers.append(sink)
+
+    def remove_timer(self, sink: TimerSink) -> None:
+        """Stop telling ``sink`` (e.g. NATS went away)."""
+        if sink in self._timers:
+            self._timers.remove(sink)
+
+    async def wait_final(self, gid: str, timeout_seconds: float) -> GlobalTx:
+        """Wait until ``gid`` is final or ``timeout_seconds`` passed; returns it as it is then.
+
+        While this replica drives ``gid`` the answer comes from the drive itself (no database read);
+        otherwise the store is re-read every ``wait_poll_ms``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout_seconds)
+        poll = self.settings.wait_poll_ms / 1000
+        while True:
+            future: asyncio.Future[GlobalTx] = loop.create_future()
+            self._waiters.setdefault(gid, set()).add(future)
+            try:
+                remaining = deadline - loop.time()
+                if not self._active.get(gid) or remaining <= 0:
+                    tx = await self.store.get(gid)
+                    if tx is None:
+                        raise NotFound(f"transaction {gid} not found")
+                    if tx.status.final or remaining <= 0:
+                        return tx
+                    remaining = deadline - loop.time()
+                await asyncio.wait({future}, timeout=max(0.0, min(poll, remaining)))
+                if future.done():
+                    return future.result()
+            finally:
+                waiting = self._waiters.get(gid)
+                if waiting is not None:
+                    waiting.discard(future)
+                    if not waiting:
+                        del self._waiters[gid]
+
+    def poke(self, gid: str, source: str = "local") -> None:
+        """A hint that ``gid`` may be due (a timer fired): claim and drive it in the background."""
+        if self._closed or self._active.get(gid) or gid in self._recently_finished:
+            return
+        self._spawn(self.drive(gid, source=source), f"drive-{gid}")
+
+    def remind(self, gid: str, at_ms: int) -> None:
+        """Wake locally for ``gid`` at ``at_ms`` (e.g. a timer that fired before the due time)."""
+        if not self._closed:
+            self._local.schedule(gid, at_ms)
+
+    async def drive(self, gid: str, *, source: str = "local", force: bool = False) -> GlobalTx | None:
+        """Claim ``gid`` if it is due (or ``force``) and drive it; None when it was not claimable."""
+        if self._claimed_running >= self.settings.max_concurrent_drives and not force:
+            return None
+        self._claimed_running += 1
+        try:
+            now = now_ms(self.clock)
+            claimed = await self.store.claim(gid, self.owner, now, now + self.settings.lease_ms, force=force)
+            if claimed is None:
+                return None
+            return await self._drive_claimed(claimed, source, now)
+        finally:
+            self._claimed_running -= 1
+
+    async def sweep(self, limit: int) -> int:
+        """Claim up to ``limit`` due transactions (fewer when this replica is busy) and drive them."""
+        room = min(limit, self.settings.max_concurrent_drives - self._claimed_running)
+        if room <= 0 or self._closed:
+            return 0
+        now = now_ms(self.clock)
+        claimed = await self.store.claim_due(self.owner, now, now + self.settings.lease_ms, room)
+        self._claimed_running += len(claimed)  # counted now, so the next sweep sees them
+        for item in claimed:
+            self._spawn(self._drive_swept(item, now), f"sweep-{item.tx.gid}")
+        return len(claimed)
+
+    async def _drive_swept(self, claimed: Claimed, now: int) -> GlobalTx | None:
+        try:
+            return await self._drive_claimed(claimed, "sweeper", now)
+        finally:
+            self._claimed_running -= 1
+
+    async def _drive_claimed(self, claimed: Claimed, source: str, now: int) -> GlobalTx | None:
+        if claimed.due_at is not None:
+            self.metrics.late(source, (now - claimed.due_at) / 1000)
+        gid = claimed.tx.gid
+        self._active[gid] = self._active.get(gid, 0) + 1
+        try:
+            return await self.executor.drive(claimed.tx, claimed.ops)
+        finally:
+            self._release_active(gid)
+
+    def continue_run(self, run: Run) -> None:
+        """Finish a run begun by a command, in the background."""
+        if not run.calls or run.tx.status.final:
+            return
+        gid = run.tx.gid
+        self._active[gid] = self._active.get(gid, 0) + 1
+
+        async def finish() -> None:
+            try:
+                await self.executor.finish(run)
+            finally:
+                self._release_active(gid)
+
+        self._spawn(finish(), f"finish-{gid}")
+
+    def _release_active(self, gid: str) -> None:
+        count = self._active.get(gid, 0) - 1
+        if count > 0:
+            self._active[gid] = count
+        else:
+            self._active.pop(gid, None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed; the sweeper will retry", task.get_name(), exc_info=task.exception())
+
+    def _on_local_wake(self, gid: str, _due_ms: int) -> None:
+        self.poke(gid, "local")
+
+    def after_write(self, tx: GlobalTx) -> None:
+        """After every successful write: wake waiters, arrange the next wake-up."""
+        if tx.status.final:
+            self._local.cancel(tx.gid)
+            self._recently_finished[tx.gid] = None
+            if len(self._recently_finished) > RECENTLY_FINISHED:
+                self._recently_finished.popitem(last=False)
+            for future in self._waiters.get(tx.gid, ()):
+                if not future.done():
+                    future.set_result(tx)
+            return
+        if tx.owner is not None or tx.next_run_at is None or tx.retry_paused:
+            self._local.cancel(tx.gid)
+            return
+        self._local.schedule(tx.gid, tx.next_run_at)
+        for sink in self._timers:
+            try:
+                sink.schedule(tx.gid, tx.next_run_at)
+            except Exception:
+                log.exception("timer %r could not schedule %s", sink, tx.gid)
+
+    async def idle(self) -> None:
+        """Wait until no background drive is running (tests and graceful stop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, drain_seconds: float = 0.0) -> None:
+        """Stop: no new drives; running ones get ``drain_seconds`` to finish, then are cancelled.
+
+        A cancelled drive leaves its transaction leased until the lease lapses; then another replica
+        (or this one after a restart) takes over.
+        """
+        self._closed = True
+        await self._local.close()
+        tasks = list(self._tasks)
+        if tasks and drain_seconds > 0:
+            await asyncio.wait(tasks, timeout=drain_seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""MSG (two-phase message) planner.
+
+``PREPARED`` waits for the initiator's Submit until ``timeout_at``; after that it asks the
+initiator's ``query_prepared`` target (the check-back op, branch ``00`` op ``msg``): OK -> the local
+transaction committed, submit; ABORTED -> it did not and never will, fail; anything else -> ask again
+later. ``SUBMITTED`` calls every branch action concurrently until each succeeds. ``ABORTING`` (only
+from an operator's force-abort) has nothing to undo and fails at once.
+"""
+
+from __future__ import annotations
+
+from coordinator.engine.model import CHECK_BACK_BRANCH, GlobalTx, OpStatus, Status
+from coordinator.engine.plan import Decision, Ops, drive_all, is_due
+from meshkit.txcontext import Op
+
+CHECK_BACK_KEY = (CHECK_BACK_BRANCH, Op.MSG)
+CHECK_BACK_COMMITTED = "check-back: local transaction committed"
+CHECK_BACK_ROLLED_BACK = "check-back: local transaction not committed"
+
+
+class MsgPlanner:
+    """Decides the next step of a MSG transaction."""
+
+    def plan(self, tx: GlobalTx, ops: Ops, now: int) -> Decision:
+        """See the module docstring."""
+        status, reason = tx.status, tx.reason
+        if status is Status.PREPARED:
+            decision = self._prepared(tx, ops, now)
+            if decision is not None:
+                return decision
+            status, reason = Status.SUBMITTED, CHECK_BACK_COMMITTED
+        if status is Status.SUBMITTED:
+            actions = [op for op in ops.values() if op.op is Op.ACTION]
+            return drive_all(status, actions, Status.SUCCEEDED, now, reason)
+        if status is Status.ABORTING:
+            return Decision(status=Status.FAILED, reason=reason)
+        return Decision(status=status, reason=reason)
+
+    def _prepared(self, tx: GlobalTx, ops: Ops, now: int) -> Decision | None:
+        """The decision while PREPARED, or None when the check-back said "committed" (submit)."""
+        if tx.timeout_at is None or now < tx.timeout_at:
+            return Decision(status=tx.status, reason=tx.reason, wake_at=tx.timeout_at)
+        check = ops.get(CHECK_BACK_KEY)
+        if check is None or check.status is OpStatus.SUCCEEDED:
+            return None
+        if check.status is OpStatus.FAILED:
+            return Decision(status=Status.FAILED, reason=CHECK_BACK_ROLLED_BACK)
+        if is_due(check, now):
+            return Decision(status=tx.status, reason=tx.reason, calls=(check.key,))
+        return Decision(status=tx.status, reason=tx.reason, wake_at=check.next_attempt_at)

@@ -1,0 +1,144 @@
+"""Assembly of a coordinator replica: database, store, engine, invoker, timers, sweeper, servicer.
+
+``coordinator/__main__.py`` builds one :class:`CoordinatorRuntime` next to its :class:`MeshServer`;
+tests build one in-process the same way. NATS is optional at every moment: when it is disabled or
+unreachable the replica runs on local wake-ups and the sweeper alone, and connects its JetStream
+timers in the background once NATS answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc.aio
+from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from coordinator.api.coordinator import CoordinatorService
+from coordinator.config import CoordinatorSection, CoordinatorSettings
+from coordinator.engine.metrics import EngineMetrics
+from coordinator.engine.service import TxEngine
+from coordinator.engine.settings import EngineSettings
+from coordinator.invoker import GrpcBranchInvoker
+from coordinator.store.sql import SqlTxStore, migrate
+from coordinator.timers.jetstream import JetStreamTimers
+from coordinator.timers.sweeper import Sweeper
+from meshkit.clock import Clock, SystemClock
+from meshkit.db import create_engine
+from meshkit.ids import Snowflake
+from meshkit.nats import connect
+from meshpb.coordinator.v1 import coordinator_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+NATS_RETRY_SECONDS = 5.0
+NATS_MAX_RETRY_SECONDS = 60.0
+DRAIN_SECONDS = 5.0  # at most this long for running drives to finish on stop
+
+
+def engine_settings(section: CoordinatorSection) -> EngineSettings:
+    """The engine's settings from the ``coordinator`` config section (seconds -> milliseconds)."""
+    return EngineSettings(
+        replica_id=section.replica_id,
+        default_timeout_ms=max(10, round(section.default_timeout_seconds * 1000)),
+        default_retry_interval_ms=max(1, round(section.retry_interval_seconds * 1000)),
+        default_retry_limit=section.retry_limit,
+        default_request_timeout_ms=max(10, round(section.request_timeout_seconds * 1000)),
+        max_backoff_ms=max(1, round(section.max_retry_interval_seconds * 1000)),
+        jitter=section.retry_jitter,
+        lease_ms=max(50, round(section.lease_seconds * 1000)),
+        max_concurrent_drives=section.max_concurrent_drives,
+    )
+
+
+@dataclass
+class CoordinatorRuntime:
+    """Everything one replica runs besides its gRPC server."""
+
+    settings: CoordinatorSettings
+    db: AsyncEngine
+    store: SqlTxStore
+    engine: TxEngine
+    invoker: GrpcBranchInvoker
+    sweeper: Sweeper
+    service: CoordinatorService
+    clock: Clock
+    _nats: Client | None = None
+    _timers: JetStreamTimers | None = None
+    _nats_task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(
+        cls, settings: CoordinatorSettings, registry: CollectorRegistry, *, clock: Clock | None = None
+    ) -> CoordinatorRuntime:
+        """Migrate the database, build the engine, start the sweeper and (in the background) timers."""
+        clock = clock or SystemClock()
+        db = create_engine(settings.db)
+        await migrate(db)
+        store = SqlTxStore(db)
+        invoker = GrpcBranchInvoker()
+        section = settings.coordinator
+        engine = TxEngine(store, invoker, clock, engine_settings(section), EngineMetrics(registry))
+        sweeper = Sweeper(
+            engine, store, clock, interval_seconds=section.sweep_interval_seconds, batch=section.sweep_batch
+        )
+        service = CoordinatorService(
+            engine, Snowflake(settings.server.worker_id, clock), settings.server.default_deadline_seconds
+        )
+        runtime = cls(settings, db, store, engine, invoker, sweeper, service, clock)
+        sweeper.start()
+        if settings.nats.enabled:
+            runtime._nats_task = asyncio.get_running_loop().create_task(runtime._connect_nats(), name="nats")
+        log.info("coordinator replica %s ready", engine.owner)
+        return runtime
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the Coordinator servicer to ``server``."""
+        coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.service, server)
+
+    @property
+    def timers(self) -> JetStreamTimers | None:
+        """The JetStream timers once connected (None while NATS is disabled or unreachable)."""
+        return self._timers
+
+    async def _connect_nats(self) -> None:
+        delay = NATS_RETRY_SECONDS
+        while True:
+            client: Client | None = None
+            try:
+                client = await connect(self.settings.nats, f"coordinator-{self.engine.owner}")
+                timers = JetStreamTimers(client, self.engine, self.clock)
+                await timers.start()
+            except Exception as exc:
+                log.warning(
+                    "JetStream timers unavailable (%s); the sweeper covers; retry in %.0fs", exc, delay
+                )
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                await self.clock.sleep(delay)
+                delay = min(NATS_MAX_RETRY_SECONDS, delay * 2)
+                continue
+            self._nats, self._timers = client, timers
+            return
+
+    async def stop(self) -> None:
+        """Stop timers, sweeper and drives (leases lapse; other replicas take over), close connections."""
+        if self._nats_task is not None:
+            self._nats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._nats_task
+        await self.sweeper.stop()
+        if self._timers is not None:
+            await self._timers.stop()
+        if self._nats is not None:
+            with contextlib.suppress(Exception):
+                await self._nats.close()
+        await self.engine.close(drain_seconds=min(DRAIN_SECONDS, self.settings.server.grace_seconds))
+        await self.invoker.close()
+        await self.store.close()
+        await self.db.dispose()

@@ -1,0 +1,104 @@
+"""Run one database transaction, written as a synchronous body, with as few hops as the driver allows.
+
+* MySQL/MariaDB: ``AsyncConnection.run_sync`` on the async engine (each statement is a network round
+  trip anyway).
+* SQLite: the whole transaction runs on one worker thread through a synchronous engine on the same
+  file, so it costs one thread hop instead of one per statement (aiosqlite hops for every statement;
+  measured ~8x slower for a 6-statement transaction). Transactions of this process are queued on an
+  asyncio lock rather than in SQLite's busy handler (which sleeps and backs off). The connection
+  settings mirror :mod:`meshkit.db`: WAL, ``synchronous=NORMAL``, busy timeout, ``BEGIN IMMEDIATE``.
+
+The body gets a SQLAlchemy :class:`~sqlalchemy.engine.Connection` inside a transaction that commits
+when it returns and rolls back when it raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from meshkit.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from meshkit.errors import TransientError
+
+T = TypeVar("T")
+Body = Callable[[Connection], T]
+
+
+class TxRunner:
+    """Runs transaction bodies against ``engine``'s database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sync: Engine | None = None
+        self._lock: asyncio.Lock | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if is_sqlite(engine):
+            self._sync = _sync_sqlite_engine(engine)
+            self._lock = asyncio.Lock()
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coordinator-sqlite")
+
+    async def run(self, body: Body[T]) -> T:
+        """Run ``body`` in one transaction and return what it returns.
+
+        A lost or refused database connection becomes :class:`~meshkit.errors.TransientError`
+        (``UNAVAILABLE`` to API callers; drives are retried by the sweeper).
+        """
+        try:
+            return await self._run(body)
+        except (OperationalError, InterfaceError) as exc:
+            raise TransientError(f"coordinator database unavailable: {exc.orig}", code="UNAVAILABLE") from exc
+
+    async def _run(self, body: Body[T]) -> T:
+        if self._sync is None or self._lock is None:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(body)
+        sync = self._sync
+
+        def in_thread() -> T:
+            with sync.begin() as conn:
+                return body(conn)
+
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+
+    async def close(self) -> None:
+        """Release the SQLite worker thread and connections (the async engine is the caller's)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._sync is not None:
+            self._sync.dispose()
+            self._sync = None
+
+
+def _sync_sqlite_engine(engine: AsyncEngine) -> Engine:
+    url = engine.url.set(drivername="sqlite")
+    sync = create_engine(
+        url,
+        echo=engine.echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(sync, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return sync

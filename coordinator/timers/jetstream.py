@@ -1,0 +1,169 @@
+"""JetStream timers: a scheduled message per waiting transaction, fired back to the engine as a hint.
+
+Stream ``MESH_COORD_TIMERS`` (work-queue retention, message schedules on) holds, per gid, at most one
+pending schedule on ``mesh.coord.timer.at.<token>`` targeting ``mesh.coord.timer.fire.<token>``
+(``token`` = the gid in unpadded base64url, since gids may contain dots). Re-scheduling replaces the
+pending schedule. Every replica consumes the fire subjects through one shared durable consumer; a
+fire makes the engine re-read the transaction and act only if it is due (stale and duplicate fires
+are harmless), and a fire that arrives early becomes a local wake-up at the due time. Fired messages
+are acked and so leave the work-queue stream.
+
+Publishing happens in the background, coalesced per gid; when NATS is unreachable, schedules are
+dropped (with a log line) and the store sweeper does the work a little later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from coordinator.engine.service import TxEngine
+from meshkit.clock import Clock, now_ms
+from meshkit.nats import STREAM_NAME_IN_USE, schedule_at, subscribe_explicit_ack
+
+log = logging.getLogger(__name__)
+
+STREAM = "MESH_COORD_TIMERS"
+SUBJECT_PREFIX = "mesh.coord.timer"
+SCHEDULE_PREFIX = f"{SUBJECT_PREFIX}.at"
+FIRE_PREFIX = f"{SUBJECT_PREFIX}.fire"
+DURABLE = "coordinator-timers"
+DUE_HEADER = "Mesh-Due-Ms"
+MAX_AGE_SECONDS = 8 * 24 * 3600.0  # above the longest timeout (7 days) plus backoff
+PUBLISH_BATCH = 64
+MAX_PENDING = 100_000
+WARN_EVERY_SECONDS = 10.0  # failed publishes are summarised at most this often
+
+
+def subject_token(gid: str) -> str:
+    """A NATS subject token for ``gid`` (unpadded base64url: no dots, no wildcards)."""
+    return base64.urlsafe_b64encode(gid.encode()).decode().rstrip("=")
+
+
+async def ensure_timer_stream(js: JetStreamContext) -> None:
+    """Create the timers stream if it is missing (work-queue retention, message schedules on)."""
+    try:
+        await js.stream_info(STREAM)
+        return
+    except NotFoundError:
+        pass
+    config = StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        allow_msg_schedules=True,
+        max_age=MAX_AGE_SECONDS,
+    )
+    try:
+        await js.add_stream(config)
+        log.info("nats: created timer stream %s", STREAM)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+
+
+class JetStreamTimers:
+    """A :class:`~coordinator.engine.ports.TimerSink` on JetStream, plus the consumer of its fires."""
+
+    def __init__(self, client: Client, engine: TxEngine, clock: Clock) -> None:
+        self._client = client
+        self._js = client.jetstream()
+        self._engine = engine
+        self._clock = clock
+        self._pending: dict[str, int] = {}
+        self._wakeup = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._dropped = 0
+        self._last_warning = -WARN_EVERY_SECONDS
+
+    async def start(self) -> None:
+        """Declare the stream, subscribe to fires, start the publisher, and register with the engine."""
+        await ensure_timer_stream(self._js)
+        self._subscription = await subscribe_explicit_ack(
+            self._js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
+        )
+        self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="timer-publisher")
+        self._engine.add_timer(self)
+
+    async def stop(self) -> None:
+        """Unregister, stop publishing and consuming (the client is the caller's to close)."""
+        self._engine.remove_timer(self)
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
+        if self._subscription is not None:
+            with contextlib.suppress(NatsError, asyncio.CancelledError):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+    # ------------------------------------------------------------------ TimerSink
+
+    def schedule(self, gid: str, at_ms: int) -> None:
+        """Queue a schedule for ``gid`` at ``at_ms`` (coalesced: the latest request per gid wins)."""
+        if len(self._pending) >= MAX_PENDING and gid not in self._pending:
+            log.warning("timer backlog full (%d); %s relies on the sweeper", MAX_PENDING, gid)
+            return
+        self._pending[gid] = at_ms
+        self._wakeup.set()
+
+    def cancel(self, gid: str) -> None:
+        """Drop a not yet published schedule (a published one fires and is ignored)."""
+        self._pending.pop(gid, None)
+
+    def backlog(self) -> int:
+        """Schedules waiting to be published."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ publishing
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = [self._pending.popitem() for _ in range(min(PUBLISH_BATCH, len(self._pending)))]
+                await asyncio.gather(*(self._publish(gid, at_ms) for gid, at_ms in batch))
+
+    async def _publish(self, gid: str, at_ms: int) -> None:
+        token = subject_token(gid)
+        try:
+            await schedule_at(
+                self._js,
+                schedule_subject=f"{SCHEDULE_PREFIX}.{token}",
+                target_subject=f"{FIRE_PREFIX}.{token}",
+                at_epoch_seconds=at_ms / 1000,
+                payload=gid.encode(),
+                headers={DUE_HEADER: str(at_ms)},
+            )
+        except (TimeoutError, NatsError) as exc:
+            log.warning("timer for %s not scheduled (%s); the sweeper will pick it up", gid, exc)
+
+    # ------------------------------------------------------------------ fires
+
+    async def _on_fire(self, msg: Msg) -> None:
+        gid = msg.data.decode(errors="replace")
+        due = _due_ms(msg)
+        if due is not None and due > now_ms(self._clock):
+            self._engine.remind(gid, due)  # early (clock skew): wake locally at the due time
+            return
+        self._engine.poke(gid, "jetstream")
+
+
+def _due_ms(msg: Msg) -> int | None:
+    try:
+        return int((msg.headers or {}).get(DUE_HEADER, ""))
+    except ValueError:
+        return None

@@ -1,0 +1,55 @@
+"""Local wake-ups on a manual clock: they fire when due, not before, and rescheduling replaces them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from coordinator.engine.wakeups import LocalWakeups
+from meshkit.clock import ManualClock
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_fires_only_when_due() -> None:
+    clock = ManualClock()
+    fired: list[tuple[str, int]] = []
+    wakeups = LocalWakeups(clock, lambda gid, at: fired.append((gid, at)))
+    due = int(clock.now() * 1000) + 500
+    wakeups.schedule("g", due)
+    await settle()
+    clock.advance(0.499)
+    await settle()
+    assert fired == []
+    clock.advance(0.001)
+    await settle()
+    assert fired == [("g", due)]
+    assert wakeups.pending() == 0
+
+
+async def test_reschedule_replaces_and_cancel_drops() -> None:
+    clock = ManualClock()
+    fired: list[str] = []
+    wakeups = LocalWakeups(clock, lambda gid, _at: fired.append(gid))
+    now = int(clock.now() * 1000)
+    wakeups.schedule("a", now + 100)
+    wakeups.schedule("a", now + 300)
+    wakeups.schedule("b", now + 100)
+    await settle()
+    wakeups.cancel("b")
+    clock.advance(0.2)
+    await settle()
+    assert fired == []
+    clock.advance(0.1)
+    await settle()
+    assert fired == ["a"]
+    await wakeups.close()
+
+
+async def test_beyond_the_horizon_is_left_to_timers_and_the_sweeper() -> None:
+    clock = ManualClock()
+    wakeups = LocalWakeups(clock, lambda *_: None, horizon_ms=1_000)
+    wakeups.schedule("far", int(clock.now() * 1000) + 5_000)
+    assert wakeups.pending() == 0
