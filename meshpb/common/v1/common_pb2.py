@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshpb/common/v1/common.proto\x12\x10meshpb.common.v1\"\x1b\n\x0b\x42ranchReply\x12\x0c\n\x04note\x18\x01 \x01(\t\",\n\x0bSkuQuantity\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\",\n\x0bPageRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshpb/common/v1/common.proto\x12\x10meshpb.common.v1\"\x1b\n\x0b\x42ranchReply\x12\x0c\n\x04note\x18\x01 \x01(\t\",\n\x0bSkuQuantity\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\",\n\x0bPageRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x0e\n\x0c\x41uditRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SKUQUANTITY']._serialized_end=124
   _globals['_PAGEREQUEST']._serialized_start=126
   _globals['_PAGEREQUEST']._serialized_end=170
+  _globals['_AUDITREQUEST']._serialized_start=172
+  _globals['_AUDITREQUEST']._serialized_end=186
 # @@protoc_insertion_point(module_scope)

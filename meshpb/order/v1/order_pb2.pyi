@@ -588,3 +588,67 @@ class FlashResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FlashResult: _TypeAlias = FlashResult  # noqa: Y015
+
+@_typing.final
+class OrderAuditRow(_message.Message):
+    """One order as the audit sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_DUE_CENTS_FIELD_NUMBER: _builtins.int
+    POINTS_USED_FIELD_NUMBER: _builtins.int
+    GID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    user_id: _builtins.str
+    status: Global___OrderStatus.ValueType
+    channel: Global___PayChannel.ValueType
+    """how it was paid (UNSPECIFIED: never paid)"""
+    payment_id: _builtins.str
+    amount_due_cents: _builtins.int
+    """total_cents - points_used"""
+    points_used: _builtins.int
+    gid: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        status: Global___OrderStatus.ValueType = ...,
+        channel: Global___PayChannel.ValueType = ...,
+        payment_id: _builtins.str = ...,
+        amount_due_cents: _builtins.int = ...,
+        points_used: _builtins.int = ...,
+        gid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_cents", b"amount_due_cents", "channel", b"channel", "gid", b"gid", "order_id", b"order_id", "payment_id", b"payment_id", "points_used", b"points_used", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderAuditRow: _TypeAlias = OrderAuditRow  # noqa: Y015
+
+@_typing.final
+class OrderAudit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderAuditRow]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___OrderAuditRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderAudit: _TypeAlias = OrderAudit  # noqa: Y015

@@ -120,6 +120,16 @@ class OrderStub:
                 request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.SerializeToString,
                 response_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
                 _registered_method=True)
+        self.FinishRefund = channel.unary_unary(
+                '/meshpb.order.v1.Order/FinishRefund',
+                request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.SerializeToString,
+                response_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
+                _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/meshpb.order.v1.Order/Audit',
+                request_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+                response_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderAudit.FromString,
+                _registered_method=True)
 
 
 class OrderServicer:
@@ -229,6 +239,19 @@ class OrderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FinishRefund(self, request, context):
+        """MSG branch: REFUNDING -> REFUNDED
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Audit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +339,16 @@ def add_OrderServicer_to_server(servicer, server):
                     servicer.QueryPrepared,
                     request_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.FromString,
                     response_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.SerializeToString,
+            ),
+            'FinishRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishRefund,
+                    request_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.FromString,
+                    response_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.FromString,
+                    response_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.OrderAudit.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +810,60 @@ class Order:
             '/meshpb.order.v1.Order/QueryPrepared',
             meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.SerializeToString,
             meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.order.v1.Order/FinishRefund',
+            meshpb_dot_order_dot_v1_dot_order__pb2.OrderIdRequest.SerializeToString,
+            meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.order.v1.Order/Audit',
+            meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+            meshpb_dot_order_dot_v1_dot_order__pb2.OrderAudit.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,9 @@ class OrderStub:
     CancelMarkPaid: _grpc.UnaryUnaryMultiCallable[_order_pb2.MarkPaidBranch, _common_pb2.BranchReply]
     QueryPrepared: _grpc.UnaryUnaryMultiCallable[_order_pb2.OrderIdRequest, _common_pb2.BranchReply]
     """MSG check-back of the cancel chain (x-mesh-op: msg)."""
+    FinishRefund: _grpc.UnaryUnaryMultiCallable[_order_pb2.OrderIdRequest, _common_pb2.BranchReply]
+    """MSG branch: REFUNDING -> REFUNDED"""
+    Audit: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _order_pb2.OrderAudit]
 
 @_typing.type_check_only
 class OrderAsyncStub(OrderStub):
@@ -74,6 +77,9 @@ class OrderAsyncStub(OrderStub):
     CancelMarkPaid: _aio.UnaryUnaryMultiCallable[_order_pb2.MarkPaidBranch, _common_pb2.BranchReply]  # type: ignore[assignment]
     QueryPrepared: _aio.UnaryUnaryMultiCallable[_order_pb2.OrderIdRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
     """MSG check-back of the cancel chain (x-mesh-op: msg)."""
+    FinishRefund: _aio.UnaryUnaryMultiCallable[_order_pb2.OrderIdRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
+    """MSG branch: REFUNDING -> REFUNDED"""
+    Audit: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _order_pb2.OrderAudit]  # type: ignore[assignment]
 
 class OrderServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -196,5 +202,20 @@ class OrderServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.BranchReply, _abc.Awaitable[_common_pb2.BranchReply]]:
         """MSG check-back of the cancel chain (x-mesh-op: msg)."""
+
+    @_abc_1.abstractmethod
+    def FinishRefund(
+        self,
+        request: _order_pb2.OrderIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.BranchReply, _abc.Awaitable[_common_pb2.BranchReply]]:
+        """MSG branch: REFUNDING -> REFUNDED"""
+
+    @_abc_1.abstractmethod
+    def Audit(
+        self,
+        request: _common_pb2.AuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.OrderAudit, _abc.Awaitable[_order_pb2.OrderAudit]]: ...
 
 def add_OrderServicer_to_server(servicer: OrderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,9 +3,11 @@
 isort:skip_file
 Payments and refunds: points channel and a simulated external gateway with signed callbacks."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from meshpb.order.v1 import order_pb2 as _order_pb2
 import builtins as _builtins
@@ -293,3 +295,66 @@ class SimulateGatewayPayRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SimulateGatewayPayRequest: _TypeAlias = SimulateGatewayPayRequest  # noqa: Y015
+
+@_typing.final
+class PaymentAuditRow(_message.Message):
+    """One payment as the audit sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    REFUND_COUNT_FIELD_NUMBER: _builtins.int
+    REFUNDED_CENTS_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    order_id: _builtins.str
+    channel: _order_pb2.PayChannel.ValueType
+    status: Global___PaymentStatus.ValueType
+    amount_cents: _builtins.int
+    succeeded: _builtins.bool
+    """the gateway confirmed it at some point (REFUNDED payments included)"""
+    refund_count: _builtins.int
+    refunded_cents: _builtins.int
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        channel: _order_pb2.PayChannel.ValueType = ...,
+        status: Global___PaymentStatus.ValueType = ...,
+        amount_cents: _builtins.int = ...,
+        succeeded: _builtins.bool = ...,
+        refund_count: _builtins.int = ...,
+        refunded_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "channel", b"channel", "order_id", b"order_id", "payment_id", b"payment_id", "refund_count", b"refund_count", "refunded_cents", b"refunded_cents", "status", b"status", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentAuditRow: _TypeAlias = PaymentAuditRow  # noqa: Y015
+
+@_typing.final
+class PayAudit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentAuditRow]: ...
+    def __init__(
+        self,
+        *,
+        payments: _abc.Iterable[Global___PaymentAuditRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayAudit: _TypeAlias = PayAudit  # noqa: Y015

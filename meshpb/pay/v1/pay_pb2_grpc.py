@@ -65,6 +65,11 @@ class PayStub:
                 request_serializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.SimulateGatewayPayRequest.SerializeToString,
                 response_deserializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.Payment.FromString,
                 _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/meshpb.pay.v1.Pay/Audit',
+                request_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+                response_deserializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.PayAudit.FromString,
+                _registered_method=True)
 
 
 class PayServicer:
@@ -107,6 +112,12 @@ class PayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Audit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +150,11 @@ def add_PayServicer_to_server(servicer, server):
                     servicer.SimulateGatewayPay,
                     request_deserializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.SimulateGatewayPayRequest.FromString,
                     response_serializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.Payment.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.FromString,
+                    response_serializer=meshpb_dot_pay_dot_v1_dot_pay__pb2.PayAudit.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +319,33 @@ class Pay:
             '/meshpb.pay.v1.Pay/SimulateGatewayPay',
             meshpb_dot_pay_dot_v1_dot_pay__pb2.SimulateGatewayPayRequest.SerializeToString,
             meshpb_dot_pay_dot_v1_dot_pay__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.pay.v1.Pay/Audit',
+            meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+            meshpb_dot_pay_dot_v1_dot_pay__pb2.PayAudit.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,7 @@ class PayStub:
     RefundBranch: _grpc.UnaryUnaryMultiCallable[_pay_pb2.RefundRequest, _common_pb2.BranchReply]
     """Branch form of Refund for the cancel chain (MSG branch)."""
     SimulateGatewayPay: _grpc.UnaryUnaryMultiCallable[_pay_pb2.SimulateGatewayPayRequest, _pay_pb2.Payment]
+    Audit: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _pay_pb2.PayAudit]
 
 @_typing.type_check_only
 class PayAsyncStub(PayStub):
@@ -50,6 +51,7 @@ class PayAsyncStub(PayStub):
     RefundBranch: _aio.UnaryUnaryMultiCallable[_pay_pb2.RefundRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
     """Branch form of Refund for the cancel chain (MSG branch)."""
     SimulateGatewayPay: _aio.UnaryUnaryMultiCallable[_pay_pb2.SimulateGatewayPayRequest, _pay_pb2.Payment]  # type: ignore[assignment]
+    Audit: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _pay_pb2.PayAudit]  # type: ignore[assignment]
 
 class PayServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -94,5 +96,12 @@ class PayServicer(metaclass=_abc_1.ABCMeta):
         request: _pay_pb2.SimulateGatewayPayRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pay_pb2.Payment, _abc.Awaitable[_pay_pb2.Payment]]: ...
+
+    @_abc_1.abstractmethod
+    def Audit(
+        self,
+        request: _common_pb2.AuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pay_pb2.PayAudit, _abc.Awaitable[_pay_pb2.PayAudit]]: ...
 
 def add_PayServicer_to_server(servicer: PayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

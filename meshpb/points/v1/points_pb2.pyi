@@ -3,8 +3,10 @@
 isort:skip_file
 Point accounts and the point log, unique on (out_trade_no, type) (DESIGN.md section 6)."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -138,3 +140,80 @@ class RefundRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundRequest: _TypeAlias = RefundRequest  # noqa: Y015
+
+@_typing.final
+class PointsLogEntry(_message.Message):
+    """One row of the points log (unique per (out_trade_no, type))."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUT_TRADE_NO_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    out_trade_no: _builtins.str
+    type: _builtins.str
+    """grant | freeze | deduct | refund (the service documents its set)"""
+    user_id: _builtins.str
+    amount: _builtins.int
+    state: _builtins.str
+    """e.g. trying | confirmed | cancelled for TCC entries; done otherwise"""
+    def __init__(
+        self,
+        *,
+        out_trade_no: _builtins.str = ...,
+        type: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "out_trade_no", b"out_trade_no", "state", b"state", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsLogEntry: _TypeAlias = PointsLogEntry  # noqa: Y015
+
+@_typing.final
+class PointsAudit(_message.Message):
+    """Totals for the points invariant: sum_balance + sum_frozen + spent - refunded = issued."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUED_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    SUM_BALANCE_FIELD_NUMBER: _builtins.int
+    SUM_FROZEN_FIELD_NUMBER: _builtins.int
+    NEGATIVE_ACCOUNTS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    issued: _builtins.int
+    spent: _builtins.int
+    refunded: _builtins.int
+    sum_balance: _builtins.int
+    sum_frozen: _builtins.int
+    negative_accounts: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___PointsLogEntry]:
+        """spending and refund entries (not grants)"""
+
+    def __init__(
+        self,
+        *,
+        issued: _builtins.int = ...,
+        spent: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+        sum_balance: _builtins.int = ...,
+        sum_frozen: _builtins.int = ...,
+        negative_accounts: _builtins.int = ...,
+        entries: _abc.Iterable[Global___PointsLogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "issued", b"issued", "negative_accounts", b"negative_accounts", "refunded", b"refunded", "spent", b"spent", "sum_balance", b"sum_balance", "sum_frozen", b"sum_frozen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsAudit: _TypeAlias = PointsAudit  # noqa: Y015

@@ -85,6 +85,11 @@ class PointsStub:
                 request_serializer=meshpb_dot_points_dot_v1_dot_points__pb2.RefundRequest.SerializeToString,
                 response_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
                 _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/meshpb.points.v1.Points/Audit',
+                request_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+                response_deserializer=meshpb_dot_points_dot_v1_dot_points__pb2.PointsAudit.FromString,
+                _registered_method=True)
 
 
 class PointsServicer:
@@ -151,6 +156,12 @@ class PointsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Audit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PointsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +214,11 @@ def add_PointsServicer_to_server(servicer, server):
                     servicer.RefundBranch,
                     request_deserializer=meshpb_dot_points_dot_v1_dot_points__pb2.RefundRequest.FromString,
                     response_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.FromString,
+                    response_serializer=meshpb_dot_points_dot_v1_dot_points__pb2.PointsAudit.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +491,33 @@ class Points:
             '/meshpb.points.v1.Points/RefundBranch',
             meshpb_dot_points_dot_v1_dot_points__pb2.RefundRequest.SerializeToString,
             meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.points.v1.Points/Audit',
+            meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+            meshpb_dot_points_dot_v1_dot_points__pb2.PointsAudit.FromString,
             options,
             channel_credentials,
             insecure,

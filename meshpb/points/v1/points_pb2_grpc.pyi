@@ -43,6 +43,7 @@ class PointsStub:
     Refund: _grpc.UnaryUnaryMultiCallable[_points_pb2.RefundRequest, _points_pb2.Account]
     RefundBranch: _grpc.UnaryUnaryMultiCallable[_points_pb2.RefundRequest, _common_pb2.BranchReply]
     """Branch form of Refund for the cancel chain (MSG branch); idempotent per out_trade_no."""
+    Audit: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _points_pb2.PointsAudit]
 
 @_typing.type_check_only
 class PointsAsyncStub(PointsStub):
@@ -58,6 +59,7 @@ class PointsAsyncStub(PointsStub):
     Refund: _aio.UnaryUnaryMultiCallable[_points_pb2.RefundRequest, _points_pb2.Account]  # type: ignore[assignment]
     RefundBranch: _aio.UnaryUnaryMultiCallable[_points_pb2.RefundRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
     """Branch form of Refund for the cancel chain (MSG branch); idempotent per out_trade_no."""
+    Audit: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _points_pb2.PointsAudit]  # type: ignore[assignment]
 
 class PointsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -130,5 +132,12 @@ class PointsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.BranchReply, _abc.Awaitable[_common_pb2.BranchReply]]:
         """Branch form of Refund for the cancel chain (MSG branch); idempotent per out_trade_no."""
+
+    @_abc_1.abstractmethod
+    def Audit(
+        self,
+        request: _common_pb2.AuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_points_pb2.PointsAudit, _abc.Awaitable[_points_pb2.PointsAudit]]: ...
 
 def add_PointsServicer_to_server(servicer: PointsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -220,3 +220,68 @@ class ReleaseStockRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseStockRequest: _TypeAlias = ReleaseStockRequest  # noqa: Y015
+
+@_typing.final
+class SkuAudit(_message.Message):
+    """One SKU's figures for the stock invariant: initial = available_in_redis + reserved + sold_persisted,
+    and the DB agrees with Redis (db_available = redis_available + redis_reserved).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    REDIS_AVAILABLE_FIELD_NUMBER: _builtins.int
+    REDIS_RESERVED_FIELD_NUMBER: _builtins.int
+    DB_AVAILABLE_FIELD_NUMBER: _builtins.int
+    DB_SOLD_FIELD_NUMBER: _builtins.int
+    REDIS_LOADED_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    initial: _builtins.int
+    """every unit ever put (PutSku quantities)"""
+    redis_available: _builtins.int
+    redis_reserved: _builtins.int
+    db_available: _builtins.int
+    """durable stock not yet sold"""
+    db_sold: _builtins.int
+    """persisted sales (confirmed reservations minus released)"""
+    redis_loaded: _builtins.bool
+    """false: Redis holds no copy yet (it is loaded on first use)"""
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        initial: _builtins.int = ...,
+        redis_available: _builtins.int = ...,
+        redis_reserved: _builtins.int = ...,
+        db_available: _builtins.int = ...,
+        db_sold: _builtins.int = ...,
+        redis_loaded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db_available", b"db_available", "db_sold", b"db_sold", "initial", b"initial", "redis_available", b"redis_available", "redis_loaded", b"redis_loaded", "redis_reserved", b"redis_reserved", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkuAudit: _TypeAlias = SkuAudit  # noqa: Y015
+
+@_typing.final
+class StockAudit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def skus(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkuAudit]: ...
+    def __init__(
+        self,
+        *,
+        skus: _abc.Iterable[Global___SkuAudit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skus", b"skus"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockAudit: _TypeAlias = StockAudit  # noqa: Y015

@@ -70,6 +70,11 @@ class StockStub:
                 request_serializer=meshpb_dot_stock_dot_v1_dot_stock__pb2.ReleaseStockRequest.SerializeToString,
                 response_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
                 _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/meshpb.stock.v1.Stock/Audit',
+                request_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+                response_deserializer=meshpb_dot_stock_dot_v1_dot_stock__pb2.StockAudit.FromString,
+                _registered_method=True)
 
 
 class StockServicer:
@@ -117,6 +122,12 @@ class StockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Audit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StockServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +165,11 @@ def add_StockServicer_to_server(servicer, server):
                     servicer.ReleaseStock,
                     request_deserializer=meshpb_dot_stock_dot_v1_dot_stock__pb2.ReleaseStockRequest.FromString,
                     response_serializer=meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.FromString,
+                    response_serializer=meshpb_dot_stock_dot_v1_dot_stock__pb2.StockAudit.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +361,33 @@ class Stock:
             '/meshpb.stock.v1.Stock/ReleaseStock',
             meshpb_dot_stock_dot_v1_dot_stock__pb2.ReleaseStockRequest.SerializeToString,
             meshpb_dot_common_dot_v1_dot_common__pb2.BranchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.stock.v1.Stock/Audit',
+            meshpb_dot_common_dot_v1_dot_common__pb2.AuditRequest.SerializeToString,
+            meshpb_dot_stock_dot_v1_dot_stock__pb2.StockAudit.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,7 @@ class StockStub:
     ConfirmReserve: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ReserveRequest, _common_pb2.BranchReply]
     CancelReserve: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ReserveRequest, _common_pb2.BranchReply]
     ReleaseStock: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ReleaseStockRequest, _common_pb2.BranchReply]
+    Audit: _grpc.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _stock_pb2.StockAudit]
 
 @_typing.type_check_only
 class StockAsyncStub(StockStub):
@@ -50,6 +51,7 @@ class StockAsyncStub(StockStub):
     ConfirmReserve: _aio.UnaryUnaryMultiCallable[_stock_pb2.ReserveRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
     CancelReserve: _aio.UnaryUnaryMultiCallable[_stock_pb2.ReserveRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
     ReleaseStock: _aio.UnaryUnaryMultiCallable[_stock_pb2.ReleaseStockRequest, _common_pb2.BranchReply]  # type: ignore[assignment]
+    Audit: _aio.UnaryUnaryMultiCallable[_common_pb2.AuditRequest, _stock_pb2.StockAudit]  # type: ignore[assignment]
 
 class StockServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,5 +102,12 @@ class StockServicer(metaclass=_abc_1.ABCMeta):
         request: _stock_pb2.ReleaseStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.BranchReply, _abc.Awaitable[_common_pb2.BranchReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Audit(
+        self,
+        request: _common_pb2.AuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stock_pb2.StockAudit, _abc.Awaitable[_stock_pb2.StockAudit]]: ...
 
 def add_StockServicer_to_server(servicer: StockServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side comparisons printed as rates and ratios (never timed tests)."""
