@@ -5,28 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import grpc.aio
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSettings
 from coordinator.runtime import CoordinatorRuntime
 from meshkit.server import MeshServer, boot
-from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
+from meshpb.coordinator.v1 import coordinator_pb2
 
 COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 ADMIN_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
-
-
-def register_admin(server: grpc.aio.Server) -> None:
-    """Add the Admin servicer to ``server``.
-
-    Until the Admin service is wired in this is the generated base servicer, which answers
-    ``UNIMPLEMENTED`` for every RPC.
-    """
-    coordinator_pb2_grpc.add_AdminServicer_to_server(
-        coordinator_pb2_grpc.AdminServicer(),  # type: ignore[abstract]
-        server,
-    )
 
 
 async def serve(settings: CoordinatorSettings) -> None:
@@ -36,7 +23,7 @@ async def serve(settings: CoordinatorSettings) -> None:
     server = MeshServer(
         settings,
         "coordinator",
-        [runtime.register, register_admin],
+        [runtime.register],
         [COORDINATOR_SERVICE, ADMIN_SERVICE],
         registry=registry,
     )

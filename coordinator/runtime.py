@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from coordinator.api.admin import AdminService
 from coordinator.api.coordinator import CoordinatorService
 from coordinator.config import CoordinatorSection, CoordinatorSettings
 from coordinator.engine.metrics import EngineMetrics
@@ -66,6 +67,7 @@ class CoordinatorRuntime:
     invoker: GrpcBranchInvoker
     sweeper: Sweeper
     service: CoordinatorService
+    admin: AdminService
     clock: Clock
     _nats: Client | None = None
     _timers: JetStreamTimers | None = None
@@ -89,7 +91,8 @@ class CoordinatorRuntime:
         service = CoordinatorService(
             engine, Snowflake(settings.server.worker_id, clock), settings.server.default_deadline_seconds
         )
-        runtime = cls(settings, db, store, engine, invoker, sweeper, service, clock)
+        admin = AdminService(engine, store, settings.admin.token.get_secret_value())
+        runtime = cls(settings, db, store, engine, invoker, sweeper, service, admin, clock)
         sweeper.start()
         if settings.nats.enabled:
             runtime._nats_task = asyncio.get_running_loop().create_task(runtime._connect_nats(), name="nats")
@@ -97,8 +100,9 @@ class CoordinatorRuntime:
         return runtime
 
     def register(self, server: grpc.aio.Server) -> None:
-        """Add the Coordinator servicer to ``server``."""
+        """Add the Coordinator and Admin servicers to ``server``."""
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.service, server)
+        coordinator_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
 
     @property
     def timers(self) -> JetStreamTimers | None:

@@ -15,13 +15,15 @@ from prometheus_client import CollectorRegistry
 from coordinator.config import CoordinatorSection, CoordinatorServerSettings, CoordinatorSettings
 from coordinator.runtime import CoordinatorRuntime
 from meshkit.clock import Clock
-from meshkit.config import DbSettings, NatsSettings
+from meshkit.config import AdminSettings, DbSettings, NatsSettings
 from meshkit.server import MeshServer
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
 FINAL = (pb.STATUS_SUCCEEDED, pb.STATUS_FAILED)
 COORDINATOR_SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
+ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["Admin"].full_name
+ADMIN_TOKEN = "test-admin-token"
 
 # Fast defaults for tests: short retries, leases and sweeps.
 FAST: dict[str, Any] = {
@@ -44,6 +46,7 @@ def coordinator_settings(
         db=DbSettings(url=db_url),
         nats=NatsSettings(url=nats_url or "nats://127.0.0.1:1", enabled=nats_url is not None),
         coordinator=CoordinatorSection(**{**FAST, **section}),
+        admin=AdminSettings(token=ADMIN_TOKEN),
     )
 
 
@@ -56,6 +59,7 @@ class RunningCoordinator:
     registry: CollectorRegistry
     channel: grpc.aio.Channel
     stub: Any  # CoordinatorAsyncStub
+    admin: Any  # AdminAsyncStub (calls need admin_metadata())
 
     @property
     def address(self) -> str:
@@ -68,12 +72,23 @@ class RunningCoordinator:
         registry = CollectorRegistry()
         runtime = await CoordinatorRuntime.start(settings, registry, clock=clock)
         server = MeshServer(
-            settings, "coordinator", [runtime.register], [COORDINATOR_SERVICE], registry=registry
+            settings,
+            "coordinator",
+            [runtime.register],
+            [COORDINATOR_SERVICE, ADMIN_SERVICE],
+            registry=registry,
         )
         server.add_stop_hook(runtime.stop)
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        return cls(runtime, server, registry, channel, coordinator_pb2_grpc.CoordinatorStub(channel))
+        return cls(
+            runtime,
+            server,
+            registry,
+            channel,
+            coordinator_pb2_grpc.CoordinatorStub(channel),
+            coordinator_pb2_grpc.AdminStub(channel),
+        )
 
     async def stop(self) -> None:
         """Stop the server (and with it the runtime)."""
@@ -88,6 +103,11 @@ class RunningCoordinator:
         """A sample value from this replica's registry (0 when absent)."""
         value = self.registry.get_sample_value(name, labels)
         return float(value or 0.0)
+
+
+def admin_metadata(token: str = ADMIN_TOKEN) -> tuple[tuple[str, str], ...]:
+    """The metadata an admin call carries."""
+    return (("authorization", f"Bearer {token}"),)
 
 
 async def wait_for(
