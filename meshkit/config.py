@@ -126,6 +126,13 @@ class ConfigError(ValueError):
 
 S = TypeVar("S", bound=MeshSettings)
 
+# Sections some process of the mesh reads. One YAML file may configure the whole mesh (a Kubernetes
+# ConfigMap, say): each process skips the sections of the others, while a misspelt section still fails.
+MESH_SECTIONS = frozenset(
+    {"server", "db", "redis", "nats", "admin", "log", "barrier", "peers"}
+    | {"coordinator", "order", "stock", "pay", "points"}
+)
+
 
 def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
     """Build ``cls`` from defaults, then ``yaml_path`` (if any), then ``MESH_*`` environment variables."""
@@ -137,7 +144,11 @@ def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
             raise ConfigError(f"cannot read config file {yaml_path}: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {yaml_path} must hold a mapping of sections")
-        data = loaded or {}
+        data = {
+            key: value
+            for key, value in (loaded or {}).items()
+            if key in cls.model_fields or key not in MESH_SECTIONS
+        }
     try:
         return cls(**data)
     except ValidationError as exc:
