@@ -52,14 +52,29 @@ Work = Callable[[int], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Mesh:
-    """The running processes' addresses."""
+    """The running processes' addresses and pids."""
 
     coordinator: str
     participants: tuple[str, ...]
+    coordinator_pid: int
+    participant_pids: tuple[int, ...]
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time used so far by (the coordinator, all participants together)."""
+        return cpu_seconds(self.coordinator_pid), sum(cpu_seconds(pid) for pid in self.participant_pids)
 
     def target(self, index: int, method: str) -> str:
         """The branch target of ``method`` on participant ``index``."""
         return f"{self.participants[index]}/{SERVICE}/{method}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,12 @@ class Result:
     transactions: int
     seconds: float
     errors: int
+    coordinator_cpu: float = 0.0
+    participants_cpu: float = 0.0
+
+    def cpu_ms_per_tx(self, cpu: float) -> float:
+        """Milliseconds of ``cpu`` per transaction."""
+        return cpu * 1000 / self.transactions if self.transactions else 0.0
 
     @property
     def rate(self) -> float:
@@ -120,7 +141,12 @@ def running_mesh(workdir: Path, profile_path: Path | None) -> Iterator[Mesh]:
         }
         profiler = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
         procs.append(_spawn([*profiler, "-m", "coordinator"], coordinator_env, workdir / "coordinator.log"))
-        mesh = Mesh(f"127.0.0.1:{coordinator_port}", tuple(participants))
+        mesh = Mesh(
+            f"127.0.0.1:{coordinator_port}",
+            tuple(participants),
+            procs[-1].pid,
+            tuple(p.pid for p in procs[:-1]),
+        )
         asyncio.run(wait_serving([mesh.coordinator, *participants], READY_SECONDS))
         yield mesh
     finally:
@@ -197,7 +223,7 @@ def saga_coordinated(mesh: Mesh, client: CoordinatorClient) -> Work:
     return one
 
 
-async def measure(name: str, work: Work, seconds: float, concurrency: int) -> Result:
+async def measure(mesh: Mesh, name: str, work: Work, seconds: float, concurrency: int) -> Result:
     """Run ``work`` from ``concurrency`` workers for ``seconds`` (after a short warm-up)."""
     counter = iter(range(10**12))
     done = errors = 0
@@ -217,10 +243,20 @@ async def measure(name: str, work: Work, seconds: float, concurrency: int) -> Re
     stop_at = time.monotonic() + min(2.0, seconds / 4)  # warm-up: channels, caches, SQLite pages
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = errors = 0
+    coordinator_before, participants_before = mesh.cpu_seconds()
     started = time.monotonic()
     stop_at = started + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, done, time.monotonic() - started, errors)
+    elapsed = time.monotonic() - started
+    coordinator_after, participants_after = mesh.cpu_seconds()
+    return Result(
+        name,
+        done,
+        elapsed,
+        errors,
+        coordinator_after - coordinator_before,
+        participants_after - participants_before,
+    )
 
 
 async def run_phases(mesh: Mesh, seconds: float, concurrency: int) -> list[Result]:
@@ -229,10 +265,10 @@ async def run_phases(mesh: Mesh, seconds: float, concurrency: int) -> list[Resul
     client = CoordinatorClient(mesh.coordinator)
     try:
         return [
-            await measure("TCC direct", tcc_direct(mesh, pool), seconds, concurrency),
-            await measure("TCC coordinator", tcc_coordinated(mesh, client), seconds, concurrency),
-            await measure("saga direct", saga_direct(mesh, pool), seconds, concurrency),
-            await measure("saga coordinator", saga_coordinated(mesh, client), seconds, concurrency),
+            await measure(mesh, "TCC direct", tcc_direct(mesh, pool), seconds, concurrency),
+            await measure(mesh, "TCC coordinator", tcc_coordinated(mesh, client), seconds, concurrency),
+            await measure(mesh, "saga direct", saga_direct(mesh, pool), seconds, concurrency),
+            await measure(mesh, "saga coordinator", saga_coordinated(mesh, client), seconds, concurrency),
         ]
     finally:
         await client.close()
@@ -244,9 +280,16 @@ def report(results: list[Result], concurrency: int) -> None:
     print(
         f"\ncoordinator overhead ({PARTICIPANTS} participants, SQLite, {concurrency} concurrent initiators)"
     )
-    print(f"{'phase':<18}{'tx':>8}{'seconds':>9}{'tx/s':>9}{'errors':>8}")
+    print(f"(on {os.cpu_count()} CPUs; CPU ms per transaction show what a phase spends where)")
+    header = (
+        f"{'phase':<18}{'tx':>8}{'seconds':>9}{'tx/s':>9}{'errors':>8}{'coord ms/tx':>13}{'parts ms/tx':>13}"
+    )
+    print(header)
     for r in results:
-        print(f"{r.name:<18}{r.transactions:>8}{r.seconds:>9.1f}{r.rate:>9.1f}{r.errors:>8}")
+        print(
+            f"{r.name:<18}{r.transactions:>8}{r.seconds:>9.1f}{r.rate:>9.1f}{r.errors:>8}"
+            f"{r.cpu_ms_per_tx(r.coordinator_cpu):>13.2f}{r.cpu_ms_per_tx(r.participants_cpu):>13.2f}"
+        )
     by_name = {r.name: r for r in results}
     for mode in ("TCC", "saga"):
         direct, coordinated = by_name[f"{mode} direct"], by_name[f"{mode} coordinator"]
