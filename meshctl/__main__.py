@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from meshctl import config_cli, demo_cli, stack_cli, tx_cli
+from meshctl import audit_cli, config_cli, demo_cli, stack_cli, tx_cli
 
 
 def build_app() -> typer.Typer:
@@ -20,6 +20,7 @@ def build_app() -> typer.Typer:
     )
     stack_cli.register(app)
     demo_cli.register(app)
+    audit_cli.register(app)
     tx_cli.register(app)
     config_cli.register(app)
     return app
