@@ -8,6 +8,8 @@ from meshkit.config import MeshSettings, Section, ServerSettings
 from meshkit.grpcutil import PeersSection
 
 DEFAULT_PORT = 50054
+# The hard ceiling of one amount (grant, freeze, deduct, refund); 10^12 points = 10^10 currency units.
+AMOUNT_CEILING = 10**12
 
 
 class PointsServerSettings(ServerSettings):
@@ -19,7 +21,12 @@ class PointsServerSettings(ServerSettings):
 class PointsSection(Section):
     """Limits of the points service."""
 
-    max_amount: int = Field(100_000_000, ge=1, description="largest amount in one grant/freeze/deduct")
+    max_amount: int = Field(
+        AMOUNT_CEILING,
+        ge=1,
+        le=AMOUNT_CEILING,
+        description="largest amount in one grant/freeze/deduct/refund (at most 10^12)",
+    )
 
 
 class PointsSettings(MeshSettings):

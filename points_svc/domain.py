@@ -1,0 +1,282 @@
+"""The points rules: grants, TCC holds (freeze for orders, deduct for payments), refunds, the audit.
+
+Every change is one local transaction that writes the points log row and the account change together;
+branch operations run inside the SQL barrier's transaction (:meth:`SqlBarrier.call`), so a duplicate,
+an empty rollback or a late try is decided in the same commit as the business change.
+
+Decisions (documented here because callers rely on them):
+
+* **Idempotency**: one log row per ``(out_trade_no, type)``. Repeating a Grant/Refund with the same
+  ``out_trade_no``, user and amount changes nothing and answers the account as it is now; the same key
+  with another user or amount is refused (``AlreadyExists``; a ``BranchFailure`` for RefundBranch).
+* **Holds**: a try with an ``out_trade_no`` whose hold of that type is trying or confirmed under another
+  gid is refused (``BranchFailure``: no double payment of one order). A *cancelled* hold is re-armed by
+  the next try (a payment attempt that rolled back may be retried with a new gid).
+* **Confirm/Cancel** use the amount and user stored by the try, not the request's. A confirm or cancel
+  that finds no matching hold means the data is inconsistent: :class:`LedgerMismatch` (``INTERNAL``,
+  retried by the coordinator and so listed as stuck) rather than a silent success.
+* **Refund cap**: a user's refunds may never exceed the user's confirmed spending (freezes + deducts).
+  ``Refund`` answers ``FAILED_PRECONDITION`` beyond that; ``RefundBranch`` answers ``BranchOngoing``
+  (retry later), because in the cancel chain the spend it gives back may not be confirmed yet.
+* **Limits**: Grant, Refund and tries take at most ``points.max_amount``; confirm, cancel and
+  RefundBranch (ops that must succeed) only the hard ceiling 10^12, so a lowered limit strands nothing.
+* **GetAccount**: ``NOT_FOUND`` when the user has no account (accounts are created by the first Grant);
+  an account at zero still exists and is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.barrier import SqlBarrier
+from meshkit.clock import Clock, now_ms
+from meshkit.errors import (
+    AlreadyExists,
+    BranchFailure,
+    BranchOngoing,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TransientError,
+)
+from meshkit.txcontext import OP_KEY, Op, TxContext
+from points_svc.config import AMOUNT_CEILING, PointsSection
+from points_svc.ledger import Account, AuditReport, EntryState, EntryType, Movement
+from points_svc.repo import LogRow, Origin, PointsRepo
+from points_svc.validation import check_movement, check_user_id
+
+log = logging.getLogger(__name__)
+
+Business = Callable[[AsyncSession], Awaitable[str]]
+
+NOTE_APPLIED = "applied"
+NOTE_ALREADY = "already done"
+
+
+class LedgerMismatch(TransientError):
+    """A confirm/cancel found no hold matching its try: inconsistent data, never a silent success."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="INTERNAL")
+        log.error("points ledger mismatch: %s", message)
+
+
+class Points:
+    """The points service's rules over its repository, barrier and clock."""
+
+    def __init__(self, repo: PointsRepo, barrier: SqlBarrier, clock: Clock, settings: PointsSection) -> None:
+        self._repo = repo
+        self._barrier = barrier
+        self._clock = clock
+        self._settings = settings
+
+    # ------------------------------------------------------------------ public RPCs
+
+    async def grant(self, user_id: str, amount: int, out_trade_no: str) -> Account:
+        """Credit ``amount`` once per ``out_trade_no`` (creating the account); answers the account."""
+        move = self._movement(user_id, amount, out_trade_no)
+        async with self._repo.transaction() as session:
+            now = now_ms(self._clock)
+            if await self._repo.insert_entry(
+                session, EntryType.GRANT, EntryState.DONE, move, origin=Origin(), now=now
+            ):
+                await self._repo.credit(session, move.user_id, move.amount, now)
+            else:
+                existing = await self._repo.entry(session, move.out_trade_no, EntryType.GRANT)
+                if existing is None or not existing.entry.same_movement(move):
+                    raise AlreadyExists(_key_taken(move, existing))
+            return await self._existing_account(session, move.user_id)
+
+    async def account(self, user_id: str) -> Account:
+        """The user's account; ``NotFound`` when the user has none."""
+        check_user_id(user_id)
+        async with self._repo.transaction() as session:
+            return await self._existing_account(session, user_id)
+
+    async def refund(self, user_id: str, amount: int, out_trade_no: str) -> Account:
+        """Give ``amount`` back to the balance once per ``out_trade_no``; answers the account."""
+        move = self._movement(user_id, amount, out_trade_no)
+        async with self._repo.transaction() as session:
+            await self._refund_in(session, move, Origin(), branch=False)
+            return await self._existing_account(session, move.user_id)
+
+    async def audit(self) -> AuditReport:
+        """The totals of the points invariant and the spending/refund entries, from one snapshot."""
+        async with self._repo.snapshot() as conn:
+            return await self._repo.audit(conn)
+
+    # ------------------------------------------------------------------ branch RPCs
+
+    async def try_hold(
+        self, kind: EntryType, ctx: TxContext, user_id: str, amount: int, out_trade_no: str
+    ) -> str:
+        """TCC try: balance -= amount, frozen += amount; ``BranchFailure`` when the balance is short."""
+        _expect(ctx, Op.TRY)
+        move = self._movement(user_id, amount, out_trade_no)
+        origin = Origin(ctx.gid, ctx.branch_id)
+
+        async def business(session: AsyncSession) -> str:
+            now = now_ms(self._clock)
+            await self._open_hold(session, kind, move, origin, now)
+            if not await self._repo.hold(session, move.user_id, move.amount, now):
+                raise BranchFailure(
+                    f"insufficient points: user {move.user_id} cannot {kind.value} {move.amount}"
+                )
+            return NOTE_APPLIED
+
+        return await self._through_barrier(ctx, business)
+
+    async def confirm_hold(
+        self, kind: EntryType, ctx: TxContext, user_id: str, amount: int, out_trade_no: str
+    ) -> str:
+        """TCC confirm: the held points are spent (frozen -= amount, the log row becomes confirmed)."""
+        _expect(ctx, Op.CONFIRM)
+        move = _settling_movement(user_id, amount, out_trade_no)
+
+        async def business(session: AsyncSession) -> str:
+            row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+            if row is None or row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
+                raise LedgerMismatch(_no_hold(kind, move, ctx, row))
+            if row.entry.state is EntryState.CONFIRMED:
+                return NOTE_ALREADY
+            await self._settle(session, row, EntryState.CONFIRMED)
+            return NOTE_APPLIED
+
+        return await self._through_barrier(ctx, business)
+
+    async def cancel_hold(
+        self, kind: EntryType, ctx: TxContext, user_id: str, amount: int, out_trade_no: str
+    ) -> str:
+        """TCC cancel: the held points go back (frozen -= amount, balance += amount).
+
+        An empty rollback (no try ran) succeeds whatever the payload holds, so the request is only
+        validated when there is a hold to give back: a try refused for bad input can still be cancelled.
+        """
+        _expect(ctx, Op.CANCEL)
+
+        async def business(session: AsyncSession) -> str:
+            move = _settling_movement(user_id, amount, out_trade_no)
+            row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+            if row is None or (row.entry.gid == ctx.gid and row.entry.state is EntryState.CONFIRMED):
+                raise LedgerMismatch(_no_hold(kind, move, ctx, row))
+            if row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
+                return NOTE_ALREADY  # this gid's hold was cancelled before (and maybe re-armed since)
+            await self._settle(session, row, EntryState.CANCELLED)
+            return NOTE_APPLIED
+
+        return await self._through_barrier(ctx, business)
+
+    async def refund_branch(self, ctx: TxContext, user_id: str, amount: int, out_trade_no: str) -> str:
+        """The MSG branch form of :meth:`refund` (op ``action``), through the barrier."""
+        _expect(ctx, Op.ACTION)
+        move = _settling_movement(user_id, amount, out_trade_no)
+        origin = Origin(ctx.gid, ctx.branch_id)
+
+        async def business(session: AsyncSession) -> str:
+            applied = await self._refund_in(session, move, origin, branch=True)
+            return NOTE_APPLIED if applied else NOTE_ALREADY
+
+        return await self._through_barrier(ctx, business)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _movement(self, user_id: str, amount: int, out_trade_no: str) -> Movement:
+        return check_movement(user_id, amount, out_trade_no, self._settings.max_amount)
+
+    async def _through_barrier(self, ctx: TxContext, business: Business) -> str:
+        result = await self._barrier.call(ctx, business)
+        return result.value if result.applied and result.value is not None else result.outcome.value
+
+    async def _existing_account(self, session: AsyncSession, user_id: str) -> Account:
+        account = await self._repo.account(session, user_id)
+        if account is None:
+            raise NotFound(f"user {user_id} has no points account")
+        return account
+
+    async def _open_hold(
+        self, session: AsyncSession, kind: EntryType, move: Movement, origin: Origin, now: int
+    ) -> None:
+        """Write the trying log row, or re-arm a cancelled one; refuse a live hold of another try."""
+        if await self._repo.insert_entry(session, kind, EntryState.TRYING, move, origin=origin, now=now):
+            return
+        row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+        if row is None:  # the insert was ignored, so only a concurrent delete could get here
+            raise BranchFailure(f"out_trade_no {move.out_trade_no}: {kind.value} vanished; try again")
+        if row.entry.state is EntryState.CANCELLED and await self._repo.rearm_entry(
+            session, row.id, move, origin, now
+        ):
+            return
+        raise BranchFailure(
+            f"out_trade_no {move.out_trade_no}: {kind.value} already {row.entry.state.value} "
+            f"in gid {row.entry.gid}"
+        )
+
+    async def _settle(self, session: AsyncSession, row: LogRow, state: EntryState) -> None:
+        """End a trying hold: spend it (confirmed) or give it back (cancelled)."""
+        now = now_ms(self._clock)
+        entry = row.entry
+        if state is EntryState.CONFIRMED:
+            done = await self._repo.spend_held(session, entry.user_id, entry.amount, now)
+        else:
+            done = await self._repo.release_held(session, entry.user_id, entry.amount, now)
+        if not done:
+            raise LedgerMismatch(
+                f"user {entry.user_id}: frozen points below the {entry.amount} held by {entry.out_trade_no}"
+            )
+        if not await self._repo.move_entry(session, row.id, EntryState.TRYING, state, now):
+            raise LedgerMismatch(f"{entry.type.value} {entry.out_trade_no}: no longer trying")
+
+    async def _refund_in(
+        self, session: AsyncSession, move: Movement, origin: Origin, *, branch: bool
+    ) -> bool:
+        """Refund inside ``session``'s transaction; True when applied, False for an idempotent repeat."""
+        now = now_ms(self._clock)
+        if not await self._repo.insert_entry(
+            session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now
+        ):
+            existing = await self._repo.entry(session, move.out_trade_no, EntryType.REFUND)
+            if existing is None or not existing.entry.same_movement(move):
+                message = _key_taken(move, existing)
+                raise BranchFailure(message) if branch else AlreadyExists(message)
+            return False
+        # The credit locks the account row first, so refunds of one user see each other's rows here.
+        await self._repo.credit(session, move.user_id, move.amount, now)
+        spent, refunded = await self._repo.spent_and_refunded(session, move.user_id)
+        if refunded > spent:
+            message = (
+                f"refund {move.out_trade_no} of {move.amount}: user {move.user_id} would get back more "
+                f"than spent (spent {spent}, refunded {refunded - move.amount} before)"
+            )
+            raise BranchOngoing(message) if branch else FailedPrecondition(message)
+        return True
+
+
+def _settling_movement(user_id: str, amount: int, out_trade_no: str) -> Movement:
+    """Validate an op that must succeed (confirm, cancel, refund branch) against the hard ceiling.
+
+    Not the configured limit: lowering ``points.max_amount`` must never strand a transaction in flight.
+    """
+    return check_movement(user_id, amount, out_trade_no, AMOUNT_CEILING)
+
+
+def _expect(ctx: TxContext, op: Op) -> None:
+    if ctx.op is not op:
+        raise InvalidArgument(OP_KEY, f"this RPC is the {op.value} operation, called as {ctx.op.value}")
+
+
+def _key_taken(move: Movement, existing: LogRow | None) -> str:
+    if existing is None:
+        return f"out_trade_no {move.out_trade_no}: already used"
+    entry = existing.entry
+    return (
+        f"out_trade_no {move.out_trade_no}: already used for a {entry.type.value} of {entry.amount} "
+        f"to user {entry.user_id}"
+    )
+
+
+def _no_hold(kind: EntryType, move: Movement, ctx: TxContext, row: LogRow | None) -> str:
+    found = "none" if row is None else f"{row.entry.state.value} in gid {row.entry.gid}"
+    return f"{kind.value} {move.out_trade_no}: no trying hold of gid {ctx.gid} (found {found})"

@@ -1,0 +1,72 @@
+"""Assembly of a points_svc process: database and migrations, barrier, cleaner, domain, servicer.
+
+``points_svc/__main__.py`` builds one :class:`PointsRuntime` next to its :class:`MeshServer`; tests
+build one in-process the same way (with their own clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import grpc.aio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
+from meshkit.clock import Clock, SystemClock
+from meshkit.db import create_engine
+from meshkit.migrate import upgrade
+from meshpb.points.v1 import points_pb2_grpc
+from points_svc.config import PointsSettings
+from points_svc.domain import Points
+from points_svc.models import COMPONENT, POINTS_VERSIONS
+from points_svc.repo import PointsRepo
+from points_svc.servicer import PointsServicer
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Create or upgrade the barrier table and the points tables (idempotent)."""
+    await upgrade(engine, "barrier", BARRIER_VERSIONS)
+    await upgrade(engine, COMPONENT, POINTS_VERSIONS)
+
+
+@dataclass
+class PointsRuntime:
+    """Everything a points_svc process runs besides its gRPC server."""
+
+    settings: PointsSettings
+    db: AsyncEngine
+    points: Points
+    cleaner: BarrierCleaner
+    _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(cls, settings: PointsSettings, *, clock: Clock | None = None) -> PointsRuntime:
+        """Migrate the database, build the domain, start the barrier cleanup in the background."""
+        clock = clock or SystemClock()
+        db = create_engine(settings.db)
+        try:
+            await migrate(db)
+        except BaseException:
+            await db.dispose()
+            raise
+        points = Points(PointsRepo(db), SqlBarrier(db, clock), clock, settings.points)
+        cleaner = BarrierCleaner(db, settings.barrier, clock)
+        runtime = cls(settings, db, points, cleaner)
+        runtime._cleanup = asyncio.get_running_loop().create_task(
+            cleaner.run_forever(), name="barrier-cleanup"
+        )
+        return runtime
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the Points servicer to ``server``."""
+        points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(self.points), server)
+
+    async def stop(self) -> None:
+        """Stop the cleanup and close the database pool."""
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
+        await self.db.dispose()

@@ -1,0 +1,41 @@
+"""Input rules of every points RPC, checked before anything changes (``InvalidArgument`` names the field)."""
+
+from __future__ import annotations
+
+from meshkit.errors import InvalidArgument
+from points_svc.ledger import Movement
+
+MAX_USER_ID_LEN = 64
+MAX_OUT_TRADE_NO_LEN = 128
+
+
+def check_text(field: str, value: str, limit: int) -> str:
+    """``value`` when it is 1..``limit`` printable characters; else :class:`InvalidArgument` on ``field``."""
+    if not value:
+        raise InvalidArgument(field, "missing")
+    if len(value) > limit:
+        raise InvalidArgument(field, f"at most {limit} characters (got {len(value)})")
+    if not value.isprintable():
+        raise InvalidArgument(field, "must not contain control characters")
+    return value
+
+
+def check_user_id(user_id: str) -> str:
+    """A valid ``user_id`` (1..64 printable characters)."""
+    return check_text("user_id", user_id, MAX_USER_ID_LEN)
+
+
+def check_amount(amount: int, max_amount: int) -> int:
+    """A valid ``amount`` (1..``max_amount``)."""
+    if not 1 <= amount <= max_amount:
+        raise InvalidArgument("amount", f"must be 1..{max_amount} (got {amount})")
+    return amount
+
+
+def check_movement(user_id: str, amount: int, out_trade_no: str, max_amount: int) -> Movement:
+    """The validated movement; the first bad field (user_id, amount, out_trade_no) is named."""
+    return Movement(
+        user_id=check_user_id(user_id),
+        amount=check_amount(amount, max_amount),
+        out_trade_no=check_text("out_trade_no", out_trade_no, MAX_OUT_TRADE_NO_LEN),
+    )
