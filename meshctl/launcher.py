@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,13 +78,25 @@ class _Service:
 class StackLauncher:
     """Starts a stack in ``data_dir`` on ``base_port`` and stops what it started."""
 
-    def __init__(self, data_dir: Path, base_port: int, clock: Clock, *, ready_seconds: float = READY_SECONDS):
+    def __init__(
+        self,
+        data_dir: Path,
+        base_port: int,
+        clock: Clock,
+        *,
+        ready_seconds: float = READY_SECONDS,
+        env_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    ):
         self.data_dir = data_dir.resolve()
         self.base_port = base_port
         self._clock = clock
         self._ready_seconds = ready_seconds
+        # service name -> environment entries that win over layout.service_env (e.g. MESH_DB__URL)
+        self._env_overrides = env_overrides or {}
         self._infra: list[EmbeddedServer] = []
         self._services: list[_Service] = []
+        self._shared: layout.StackEnv | None = None
+        self._detached = False
 
     async def start(self, *, detached: bool) -> StackState:
         """Start everything, wait until every service answers SERVING, write ``stack.json``.
@@ -117,6 +130,7 @@ class StackLauncher:
             admin_token=layout.ensure_secret(self.data_dir / "admin.token"),
             pay_callback_secret=layout.ensure_secret(self.data_dir / "pay_callback.secret"),
         )
+        self._shared, self._detached = shared, detached
         for spec in layout.SERVICES:
             self._spawn(spec, shared)
         await self._wait_ready()
@@ -124,9 +138,24 @@ class StackLauncher:
 
     def _spawn(self, spec: layout.ServiceSpec, shared: layout.StackEnv) -> None:
         log = layout.log_path(self.data_dir, spec.name)
-        env = layout.service_env(spec, shared, os.environ)
+        env = {**layout.service_env(spec, shared, os.environ), **self._env_overrides.get(spec.name, {})}
         proc = spawn_module(spec.module, env, log, self.data_dir)
         self._services.append(_Service(spec, proc, ref_of(proc.pid), log))
+
+    async def restart(self, name: str) -> None:
+        """Start service ``name`` again after its process died (e.g. killed by a test); wait until SERVING.
+
+        ``stack.json`` is rewritten with the new process.
+        """
+        old = next((s for s in self._services if s.spec.name == name), None)
+        if self._shared is None or old is None:
+            raise StackError(f"no started service {name!r} to restart")
+        if old.proc.poll() is None:
+            raise StackError(f"{name} is still running (pid {old.proc.pid})")
+        self._services.remove(old)
+        self._spawn(old.spec, self._shared)
+        await self._wait_ready()
+        stackfile.save(self.data_dir, self._state(self._detached))
 
     def exited(self) -> list[str]:
         """Names of started processes that have exited (a healthy stack has none)."""
