@@ -5,28 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import grpc.aio
-
 from meshkit.server import MeshServer, boot
-from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSettings
-
-SERVICE_NAME = stock_pb2.DESCRIPTOR.services_by_name["Stock"].full_name
-
-
-def register(server: grpc.aio.Server) -> None:
-    """Add the Stock servicer to ``server``.
-
-    Until the service is implemented this is the generated base servicer, which answers
-    ``UNIMPLEMENTED`` for every RPC.
-    """
-    servicer = stock_pb2_grpc.StockServicer()  # type: ignore[abstract]
-    stock_pb2_grpc.add_StockServicer_to_server(servicer, server)
+from stock_svc.runtime import SERVICE_NAME, StockRuntime
 
 
 async def serve(settings: StockSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully."""
-    server = MeshServer(settings, "stock_svc", [register], [SERVICE_NAME])
+    """Serve until SIGTERM/SIGINT, then stop gracefully (server first, then Redis and the database)."""
+    runtime = await StockRuntime.start(settings)
+    server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME])
+    server.add_stop_hook(runtime.stop)
     await server.run()
 
 

@@ -1,4 +1,8 @@
-"""Settings of ``stock_svc``: the common sections plus ``stock`` and ``peers``."""
+"""Settings of ``stock_svc``: the common sections plus ``stock`` and ``peers``.
+
+The common sections it reads: ``db`` (durable stock, stock log, barrier table), ``redis`` (hot stock and
+the Redis barrier), ``barrier`` (barrier retention and cleanup), ``server``, ``log``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from meshkit.config import MeshSettings, Section, ServerSettings
 from meshkit.grpcutil import PeersSection
 
 DEFAULT_PORT = 50052
+# DESIGN.md section 3: quantities are 1..10 000. Configured limits can only be stricter.
+HARD_MAX_QUANTITY = 10_000
+HARD_MAX_ITEMS = 10_000
 
 
 class StockServerSettings(ServerSettings):
@@ -17,10 +24,27 @@ class StockServerSettings(ServerSettings):
 
 
 class StockSection(Section):
-    """Limits of the stock service."""
+    """Limits of the stock service and the layout of its Redis keys."""
 
-    max_items_per_request: int = Field(100, ge=1, le=10_000, description="SKUs in one reserve call")
-    max_quantity: int = Field(10_000, ge=1, description="largest quantity of one SKU in one call")
+    max_items_per_request: int = Field(
+        100, ge=1, le=HARD_MAX_ITEMS, description="SKUs in one reserve call (and in one GetSkus call)"
+    )
+    max_quantity: int = Field(
+        HARD_MAX_QUANTITY,
+        ge=1,
+        le=HARD_MAX_QUANTITY,
+        description="largest quantity of one SKU in one reserve call or one PutSku",
+    )
+    redis_namespace: str = Field(
+        "stock",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Redis keys are '{<namespace>}:sku:<sku>' (the namespace is the hash tag)",
+    )
+    load_attempts: int = Field(
+        3, ge=1, le=20, description="tries of a Redis stock script whose SKU hash vanished meanwhile"
+    )
 
 
 class StockSettings(MeshSettings):

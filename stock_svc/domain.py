@@ -1,0 +1,321 @@
+"""The stock rules: SKUs, durable stock in the database, hot stock and reservations in Redis.
+
+=================  ===========================================================================
+op                 effect
+=================  ===========================================================================
+PutSku             DB: create, or restock (initial += q, available += q, price updated);
+                   Redis: available += q (version-gated, see :mod:`stock_svc.hot`)
+TryReserve         Redis (barrier ``try``): all items or none, available -= q, reserved += q
+ConfirmReserve     DB (SQL barrier ``confirm``): available -= q, sold += q, log row per SKU;
+                   then Redis (barrier ``confirm``): reserved -= q
+CancelReserve      Redis (barrier ``cancel``): reserved -= q, available += q; nothing on an
+                   empty rollback, and a later TryReserve of that branch is rejected
+ReleaseStock       DB (SQL barrier ``action``, the MSG branch op): sold -= q, available += q,
+                   log row per SKU; then Redis (barrier ``action``): available += q
+=================  ===========================================================================
+
+Confirm and release run their two halves in order; each half has its own barrier entry, and the
+Redis half is version-gated, so a retry after a crash between the two skips the database half
+(duplicate) and applies only the missing Redis half. Both halves run on every call (the Redis half of
+a duplicate is itself a duplicate), so the retry needs no memory of where the crash happened.
+
+Every Redis script refuses to run on a SKU whose hash is missing; the domain then loads the missing
+hashes from the database (atomic set-if-absent) and runs the script again, up to
+``stock.load_attempts`` times. The common case (hash present) costs one EVALSHA.
+
+Decisions: PutSku on an existing SKU adds the quantity and takes the new price; the merchant of a SKU
+never changes (orders are split per merchant, so a move would reassign sold stock): a different
+merchant id is refused with FAILED_PRECONDITION naming both. ReleaseStock refuses to take ``sold``
+below zero: "not yet" (FAILED_PRECONDITION, the coordinator retries) because a release may overtake
+the confirm that persists the sale it gives back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.barrier import BarrierResult, SqlBarrier
+from meshkit.errors import (
+    BranchFailure,
+    BranchOngoing,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TransientError,
+)
+from meshkit.txcontext import OP_KEY, Op, TxContext
+from stock_svc.config import StockSection
+from stock_svc.hot import HotLevel, HotStock, StockNotLoaded
+from stock_svc.models import KIND_CONFIRM, KIND_RELEASE
+from stock_svc.repo import LogEntry, SkuRow, StockRepo
+from stock_svc.validate import (
+    HARD_LIMITS,
+    Item,
+    Limits,
+    PutSkuInput,
+    check_id,
+    check_items,
+    check_order_ids,
+    check_put_sku,
+    check_sku,
+    check_sku_list,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RawItems = Sequence[tuple[str, int]]
+
+# A concurrent create of the same SKU fails an insert (duplicate key; on MySQL possibly a deadlock on the
+# key's locks); the whole transaction rolled back, so it is retried, and the retry finds the row.
+PUT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """One SKU as GetStock shows it: Redis available/reserved, persisted sales, merchant and price."""
+
+    sku: str
+    available: int
+    reserved: int
+    sold: int
+    merchant_id: str
+    price_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkuInfo:
+    """A known SKU."""
+
+    sku: str
+    merchant_id: str
+    price_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkuAudit:
+    """One SKU's figures for the stock invariant (DESIGN.md section 8)."""
+
+    sku: str
+    initial: int
+    redis_available: int
+    redis_reserved: int
+    db_available: int
+    db_sold: int
+    redis_loaded: bool
+
+
+def _expect_op(ctx: TxContext, rpc: str, op: Op) -> None:
+    if ctx.op is not op:
+        raise InvalidArgument(OP_KEY, f"{rpc} is the {op.value} op, called as {ctx.op.value}")
+
+
+def _note(*results: BarrierResult[Any]) -> str:
+    return "/".join(r.outcome.value for r in results)
+
+
+class StockDomain:
+    """The stock service's operations (grpc-free; the servicer converts messages)."""
+
+    def __init__(self, repo: StockRepo, hot: HotStock, barrier: SqlBarrier, section: StockSection) -> None:
+        self._repo = repo
+        self._hot = hot
+        self._barrier = barrier
+        self._limits = Limits(max_items=section.max_items_per_request, max_quantity=section.max_quantity)
+        self._load_attempts = section.load_attempts
+
+    # ------------------------------------------------------------------ admin and reads
+
+    async def put_sku(self, sku: str, merchant_id: str, price_cents: int, quantity: int) -> StockLevel:
+        """Create a SKU or restock it (see the module docstring); its level afterwards."""
+        put = check_put_sku(sku, merchant_id, price_cents, quantity, self._limits)
+        version = await self._put_in_db(put)
+        if put.quantity:
+            await self._loaded([put.sku], lambda: self._hot.restock(put.sku, put.quantity, version))
+        return await self.get_stock(put.sku)
+
+    async def get_stock(self, sku: str) -> StockLevel:
+        """One SKU's level (NotFound when unknown); loads its Redis copy when missing."""
+        check_sku("sku", sku)
+        row = await self._row(sku)
+        level = (await self._hot_levels([sku]))[sku]
+        return StockLevel(sku, level.available, level.reserved, row.sold, row.merchant_id, row.price_cents)
+
+    async def get_skus(self, skus: Sequence[str]) -> list[SkuInfo]:
+        """The known SKUs among ``skus``, in request order, each once."""
+        wanted = check_sku_list(skus, self._limits)
+        async with self._repo.transaction() as session:
+            rows = await self._repo.skus(session, wanted)
+        return [SkuInfo(s, rows[s].merchant_id, rows[s].price_cents) for s in wanted if s in rows]
+
+    async def audit(self) -> list[SkuAudit]:
+        """Every SKU's database and Redis figures (reads only: missing Redis copies stay missing)."""
+        async with self._repo.transaction() as session:
+            rows = await self._repo.all_skus(session)
+        levels = await self._hot.levels([r.sku for r in rows])
+        return [
+            SkuAudit(
+                sku=r.sku,
+                initial=r.initial,
+                redis_available=levels[r.sku].available,
+                redis_reserved=levels[r.sku].reserved,
+                db_available=r.available,
+                db_sold=r.sold,
+                redis_loaded=levels[r.sku].loaded,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ branch ops
+
+    async def try_reserve(self, ctx: TxContext, items: RawItems, order_ids: Sequence[str]) -> str:
+        """Reserve every item or none; BranchFailure naming a short or unknown SKU."""
+        checked = check_items(items, self._limits)
+        check_order_ids(order_ids, self._limits.max_items)
+        _expect_op(ctx, "TryReserve", Op.TRY)
+        skus = [i.sku for i in checked]
+        result = await self._loaded(skus, lambda: self._hot.reserve(ctx, checked), unknown_fails=True)
+        return _note(result)
+
+    async def confirm_reserve(self, ctx: TxContext, items: RawItems, order_ids: Sequence[str]) -> str:
+        """Persist the reservation as a sale, then clear it in Redis."""
+        checked = check_items(items, HARD_LIMITS)
+        refs = check_order_ids(order_ids, HARD_LIMITS.max_items)
+        _expect_op(ctx, "ConfirmReserve", Op.CONFIRM)
+
+        async def persist(session: AsyncSession) -> dict[str, int]:
+            versions = await self._repo.sell(session, checked)
+            self._require_known(checked, versions)
+            await self._repo.add_log(
+                session, LogEntry(ctx.gid, ctx.branch_id, KIND_CONFIRM, checked, versions, refs)
+            )
+            return versions
+
+        db = await self._barrier.call(ctx, persist)
+        versions = await self._versions(ctx, KIND_CONFIRM, checked, db)
+        skus = [i.sku for i in checked]
+        redis = await self._loaded(skus, lambda: self._hot.confirm(ctx, checked, versions))
+        return _note(db, redis)
+
+    async def cancel_reserve(self, ctx: TxContext, items: RawItems, order_ids: Sequence[str]) -> str:
+        """Give the reservation back (an empty rollback changes nothing and blocks a late try)."""
+        checked = check_items(items, HARD_LIMITS)
+        check_order_ids(order_ids, HARD_LIMITS.max_items)
+        _expect_op(ctx, "CancelReserve", Op.CANCEL)
+        skus = [i.sku for i in checked]
+        result = await self._loaded(skus, lambda: self._hot.cancel(ctx, checked))
+        return _note(result)
+
+    async def release_stock(self, ctx: TxContext, items: RawItems, order_id: str) -> str:
+        """Give persisted (sold) stock back: the cancel chain's MSG branch (op ``action``)."""
+        checked = check_items(items, HARD_LIMITS)
+        check_id("order_id", order_id)
+        _expect_op(ctx, "ReleaseStock", Op.ACTION)
+
+        async def persist(session: AsyncSession) -> dict[str, int]:
+            versions = await self._repo.give_back(session, checked)
+            if len(versions) < len(checked):
+                await self._refuse_release(session, checked, versions)
+            await self._repo.add_log(
+                session, LogEntry(ctx.gid, ctx.branch_id, KIND_RELEASE, checked, versions, [order_id])
+            )
+            return versions
+
+        db = await self._barrier.call(ctx, persist)
+        versions = await self._versions(ctx, KIND_RELEASE, checked, db)
+        skus = [i.sku for i in checked]
+        redis = await self._loaded(skus, lambda: self._hot.release(ctx, checked, versions))
+        return _note(db, redis)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _put_in_db(self, put: PutSkuInput) -> int:
+        """Insert or restock the row; the version it now has."""
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                async with self._repo.transaction() as session:
+                    row = await self._repo.sku_for_update(session, put.sku)
+                    if row is None:
+                        return await self._repo.insert_sku(session, put)
+                    if row.merchant_id != put.merchant_id:
+                        raise FailedPrecondition(
+                            f"sku {put.sku} belongs to merchant {row.merchant_id}, not {put.merchant_id}"
+                        )
+                    return await self._repo.restock(session, row, put.price_cents, put.quantity)
+            except (IntegrityError, TransientError):
+                if attempt == PUT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _row(self, sku: str) -> SkuRow:
+        async with self._repo.transaction() as session:
+            rows = await self._repo.skus(session, [sku])
+        if sku not in rows:
+            raise NotFound(f"sku {sku} not found")
+        return rows[sku]
+
+    async def _hot_levels(self, skus: Sequence[str]) -> dict[str, HotLevel]:
+        await self._ensure_loaded(skus, unknown_fails=False)
+        return await self._hot.levels(skus)
+
+    async def _loaded(
+        self, skus: Sequence[str], run: Callable[[], Awaitable[T]], *, unknown_fails: bool = False
+    ) -> T:
+        """Run a Redis script; when a SKU hash is missing, load it from the database and run again."""
+        for attempt in range(1, self._load_attempts + 1):
+            try:
+                return await run()
+            except StockNotLoaded:
+                if attempt == self._load_attempts:
+                    raise
+            await self._ensure_loaded(skus, unknown_fails=unknown_fails)
+        raise AssertionError("unreachable")
+
+    async def _ensure_loaded(self, skus: Sequence[str], *, unknown_fails: bool) -> None:
+        """Load the missing Redis copies of ``skus``; BranchFailure for unknown SKUs if asked."""
+        missing = await self._hot.missing(skus)
+        if not missing:
+            return
+        async with self._repo.transaction() as session:
+            snapshots = await self._repo.snapshots(session, missing)
+        unknown = sorted(set(missing) - snapshots.keys())
+        if unknown and unknown_fails:
+            raise BranchFailure(f"unknown sku: {', '.join(unknown)}")
+        loaded = await self._hot.load(snapshots)
+        if loaded:
+            log.info("loaded %d stock copies into redis", loaded, extra={"loaded": loaded})
+
+    async def _versions(
+        self, ctx: TxContext, kind: str, items: Sequence[Item], db: BarrierResult[dict[str, int]]
+    ) -> dict[str, int]:
+        """The versions the database half produced: from this call, or from its log rows (duplicate)."""
+        if db.applied and db.value is not None:
+            return db.value
+        async with self._repo.transaction() as session:
+            versions = await self._repo.logged_versions(session, ctx.gid, ctx.branch_id, kind)
+        missing = [i.sku for i in items if i.sku not in versions]
+        if missing:
+            raise RuntimeError(f"gid {ctx.gid} branch {ctx.branch_id} {kind}: no log row for {missing}")
+        return versions
+
+    @staticmethod
+    def _require_known(items: Sequence[Item], versions: dict[str, int]) -> None:
+        unknown = [i.sku for i in items if i.sku not in versions]
+        if unknown:
+            raise BranchFailure(f"unknown sku: {', '.join(sorted(unknown))}")
+
+    async def _refuse_release(
+        self, session: AsyncSession, items: Sequence[Item], done: dict[str, int]
+    ) -> None:
+        """Raise why some items could not be released: unknown SKU, or more than is sold (not yet)."""
+        rows = await self._repo.skus(session, [i.sku for i in items])
+        self._require_known(items, {s: 0 for s in rows})
+        short = [i for i in items if i.sku not in done]
+        detail = ", ".join(f"{i.sku} (sold {rows[i.sku].sold}, release {i.quantity})" for i in short)
+        raise BranchOngoing(f"cannot release more than is sold yet: {detail}")

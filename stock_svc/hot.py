@@ -1,0 +1,296 @@
+"""Hot stock in Redis: one hash per SKU, changed only by Lua scripts (most of them behind the Redis barrier).
+
+Key layout: ``{<namespace>}:sku:<sku>`` (default namespace ``stock``), a hash with
+
+* ``available`` - units that may still be reserved,
+* ``reserved``  - units reserved by TCC tries not yet confirmed or cancelled,
+* ``base``      - the ``stock_sku.version`` of the database row this copy was loaded from.
+
+Every stock key carries the same hash tag ``{<namespace>}``, so all SKU hashes live in one cluster slot
+and the multi-SKU reserve script never spans slots. That makes the stock side cluster-ready, but not
+the whole call: the barrier keys that share the script hash on ``{gid}`` (meshkit.barrier.redis), so on a
+Redis Cluster the script would still touch two slots. Run stock_svc against a single Redis primary
+(with replicas/Sentinel for availability) until the barrier can take a hash tag of the caller's choosing.
+
+Loading: every business script first checks that all its hashes are loaded and otherwise answers
+:data:`NOT_LOADED` before writing anything (and before the barrier key is written). The domain then creates
+the missing hashes from the database rows (available, version) with an atomic set-if-absent Lua script
+(:data:`LOAD_SCRIPT`) and runs the business script again (see :mod:`stock_svc.domain`). Concurrent loaders
+cannot overwrite each other or a copy already in use, and a copy that vanishes between the load and the
+script is simply loaded again. The common case (loaded) costs one EVALSHA.
+
+Version gate: a change that is persisted in the database first (confirm, release, restock) carries the
+version its database transaction produced, and its Redis half applies only when that version is newer
+than the copy's ``base``. A copy loaded after the database change already contains it, so a reload racing
+with a change, or a retry after a crash between the two halves, never counts a change twice.
+
+After a Redis loss the reservations that were in flight are gone: the reloaded copy counts their units as
+available (the database has not deducted them yet). Their confirm and cancel then clamp at the
+``reserved`` they find, taking the rest from ``available``, so ``db_available = available + reserved``
+keeps holding; but until they end, those units can be reserved twice. Production Redis should persist
+(AOF) for that reason, and for the barrier keys, which are lost with it; and it must not evict them
+(``maxmemory-policy noeviction``, or a ``volatile-*`` policy: stock hashes carry no TTL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from meshkit.barrier import BarrierResult, RedisBarrier, RedisBarrierScript
+from meshkit.errors import BranchFailure, TransientError
+from meshkit.txcontext import TxContext
+from stock_svc.validate import Item
+
+# The error every script answers when a SKU hash is missing; never a business failure.
+NOT_LOADED = "stock-not-loaded"
+FIELD_AVAILABLE = "available"
+FIELD_RESERVED = "reserved"
+FIELD_BASE = "base"
+
+# Shared prologue: refuse to write anything unless every hash is loaded. The SKU names end ARGV (for
+# messages): ARGV[names + i] is the name of KEYS[i].
+_CHECK_LOADED = f"""
+local n = #KEYS
+local names = #ARGV - n
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[i], '{FIELD_BASE}') == 0 then
+    return redis.error_reply('{NOT_LOADED}: ' .. ARGV[names + i])
+  end
+end
+"""
+
+# TryReserve. ARGV = quantities (n), skus (n). All-or-nothing: check every SKU, then write.
+RESERVE_BODY = (
+    _CHECK_LOADED
+    + f"""
+for i = 1, n do
+  local available = tonumber(redis.call('HGET', KEYS[i], '{FIELD_AVAILABLE}'))
+  local wanted = tonumber(ARGV[i])
+  if available < wanted then
+    return redis.error_reply('insufficient stock for sku ' .. ARGV[names + i] ..
+      ': available ' .. available .. ', requested ' .. wanted)
+  end
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i], '{FIELD_AVAILABLE}', -tonumber(ARGV[i]))
+  redis.call('HINCRBY', KEYS[i], '{FIELD_RESERVED}', tonumber(ARGV[i]))
+end
+return n
+"""
+)
+
+# ConfirmReserve's Redis half. ARGV = quantities (n), versions (n), skus (n). The units left the database's
+# available stock at that version; here they leave ``reserved`` (or, after a reload lost the reservation,
+# ``available``, which the reload counted them in).
+CONFIRM_BODY = (
+    _CHECK_LOADED
+    + f"""
+for i = 1, n do
+  if tonumber(ARGV[n + i]) > tonumber(redis.call('HGET', KEYS[i], '{FIELD_BASE}')) then
+    local q = tonumber(ARGV[i])
+    local r = math.min(q, tonumber(redis.call('HGET', KEYS[i], '{FIELD_RESERVED}')))
+    if r > 0 then redis.call('HINCRBY', KEYS[i], '{FIELD_RESERVED}', -r) end
+    if q > r then redis.call('HINCRBY', KEYS[i], '{FIELD_AVAILABLE}', r - q) end
+  end
+end
+return n
+"""
+)
+
+# CancelReserve. ARGV = quantities (n), skus (n). Gives back what is still reserved (a reload after a
+# Redis loss already counted the rest as available).
+CANCEL_BODY = (
+    _CHECK_LOADED
+    + f"""
+for i = 1, n do
+  local r = math.min(tonumber(ARGV[i]), tonumber(redis.call('HGET', KEYS[i], '{FIELD_RESERVED}')))
+  if r > 0 then
+    redis.call('HINCRBY', KEYS[i], '{FIELD_RESERVED}', -r)
+    redis.call('HINCRBY', KEYS[i], '{FIELD_AVAILABLE}', r)
+  end
+end
+return n
+"""
+)
+
+# ReleaseStock's Redis half and PutSku's restock. ARGV = quantities (n), versions (n), skus (n).
+ADD_AVAILABLE_BODY = (
+    _CHECK_LOADED
+    + f"""
+for i = 1, n do
+  if tonumber(ARGV[n + i]) > tonumber(redis.call('HGET', KEYS[i], '{FIELD_BASE}')) then
+    redis.call('HINCRBY', KEYS[i], '{FIELD_AVAILABLE}', tonumber(ARGV[i]))
+  end
+end
+return n
+"""
+)
+
+# Set-if-absent load (absent = no ``base``, the field every script checks). ARGV = available, version for
+# each key in turn. Returns how many it loaded.
+LOAD_SCRIPT = f"""
+local loaded = 0
+for i = 1, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], '{FIELD_BASE}') == 0 then
+    redis.call('HSET', KEYS[i], '{FIELD_AVAILABLE}', ARGV[2 * i - 1], '{FIELD_RESERVED}', 0,
+      '{FIELD_BASE}', ARGV[2 * i])
+    loaded = loaded + 1
+  end
+end
+return loaded
+"""
+
+AUDIT_CHUNK = 500
+
+
+class StockNotLoaded(TransientError):
+    """A SKU hash vanished before a script could run; reload and retry (UNAVAILABLE if it persists)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HotLevel:
+    """One SKU's Redis copy (zeros and ``loaded = False`` when there is none)."""
+
+    available: int
+    reserved: int
+    loaded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a Redis copy is loaded from: the database's available stock at ``version``."""
+
+    available: int
+    version: int
+
+
+def stock_key(namespace: str, sku: str) -> str:
+    """The Redis hash of one SKU: ``{<namespace>}:sku:<sku>`` (the namespace is the hash tag)."""
+    return f"{{{namespace}}}:sku:{sku}"
+
+
+def _is_not_loaded(exc: Exception) -> bool:
+    return NOT_LOADED in str(exc)
+
+
+@asynccontextmanager
+async def redis_errors(what: str) -> AsyncIterator[None]:
+    """Turn Redis connection failures into :class:`TransientError` (the caller retries)."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise TransientError(f"{what}: redis unavailable: {exc}") from exc
+
+
+class HotStock:
+    """The Redis side of the stock: loading, the barrier-wrapped branch scripts, reads."""
+
+    def __init__(self, client: Redis, barrier: RedisBarrier, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._reserve = barrier.script(RESERVE_BODY)
+        self._confirm = barrier.script(CONFIRM_BODY)
+        self._cancel = barrier.script(CANCEL_BODY)
+        self._release = barrier.script(ADD_AVAILABLE_BODY)
+        self._restock = client.register_script(ADD_AVAILABLE_BODY)
+        self._load = client.register_script(LOAD_SCRIPT)
+
+    def key(self, sku: str) -> str:
+        """The hash of ``sku``."""
+        return stock_key(self._namespace, sku)
+
+    async def missing(self, skus: Sequence[str]) -> list[str]:
+        """The SKUs among ``skus`` that have no Redis copy."""
+        async with redis_errors("stock load"):
+            pipe = self._client.pipeline(transaction=False)
+            for sku in skus:
+                pipe.exists(self.key(sku))
+            found = await pipe.execute()
+        return [sku for sku, exists in zip(skus, found, strict=True) if not exists]
+
+    async def load(self, snapshots: Mapping[str, Snapshot]) -> int:
+        """Create the copies that are still missing from ``snapshots``; how many were created."""
+        if not snapshots:
+            return 0
+        keys = [self.key(sku) for sku in snapshots]
+        args: list[int] = []
+        for snap in snapshots.values():
+            args += [snap.available, snap.version]
+        async with redis_errors("stock load"):
+            return int(await self._load(keys=keys, args=args))
+
+    async def reserve(self, ctx: TxContext, items: Sequence[Item]) -> BarrierResult[Any]:
+        """TryReserve: all items or none (BranchFailure naming the SKU that is short)."""
+        args: list[int | str] = [*(i.quantity for i in items), *(i.sku for i in items)]
+        return await self._barrier_call(self._reserve, ctx, items, args)
+
+    async def confirm(
+        self, ctx: TxContext, items: Sequence[Item], versions: Mapping[str, int]
+    ) -> BarrierResult[Any]:
+        """ConfirmReserve's Redis half: the persisted units leave ``reserved``."""
+        args: list[int | str] = [
+            *(i.quantity for i in items),
+            *(versions[i.sku] for i in items),
+            *(i.sku for i in items),
+        ]
+        return await self._barrier_call(self._confirm, ctx, items, args)
+
+    async def cancel(self, ctx: TxContext, items: Sequence[Item]) -> BarrierResult[Any]:
+        """CancelReserve: reserved units go back to ``available`` (nothing on an empty rollback)."""
+        args: list[int | str] = [*(i.quantity for i in items), *(i.sku for i in items)]
+        return await self._barrier_call(self._cancel, ctx, items, args)
+
+    async def release(
+        self, ctx: TxContext, items: Sequence[Item], versions: Mapping[str, int]
+    ) -> BarrierResult[Any]:
+        """ReleaseStock's Redis half: the released units become available again."""
+        args: list[int | str] = [
+            *(i.quantity for i in items),
+            *(versions[i.sku] for i in items),
+            *(i.sku for i in items),
+        ]
+        return await self._barrier_call(self._release, ctx, items, args)
+
+    async def restock(self, sku: str, quantity: int, version: int) -> None:
+        """PutSku's Redis half (no barrier: PutSku is not a branch)."""
+        async with redis_errors("stock restock"):
+            try:
+                await self._restock(keys=[self.key(sku)], args=[quantity, version, sku])
+            except ResponseError as exc:
+                if _is_not_loaded(exc):
+                    raise StockNotLoaded(str(exc)) from exc
+                raise
+
+    async def levels(self, skus: Sequence[str]) -> dict[str, HotLevel]:
+        """The Redis copies of ``skus`` (read only: nothing is loaded)."""
+        out: dict[str, HotLevel] = {}
+        async with redis_errors("stock read"):
+            for start in range(0, len(skus), AUDIT_CHUNK):
+                chunk = skus[start : start + AUDIT_CHUNK]
+                pipe = self._client.pipeline(transaction=False)
+                for sku in chunk:
+                    pipe.hmget(self.key(sku), [FIELD_AVAILABLE, FIELD_RESERVED, FIELD_BASE])
+                for sku, (available, reserved, base) in zip(chunk, await pipe.execute(), strict=True):
+                    loaded = base is not None
+                    out[sku] = HotLevel(int(available or 0), int(reserved or 0), loaded)
+        return out
+
+    async def _barrier_call(
+        self, script: RedisBarrierScript, ctx: TxContext, items: Sequence[Item], args: Sequence[int | str]
+    ) -> BarrierResult[Any]:
+        keys = [self.key(i.sku) for i in items]
+        try:
+            result = await script.call(ctx, keys=keys, args=args)
+        except BranchFailure as exc:
+            if type(exc) is BranchFailure and _is_not_loaded(exc):
+                raise StockNotLoaded(str(exc)) from exc
+            raise
+        return result

@@ -1,0 +1,226 @@
+"""Queries on the stock tables. Functions take the caller's session so they join its transaction.
+
+Rows are changed in SKU order inside one transaction, so two transactions touching the same SKUs
+lock them in the same order and cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from meshkit.clock import Clock, now_ms
+from meshkit.db import session_factory
+from meshkit.errors import TransientError
+from stock_svc.hot import Snapshot
+from stock_svc.models import stock_log, stock_sku
+from stock_svc.validate import Item, PutSkuInput
+
+ORDER_IDS_SEPARATOR = ","
+
+
+@dataclass(frozen=True, slots=True)
+class SkuRow:
+    """One ``stock_sku`` row."""
+
+    sku: str
+    merchant_id: str
+    price_cents: int
+    initial: int
+    available: int
+    sold: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """The ``stock_log`` rows of one branch op: one per item, each with the version it produced."""
+
+    gid: str
+    branch_id: str
+    kind: str
+    items: Sequence[Item]
+    versions: Mapping[str, int]
+    order_ids: Sequence[str]
+
+
+_COLUMNS = (
+    stock_sku.c.sku,
+    stock_sku.c.merchant_id,
+    stock_sku.c.price_cents,
+    stock_sku.c.initial,
+    stock_sku.c.available,
+    stock_sku.c.sold,
+    stock_sku.c.version,
+)
+
+
+def _row(row: Row[*tuple[Any, ...]]) -> SkuRow:
+    return SkuRow(
+        sku=str(row.sku),
+        merchant_id=str(row.merchant_id),
+        price_cents=int(row.price_cents),
+        initial=int(row.initial),
+        available=int(row.available),
+        sold=int(row.sold),
+        version=int(row.version),
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+class StockRepo:
+    """Sessions on the service database, and the stock queries."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._sessions = session_factory(engine)
+        self._clock = clock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction that commits on success; lock/connection errors become transient."""
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise TransientError(f"stock database unavailable or locked: {exc.orig}") from exc
+
+    # ------------------------------------------------------------------ reads
+
+    async def skus(self, session: AsyncSession, skus: Iterable[str]) -> dict[str, SkuRow]:
+        """The rows of the known SKUs among ``skus``."""
+        wanted = sorted(set(skus))
+        if not wanted:
+            return {}
+        rows = (await session.execute(select(*_COLUMNS).where(stock_sku.c.sku.in_(wanted)))).all()
+        return {str(r.sku): _row(r) for r in rows}
+
+    async def all_skus(self, session: AsyncSession) -> list[SkuRow]:
+        """Every SKU, ordered by SKU."""
+        rows = (await session.execute(select(*_COLUMNS).order_by(stock_sku.c.sku))).all()
+        return [_row(r) for r in rows]
+
+    async def snapshots(self, session: AsyncSession, skus: Iterable[str]) -> dict[str, Snapshot]:
+        """``(available, version)`` of the known SKUs among ``skus``: what a Redis copy is loaded from."""
+        return {s: Snapshot(r.available, r.version) for s, r in (await self.skus(session, skus)).items()}
+
+    async def sku_for_update(self, session: AsyncSession, sku: str) -> SkuRow | None:
+        """One row, locked until the transaction ends (None when unknown)."""
+        stmt = select(*_COLUMNS).where(stock_sku.c.sku == sku).with_for_update()
+        row = (await session.execute(stmt)).first()
+        return _row(row) if row is not None else None
+
+    async def logged_versions(
+        self, session: AsyncSession, gid: str, branch_id: str, kind: str
+    ) -> dict[str, int]:
+        """SKU -> version of the log rows one branch op wrote."""
+        stmt = select(stock_log.c.sku, stock_log.c.version).where(
+            stock_log.c.gid == gid, stock_log.c.branch_id == branch_id, stock_log.c.kind == kind
+        )
+        return {str(r.sku): int(r.version) for r in (await session.execute(stmt)).all()}
+
+    # ------------------------------------------------------------------ writes
+
+    async def insert_sku(self, session: AsyncSession, put: PutSkuInput) -> int:
+        """Create a SKU with ``put.quantity`` units; its version (1)."""
+        now = now_ms(self._clock)
+        await session.execute(
+            stock_sku.insert().values(
+                sku=put.sku,
+                merchant_id=put.merchant_id,
+                price_cents=put.price_cents,
+                initial=put.quantity,
+                available=put.quantity,
+                sold=0,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return 1
+
+    async def restock(self, session: AsyncSession, row: SkuRow, price_cents: int, quantity: int) -> int:
+        """Add ``quantity`` units and set the price of a locked row; its new version."""
+        version = row.version + 1
+        await session.execute(
+            update(stock_sku)
+            .where(stock_sku.c.sku == row.sku)
+            .values(
+                price_cents=price_cents,
+                initial=stock_sku.c.initial + quantity,
+                available=stock_sku.c.available + quantity,
+                version=version,
+                updated_at=now_ms(self._clock),
+            )
+        )
+        return version
+
+    async def sell(self, session: AsyncSession, items: Sequence[Item]) -> dict[str, int]:
+        """Sell: available -= q, sold += q for each item; SKU -> new version (unknown SKUs are left out)."""
+        versions: dict[str, int] = {}
+        for item in sorted(items, key=lambda i: i.sku):
+            changed = await session.execute(
+                update(stock_sku)
+                .where(stock_sku.c.sku == item.sku)
+                .values(
+                    available=stock_sku.c.available - item.quantity,
+                    sold=stock_sku.c.sold + item.quantity,
+                    version=stock_sku.c.version + 1,
+                    updated_at=now_ms(self._clock),
+                )
+            )
+            if _rowcount(changed) == 1:
+                versions[item.sku] = await self._version(session, item.sku)
+        return versions
+
+    async def give_back(self, session: AsyncSession, items: Sequence[Item]) -> dict[str, int]:
+        """Give back: sold -= q, available += q where ``sold >= q``; SKU -> new version of those."""
+        versions: dict[str, int] = {}
+        for item in sorted(items, key=lambda i: i.sku):
+            changed = await session.execute(
+                update(stock_sku)
+                .where(stock_sku.c.sku == item.sku, stock_sku.c.sold >= item.quantity)
+                .values(
+                    available=stock_sku.c.available + item.quantity,
+                    sold=stock_sku.c.sold - item.quantity,
+                    version=stock_sku.c.version + 1,
+                    updated_at=now_ms(self._clock),
+                )
+            )
+            if _rowcount(changed) == 1:
+                versions[item.sku] = await self._version(session, item.sku)
+        return versions
+
+    async def add_log(self, session: AsyncSession, entry: LogEntry) -> None:
+        """One ``stock_log`` row per item of a branch op."""
+        now = now_ms(self._clock)
+        refs = ORDER_IDS_SEPARATOR.join(entry.order_ids)
+        await session.execute(
+            stock_log.insert(),
+            [
+                {
+                    "gid": entry.gid,
+                    "branch_id": entry.branch_id,
+                    "sku": item.sku,
+                    "kind": entry.kind,
+                    "quantity": item.quantity,
+                    "version": entry.versions[item.sku],
+                    "order_ids": refs,
+                    "created_at": now,
+                }
+                for item in entry.items
+            ],
+        )
+
+    async def _version(self, session: AsyncSession, sku: str) -> int:
+        stmt = select(stock_sku.c.version).where(stock_sku.c.sku == sku)
+        return int((await session.execute(stmt)).scalar_one())

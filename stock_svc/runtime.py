@@ -1,0 +1,90 @@
+"""Assembly of stock_svc: database (migrated), Redis, barriers, domain, servicer, barrier cleanup.
+
+``__main__`` builds one :class:`StockRuntime` next to its :class:`~meshkit.server.MeshServer` and
+registers :meth:`StockRuntime.stop` as a stop hook; tests build one in-process the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc.aio
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, SqlBarrier
+from meshkit.clock import Clock, SystemClock
+from meshkit.db import create_engine
+from meshkit.migrate import upgrade
+from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
+from stock_svc.config import StockSettings
+from stock_svc.domain import StockDomain
+from stock_svc.hot import HotStock
+from stock_svc.migrations import STOCK_VERSIONS
+from stock_svc.repo import StockRepo
+from stock_svc.servicer import StockServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = stock_pb2.DESCRIPTOR.services_by_name["Stock"].full_name
+COMPONENT = "stock"
+# A Redis that stops answering fails the call (UNAVAILABLE, retried by the caller) instead of hanging it.
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class StockRuntime:
+    """Everything stock_svc runs besides its gRPC server."""
+
+    settings: StockSettings
+    db: AsyncEngine
+    redis: Redis
+    domain: StockDomain
+    cleaner: BarrierCleaner
+    clock: Clock
+    _cleaner_task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(cls, settings: StockSettings, *, clock: Clock | None = None) -> StockRuntime:
+        """Migrate the database, connect Redis, build the domain, start the barrier cleanup."""
+        clock = clock or SystemClock()
+        db = create_engine(settings.db)
+        redis: Redis | None = None
+        try:
+            await upgrade(db, "barrier", BARRIER_VERSIONS)
+            await upgrade(db, COMPONENT, STOCK_VERSIONS)
+            redis = Redis.from_url(
+                settings.redis.url,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            hot = HotStock(redis, RedisBarrier(redis, settings.barrier), settings.stock.redis_namespace)
+            domain = StockDomain(StockRepo(db, clock), hot, SqlBarrier(db, clock), settings.stock)
+        except BaseException:
+            if redis is not None:
+                await redis.aclose()
+            await db.dispose()
+            raise
+        cleaner = BarrierCleaner(db, settings.barrier, clock)
+        runtime = cls(settings, db, redis, domain, cleaner, clock)
+        runtime._cleaner_task = asyncio.get_running_loop().create_task(
+            cleaner.run_forever(), name="stock-barrier-cleanup"
+        )
+        log.info("stock_svc ready")
+        return runtime
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the Stock servicer to ``server``."""
+        stock_pb2_grpc.add_StockServicer_to_server(StockServicer(self.domain), server)
+
+    async def stop(self) -> None:
+        """Stop the cleanup, close Redis and the database pool."""
+        if self._cleaner_task is not None:
+            self._cleaner_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleaner_task
+        await self.redis.aclose()
+        await self.db.dispose()

@@ -1,0 +1,122 @@
+"""The Stock gRPC servicer: messages -> :class:`~stock_svc.domain.StockDomain` -> messages, nothing more.
+
+Branch RPCs read the transaction context from the call's ``x-mesh-*`` metadata; domain errors are
+mapped to status codes by the shared interceptor (meshkit.status).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc.aio
+
+from meshkit.txcontext import TxContext, require_context
+from meshpb.common.v1 import common_pb2
+from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
+from stock_svc.domain import SkuAudit, StockDomain, StockLevel
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _context(context: Context) -> TxContext:
+    return require_context(context.invocation_metadata())
+
+
+def _items(items: Any) -> list[tuple[str, int]]:
+    return [(item.sku, item.quantity) for item in items]
+
+
+def _level(level: StockLevel) -> stock_pb2.StockLevel:
+    return stock_pb2.StockLevel(
+        sku=level.sku,
+        available=level.available,
+        reserved=level.reserved,
+        sold=level.sold,
+        merchant_id=level.merchant_id,
+        price_cents=level.price_cents,
+    )
+
+
+def _audit(sku: SkuAudit) -> stock_pb2.SkuAudit:
+    return stock_pb2.SkuAudit(
+        sku=sku.sku,
+        initial=sku.initial,
+        redis_available=sku.redis_available,
+        redis_reserved=sku.redis_reserved,
+        db_available=sku.db_available,
+        db_sold=sku.db_sold,
+        redis_loaded=sku.redis_loaded,
+    )
+
+
+class StockServicer(stock_pb2_grpc.StockServicer):
+    """``meshpb.stock.v1.Stock`` over a :class:`StockDomain`."""
+
+    def __init__(self, domain: StockDomain) -> None:
+        self._domain = domain
+
+    async def PutSku(  # noqa: N802
+        self, request: stock_pb2.PutSkuRequest, context: Context
+    ) -> stock_pb2.StockLevel:
+        """Create or restock a SKU."""
+        level = await self._domain.put_sku(
+            request.sku, request.merchant_id, request.price_cents, request.quantity
+        )
+        return _level(level)
+
+    async def GetStock(  # noqa: N802
+        self, request: stock_pb2.GetStockRequest, context: Context
+    ) -> stock_pb2.StockLevel:
+        """One SKU's available, reserved and sold stock."""
+        return _level(await self._domain.get_stock(request.sku))
+
+    async def GetSkus(  # noqa: N802
+        self, request: stock_pb2.GetSkusRequest, context: Context
+    ) -> stock_pb2.GetSkusResponse:
+        """The known SKUs among the requested ones."""
+        skus = await self._domain.get_skus(list(request.skus))
+        return stock_pb2.GetSkusResponse(
+            skus=[
+                stock_pb2.Sku(sku=s.sku, merchant_id=s.merchant_id, price_cents=s.price_cents) for s in skus
+            ]
+        )
+
+    async def TryReserve(  # noqa: N802
+        self, request: stock_pb2.ReserveRequest, context: Context
+    ) -> common_pb2.BranchReply:
+        """TCC try: reserve every item in Redis, or none."""
+        note = await self._domain.try_reserve(
+            _context(context), _items(request.items), list(request.order_ids)
+        )
+        return common_pb2.BranchReply(note=note)
+
+    async def ConfirmReserve(  # noqa: N802
+        self, request: stock_pb2.ReserveRequest, context: Context
+    ) -> common_pb2.BranchReply:
+        """TCC confirm: persist the sale, clear the reservation."""
+        note = await self._domain.confirm_reserve(
+            _context(context), _items(request.items), list(request.order_ids)
+        )
+        return common_pb2.BranchReply(note=note)
+
+    async def CancelReserve(  # noqa: N802
+        self, request: stock_pb2.ReserveRequest, context: Context
+    ) -> common_pb2.BranchReply:
+        """TCC cancel: give the reservation back."""
+        note = await self._domain.cancel_reserve(
+            _context(context), _items(request.items), list(request.order_ids)
+        )
+        return common_pb2.BranchReply(note=note)
+
+    async def ReleaseStock(  # noqa: N802
+        self, request: stock_pb2.ReleaseStockRequest, context: Context
+    ) -> common_pb2.BranchReply:
+        """MSG branch of the cancel chain: give persisted stock back."""
+        note = await self._domain.release_stock(_context(context), _items(request.items), request.order_id)
+        return common_pb2.BranchReply(note=note)
+
+    async def Audit(  # noqa: N802
+        self, request: common_pb2.AuditRequest, context: Context
+    ) -> stock_pb2.StockAudit:
+        """Per-SKU figures for ``meshctl audit``."""
+        return stock_pb2.StockAudit(skus=[_audit(s) for s in await self._domain.audit()])
