@@ -5,28 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import grpc.aio
-
 from meshkit.server import MeshServer, boot
-from meshpb.order.v1 import order_pb2, order_pb2_grpc
+from meshpb.order.v1 import order_pb2
 from order_svc.config import OrderSettings
+from order_svc.runtime import OrderRuntime
 
 SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["Order"].full_name
 
 
-def register(server: grpc.aio.Server) -> None:
-    """Add the Order servicer to ``server``.
-
-    Until the service is implemented this is the generated base servicer, which answers
-    ``UNIMPLEMENTED`` for every RPC.
-    """
-    servicer = order_pb2_grpc.OrderServicer()  # type: ignore[abstract]
-    order_pb2_grpc.add_OrderServicer_to_server(servicer, server)
-
-
 async def serve(settings: OrderSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully."""
-    server = MeshServer(settings, "order_svc", [register], [SERVICE_NAME])
+    """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
+    runtime = await OrderRuntime.start(settings)
+    server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME])
+    server.add_stop_hook(runtime.stop)
     await server.run()
 
 

@@ -23,7 +23,14 @@ class OrderSection(Section):
     max_items: int = Field(100, ge=1, le=10_000, description="items in one PlaceOrder")
     max_quantity: int = Field(10_000, ge=1, description="largest quantity of one item")
     sweep_interval_seconds: float = Field(10.0, gt=0, description="how often overdue orders are swept")
+    sweep_batch: int = Field(100, ge=1, le=10_000, description="overdue orders / stale requests per sweep")
     tx_timeout_seconds: float = Field(30.0, gt=0, description="timeout of the order's TCC transactions")
+    request_timeout_seconds: float = Field(
+        5.0, gt=0, description="deadline of each call to a peer (catalogue, payment, branch tries)"
+    )
+    place_wait_seconds: float = Field(
+        30.0, gt=0, description="how long a duplicate PlaceOrder waits for the first one to finish"
+    )
 
 
 class OrderSettings(MeshSettings):

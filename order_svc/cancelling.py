@@ -1,0 +1,141 @@
+"""Cancel: one MSG transaction per cancel (DESIGN.md section 6, the cancel chain).
+
+The local transaction (through order_svc's barrier) moves the order first - CREATED -> CANCELLED, or
+PAID -> REFUNDING - then the message gives everything back: the stock, the points used as a discount, the
+payment (points or external), and for a paid order finally FinishRefund (REFUNDING -> REFUNDED).
+
+The branches are chosen from the order as read before the message is prepared; the local transaction
+re-reads it and refuses (FAILED_PRECONDITION naming the state) when it is no longer that state, so the
+message never carries the wrong branches. This is also where Pay and Cancel meet: the compare-and-set
+decides, and a pay lock held by a points payment in flight refuses the cancel.
+
+The pay deadline uses the same chain (:meth:`Canceller.expire`), fired by the deadline message, the
+sweeper, or a read of an overdue order (passive close).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.clock import Clock, now_ms
+from meshkit.errors import FailedPrecondition, MeshError
+from order_svc.entities import Channel, Order
+from order_svc.lifecycle import Actor, not_found, transition
+from order_svc.models import orders
+from order_svc.ports import Mesh, Release
+from order_svc.repo import OrderRepo
+from order_svc.states import OrderState, is_visible, refusal
+
+log = logging.getLogger(__name__)
+
+DEADLINE_ACTOR = "deadline"
+DEADLINE_REASON = "pay deadline passed"
+DEFAULT_REASON = "cancelled"
+
+
+def cancel_gid(order_id: str) -> str:
+    """A fresh gid for one cancel attempt of ``order_id``."""
+    return f"cancel-{order_id}-{secrets.token_hex(6)}"
+
+
+def plan_release(order: Order, gid: str, reason: str) -> tuple[OrderState, Release]:
+    """The target state of cancelling ``order`` and what the message gives back.
+
+    Raises FailedPrecondition naming both states when the order cannot be cancelled.
+    """
+    if order.status is OrderState.CREATED:
+        if order.paying_gid is not None:
+            raise refusal(order.order_id, order.status, OrderState.CANCELLED, "a payment is in progress")
+        target, refund, finish = OrderState.CANCELLED, Channel.NONE, False
+    elif order.status is OrderState.PAID:
+        target, finish = OrderState.REFUNDING, True
+        refund = order.channel if order.amount_due_cents > 0 else Channel.NONE
+    else:
+        raise refusal(order.order_id, order.status, OrderState.CANCELLED)
+    release = Release(
+        gid=gid,
+        order_id=order.order_id,
+        user_id=order.user_id,
+        items=order.items,
+        points_used=order.points_used,
+        payment_refund=refund,
+        payment_id=order.payment_id,
+        amount_due_cents=order.amount_due_cents,
+        reason=reason,
+        finish=finish,
+    )
+    return target, release
+
+
+class Canceller:
+    """Runs the cancel chain for user cancels and the pay deadline."""
+
+    def __init__(self, repo: OrderRepo, mesh: Mesh, clock: Clock) -> None:
+        self._repo = repo
+        self._mesh = mesh
+        self._clock = clock
+
+    async def cancel(self, order_id: str, reason: str, actor: str) -> Order:
+        """Cancel ``order_id`` (CREATED -> CANCELLED, PAID -> REFUNDING); answers the order afterwards."""
+        order = await self._repo.load(order_id)
+        if order is None or not is_visible(order.status):
+            raise not_found(order_id)
+        gid = cancel_gid(order_id)
+        target, release = plan_release(order, gid, reason or DEFAULT_REASON)
+
+        async def local(session: AsyncSession) -> None:
+            current = await self._repo.get(session, order_id, with_items=False)
+            if current is None:
+                raise not_found(order_id)
+            if current.status is not order.status or current.payment_id != order.payment_id:
+                raise refusal(order_id, current.status, target, "changed concurrently")
+            await transition(
+                self._repo,
+                session,
+                current,
+                target,
+                reason=reason or DEFAULT_REASON,
+                actor=Actor(actor, gid),
+                now_ms=now_ms(self._clock),
+                where=[orders.c.paying_gid.is_(None)],
+                why_refused="a payment is in progress",
+            )
+
+        await self._mesh.cancel(release, local)
+        cancelled = await self._repo.load(order_id)
+        if cancelled is None:
+            raise not_found(order_id)
+        return cancelled
+
+    async def expire(self, order_id: str) -> bool:
+        """Cancel ``order_id`` if it is overdue (CREATED, not being paid, deadline passed); True if it did.
+
+        Losing a race (paid or cancelled meanwhile) is not an error: the order simply is not overdue.
+        """
+        order = await self._repo.load(order_id, with_items=False)
+        if order is None or not order.overdue(now_ms(self._clock)):
+            return False
+        try:
+            await self.cancel(order_id, DEADLINE_REASON, DEADLINE_ACTOR)
+        except FailedPrecondition as exc:
+            log.info("pay deadline of order %s: not cancelled (%s)", order_id, exc)
+            return False
+        log.info("order %s cancelled: pay deadline passed", order_id, extra={"order_id": order_id})
+        return True
+
+    async def close_if_overdue(self, order: Order) -> Order:
+        """Passive close: cancel ``order`` first when it is overdue; answers the order as it is now.
+
+        A failure to cancel (e.g. the coordinator unreachable) is logged and the order answered as read.
+        """
+        if not order.overdue(now_ms(self._clock)):
+            return order
+        try:
+            await self.expire(order.order_id)
+        except MeshError as exc:
+            log.warning("passive close of order %s failed: %s", order.order_id, exc)
+            return order
+        return await self._repo.load(order.order_id) or order

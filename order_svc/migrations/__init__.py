@@ -1,0 +1,1 @@
+"""order_svc migrations (component ``order``); revisions live in ``versions``."""

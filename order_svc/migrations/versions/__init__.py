@@ -1,0 +1,1 @@
+"""Alembic revisions of order_svc (component ``order``)."""

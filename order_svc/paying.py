@@ -1,0 +1,182 @@
+"""Pay (points channel: a TCC; external channel: a pay_svc payment) and PaymentSucceeded.
+
+Answers:
+
+* Pay of an order that is not CREATED, is being paid, or is past its deadline -> FAILED_PRECONDITION
+  naming its state (an overdue order is cancelled first: passive close).
+* Points payment refused by a participant (points short) -> ABORTED (:class:`PaymentRejected`); refused
+  because the order changed meanwhile (cancelled, paid) -> FAILED_PRECONDITION naming the state.
+* PaymentSucceeded: CREATED -> PAID (accepted); the same payment again -> accepted; CANCELLED or paid
+  otherwise -> not accepted (pay_svc then refunds); a points payment in flight -> FAILED_PRECONDITION
+  ("not yet": pay_svc asks again later).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.clock import Clock, now_ms
+from meshkit.errors import BranchFailure, FailedPrecondition, TransientError
+from order_svc.cancelling import Canceller
+from order_svc.entities import Channel, Order, PaymentVerdict, PayOutcome
+from order_svc.lifecycle import Actor, not_found, transition
+from order_svc.models import orders
+from order_svc.ports import Mesh, Payments, PointsPayment, RolledBack
+from order_svc.repo import OrderRepo
+from order_svc.states import OrderState, is_visible, refusal
+
+log = logging.getLogger(__name__)
+
+PAY_SVC = "pay_svc"
+PAID_STATES = frozenset(
+    {OrderState.PAID, OrderState.SHIPPED, OrderState.COMPLETED, OrderState.REFUNDING, OrderState.REFUNDED}
+)
+
+
+class PaymentRejected(BranchFailure):
+    """A participant refused the payment (e.g. not enough points): ``ABORTED``."""
+
+
+def pay_gid(order_id: str) -> str:
+    """A fresh gid for one points-payment attempt of ``order_id``."""
+    return f"pay-{order_id}-{secrets.token_hex(6)}"
+
+
+def points_payment_id(order_id: str) -> str:
+    """The payment id of a points payment (the contract's ``"points:" + order_id``)."""
+    return f"points:{order_id}"
+
+
+class Payer:
+    """Pay and PaymentSucceeded."""
+
+    def __init__(
+        self, repo: OrderRepo, mesh: Mesh, payments: Payments, canceller: Canceller, clock: Clock
+    ) -> None:
+        self._repo = repo
+        self._mesh = mesh
+        self._payments = payments
+        self._canceller = canceller
+        self._clock = clock
+
+    async def _visible(self, order_id: str) -> Order:
+        order = await self._repo.load(order_id, with_items=False)
+        if order is None or not is_visible(order.status):
+            raise not_found(order_id)
+        return order
+
+    async def pay(self, order_id: str, channel: Channel) -> PayOutcome:
+        """Pay ``order_id`` through ``channel`` (POINTS or EXTERNAL)."""
+        order = await self._visible(order_id)
+        if order.overdue(now_ms(self._clock)):
+            order = await self._canceller.close_if_overdue(order)
+            raise refusal(order_id, order.status, OrderState.PAID, "the pay deadline has passed")
+        if order.status is not OrderState.CREATED:
+            raise refusal(order_id, order.status, OrderState.PAID)
+        if order.paying_gid is not None:
+            raise refusal(order_id, order.status, OrderState.PAID, "a payment is in progress")
+        if channel is Channel.POINTS:
+            return await self._pay_with_points(order)
+        if order.amount_due_cents == 0:
+            raise FailedPrecondition(f"order {order_id}: nothing is due; pay it with the points channel")
+        return await self._pay_external(order)
+
+    async def _pay_with_points(self, order: Order) -> PayOutcome:
+        gid = pay_gid(order.order_id)
+        payment = PointsPayment(
+            gid=gid,
+            order_id=order.order_id,
+            user_id=order.user_id,
+            amount_cents=order.amount_due_cents,
+            payment_id=points_payment_id(order.order_id),
+        )
+        try:
+            await self._mesh.pay_with_points(payment)
+        except RolledBack as exc:
+            current = await self._visible(order.order_id)
+            if current.status is not OrderState.CREATED:
+                raise refusal(order.order_id, current.status, OrderState.PAID) from exc
+            if current.paying_gid not in (None, gid):
+                raise refusal(
+                    order.order_id, current.status, OrderState.PAID, "a payment is in progress"
+                ) from exc
+            if exc.business:
+                raise PaymentRejected(f"order {order.order_id} not paid: {exc.reason}") from exc
+            raise TransientError(
+                f"order {order.order_id} not paid (rolled back: {exc.reason}); retry"
+            ) from exc
+        current = await self._visible(order.order_id)
+        return PayOutcome(payment_id=payment.payment_id, token="", status=current.status)
+
+    async def _pay_external(self, order: Order) -> PayOutcome:
+        ticket = await self._payments.create_payment(order.order_id, order.user_id, order.amount_due_cents)
+        async with self._repo.transaction() as session:
+            current = await self._repo.get(session, order.order_id, with_items=False)
+            if current is None:
+                raise not_found(order.order_id)
+            if current.status is not OrderState.CREATED or current.paying_gid is not None:
+                raise refusal(order.order_id, current.status, OrderState.PAID, "changed concurrently")
+            if current.payment_id != ticket.payment_id or current.channel is not Channel.EXTERNAL:
+                won = await self._repo.update_fields(
+                    session,
+                    current,
+                    {"payment_id": ticket.payment_id, "channel": int(Channel.EXTERNAL)},
+                    now_ms=now_ms(self._clock),
+                )
+                if not won:
+                    raise refusal(order.order_id, current.status, OrderState.PAID, "changed concurrently")
+        return PayOutcome(payment_id=ticket.payment_id, token=ticket.token, status=OrderState.CREATED)
+
+    async def payment_succeeded(self, order_id: str, payment_id: str, amount_cents: int) -> PaymentVerdict:
+        """An external payment of ``order_id`` succeeded: take it (PAID) or refuse it (pay_svc refunds)."""
+        order = await self._visible(order_id)
+        await self._canceller.close_if_overdue(order)
+        async with self._repo.transaction() as session:
+            current = await self._repo.get(session, order_id, with_items=False)
+            if current is None:
+                raise not_found(order_id)
+            if current.status is OrderState.CREATED:
+                return await self._take_payment(session, current, payment_id, amount_cents)
+            same = current.payment_id == payment_id and current.channel is Channel.EXTERNAL
+            accepted = same and current.status in PAID_STATES
+            if not accepted:
+                log.info(
+                    "order %s is %s: payment %s not accepted (refund)",
+                    order_id,
+                    current.status,
+                    payment_id,
+                    extra={"order_id": order_id},
+                )
+            return PaymentVerdict(accepted=accepted, status=current.status)
+
+    async def _take_payment(
+        self, session: AsyncSession, order: Order, payment_id: str, amount_cents: int
+    ) -> PaymentVerdict:
+        if order.paying_gid is not None:
+            raise refusal(order.order_id, order.status, OrderState.PAID, "a points payment is in progress")
+        if amount_cents != order.amount_due_cents:
+            log.warning(
+                "order %s: payment %s of %d cents does not match the amount due %d; not accepted",
+                order.order_id,
+                payment_id,
+                amount_cents,
+                order.amount_due_cents,
+            )
+            return PaymentVerdict(accepted=False, status=order.status)
+        now = now_ms(self._clock)
+        await transition(
+            self._repo,
+            session,
+            order,
+            OrderState.PAID,
+            reason=f"paid externally ({payment_id})",
+            actor=Actor(PAY_SVC),
+            now_ms=now,
+            values={"payment_id": payment_id, "channel": int(Channel.EXTERNAL), "paid_at": now},
+            where=[orders.c.paying_gid.is_(None)],
+            why_refused="a points payment is in progress",
+        )
+        return PaymentVerdict(accepted=True, status=OrderState.PAID)
