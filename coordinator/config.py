@@ -30,6 +30,15 @@ class CoordinatorSection(Section):
     retry_jitter: float = Field(0.2, ge=0, le=1, description="backoff randomisation: +- this fraction")
     sweep_batch: int = Field(100, ge=1, le=10_000, description="due transactions claimed per sweep")
     max_concurrent_drives: int = Field(512, ge=1, description="transactions one replica drives at once")
+    finished_retention_days: float = Field(
+        7.0, gt=0, description="finished transactions (ops, history) are deleted this long after they end"
+    )
+    retention_interval_seconds: float = Field(
+        3600.0, gt=0, description="how often the retention cleanup runs"
+    )
+    retention_batch: int = Field(
+        500, ge=1, le=10_000, description="transactions deleted per cleanup statement"
+    )
     replica_id: str = Field("", max_length=64, description="name in owner/history columns (empty = host-pid)")
 
 

@@ -25,6 +25,7 @@ from coordinator.engine.metrics import EngineMetrics
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
+from coordinator.store.retention import FinishedTxCleaner
 from coordinator.store.sql import SqlTxStore, migrate
 from coordinator.timers.jetstream import JetStreamTimers
 from coordinator.timers.sweeper import Sweeper
@@ -68,6 +69,7 @@ class CoordinatorRuntime:
     sweeper: Sweeper
     service: CoordinatorService
     admin: AdminService
+    retention: FinishedTxCleaner
     clock: Clock
     _nats: Client | None = None
     _timers: JetStreamTimers | None = None
@@ -92,8 +94,16 @@ class CoordinatorRuntime:
             engine, Snowflake(settings.server.worker_id, clock), settings.server.default_deadline_seconds
         )
         admin = AdminService(engine, store, settings.admin.token.get_secret_value())
-        runtime = cls(settings, db, store, engine, invoker, sweeper, service, admin, clock)
+        retention = FinishedTxCleaner(
+            store,
+            clock,
+            retention_days=section.finished_retention_days,
+            interval_seconds=section.retention_interval_seconds,
+            batch=section.retention_batch,
+        )
+        runtime = cls(settings, db, store, engine, invoker, sweeper, service, admin, retention, clock)
         sweeper.start()
+        retention.start()
         if settings.nats.enabled:
             runtime._nats_task = asyncio.get_running_loop().create_task(runtime._connect_nats(), name="nats")
         log.info("coordinator replica %s ready", engine.owner)
@@ -137,6 +147,7 @@ class CoordinatorRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._nats_task
         await self.sweeper.stop()
+        await self.retention.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._nats is not None:

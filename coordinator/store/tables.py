@@ -69,6 +69,7 @@ trans_global = Table(
     Index("ix_trans_global_next_run_at", "next_run_at"),
     Index("ix_trans_global_status_created", "status", "created_at", "gid"),
     Index("ix_trans_global_created", "created_at", "gid"),
+    Index("ix_trans_global_finished", "finished_at"),
 )
 
 trans_branch_op = Table(

@@ -97,7 +97,8 @@ class RunningCoordinator:
 
     async def query(self, gid: str) -> pb.Transaction:
         """The transaction as Query shows it."""
-        return (await self.stub.Query(pb.QueryRequest(gid=gid))).transaction
+        reply: pb.QueryResponse = await self.stub.Query(pb.QueryRequest(gid=gid))
+        return reply.transaction
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample value from this replica's registry (0 when absent)."""
