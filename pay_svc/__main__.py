@@ -5,29 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import grpc.aio
-
 from meshkit.server import MeshServer, boot
-from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
+from meshpb.pay.v1 import pay_pb2
 from pay_svc.config import PaySettings
+from pay_svc.runtime import PayRuntime
 
 SERVICE_NAME = pay_pb2.DESCRIPTOR.services_by_name["Pay"].full_name
 
 
-def register(server: grpc.aio.Server) -> None:
-    """Add the Pay servicer to ``server``.
-
-    Until the service is implemented this is the generated base servicer, which answers
-    ``UNIMPLEMENTED`` for every RPC.
-    """
-    servicer = pay_pb2_grpc.PayServicer()  # type: ignore[abstract]
-    pay_pb2_grpc.add_PayServicer_to_server(servicer, server)
-
-
 async def serve(settings: PaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
-    server = MeshServer(settings, "pay_svc", [register], [SERVICE_NAME])
-    await server.run()
+    runtime = await PayRuntime.start(settings)
+    server = MeshServer(settings, "pay_svc", [runtime.register], [SERVICE_NAME])
+    server.add_stop_hook(runtime.stop)
+    try:
+        port = await server.start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    runtime.bind(port)
+    server.install_signal_handlers()
+    await server.wait_for_termination()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

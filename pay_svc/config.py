@@ -17,13 +17,25 @@ class PayServerSettings(ServerSettings):
 
 
 class PaySection(Section):
-    """Payments: the gateway callback signature key and the simulated gateway."""
+    """Payments: the gateway callback signature key, the simulated gateway, the order notifier."""
 
     callback_secret: SecretStr = Field(
         SecretStr(""), description="HMAC-SHA256 key of gateway callbacks (required to accept callbacks)"
     )
     payment_timeout_seconds: float = Field(1800.0, gt=0, description="how long a payment token is valid")
     gateway_delay_seconds: float = Field(0.0, ge=0, description="simulated gateway: wait before calling back")
+    callback_window_seconds: float = Field(
+        300.0, gt=0, description="a callback's timestamp may differ from now by at most this much"
+    )
+    notify_interval_seconds: float = Field(
+        5.0, gt=0, description="order notifier: how often it retries payments the order was not told of"
+    )
+    notify_batch: int = Field(100, ge=1, le=10_000, description="order notifier: payments per round")
+    order_call_seconds: float = Field(5.0, gt=0, description="deadline of one Order.PaymentSucceeded call")
+    nonce_cleanup_interval_seconds: float = Field(
+        60.0, gt=0, description="how often expired callback nonces are deleted"
+    )
+    nonce_cleanup_batch: int = Field(1000, ge=1, le=100_000, description="nonces deleted per statement")
 
 
 class PaySettings(MeshSettings):

@@ -1,0 +1,105 @@
+"""Assembly of pay_svc: database and migrations, domain, gateway, gRPC adapters, background loops.
+
+``pay_svc/__main__.py`` builds one :class:`PayRuntime` next to its :class:`MeshServer`; tests build
+one in-process the same way (with a :class:`meshkit.clock.ManualClock` if they want to move time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc.aio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
+from meshkit.clock import Clock, SystemClock
+from meshkit.db import create_engine
+from meshkit.ids import Snowflake
+from meshkit.migrate import upgrade
+from meshpb.pay.v1 import pay_pb2_grpc
+from pay_svc.adapters import GrpcCallbackClient, GrpcOrderClient, own_address
+from pay_svc.background import Background, run_periodically
+from pay_svc.config import PaySettings
+from pay_svc.domain import PayDomain
+from pay_svc.gateway import GatewaySimulator
+from pay_svc.models import VERSIONS_DIR
+from pay_svc.servicer import PayServicer
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Create or upgrade the barrier table and pay_svc's tables."""
+    await upgrade(engine, "barrier", BARRIER_VERSIONS)
+    await upgrade(engine, "pay", VERSIONS_DIR)
+
+
+@dataclass
+class PayRuntime:
+    """Everything pay_svc runs besides its gRPC server."""
+
+    settings: PaySettings
+    clock: Clock
+    db: AsyncEngine
+    domain: PayDomain
+    gateway: GatewaySimulator
+    order: GrpcOrderClient
+    callbacks: GrpcCallbackClient
+    background: Background
+
+    @classmethod
+    async def start(
+        cls, settings: PaySettings, *, clock: Clock | None = None, background: bool = True
+    ) -> PayRuntime:
+        """Migrate, build the domain and, unless ``background`` is False, start the background loops."""
+        clock = clock or SystemClock()
+        db = create_engine(settings.db)
+        await migrate(db)
+        section = settings.pay
+        order = GrpcOrderClient(settings.peers.order, section.order_call_seconds)
+        domain = PayDomain(
+            db,
+            settings=section,
+            clock=clock,
+            ids=Snowflake(settings.server.worker_id, clock),
+            order=order,
+            barrier=SqlBarrier(db, clock),
+        )
+        callbacks = GrpcCallbackClient(settings.server.default_deadline_seconds)
+        gateway = GatewaySimulator(domain, callbacks, clock, section)
+        runtime = cls(settings, clock, db, domain, gateway, order, callbacks, Background())
+        if background:
+            runtime.start_background()
+        return runtime
+
+    def start_background(self) -> None:
+        """Start the order notifier, the nonce cleanup and the barrier cleanup."""
+        section = self.settings.pay
+        self.background.start(
+            "pay-notifier",
+            run_periodically(
+                "order notifier", self.domain.notify_due, self.clock, section.notify_interval_seconds
+            ),
+        )
+        self.background.start(
+            "pay-nonce-cleanup",
+            run_periodically(
+                "nonce cleanup", self.domain.clean_nonces, self.clock, section.nonce_cleanup_interval_seconds
+            ),
+        )
+        cleaner = BarrierCleaner(self.db, self.settings.barrier, self.clock)
+        self.background.start("pay-barrier-cleanup", cleaner.run_forever())
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the Pay servicer to ``server``."""
+        pay_pb2_grpc.add_PayServicer_to_server(PayServicer(self.domain, self.gateway), server)
+
+    def bind(self, port: int) -> None:
+        """The server listens on ``port``: the simulated gateway calls back there."""
+        self.callbacks.bind(own_address(self.settings.server.host, port))
+
+    async def stop(self) -> None:
+        """Stop background work and delayed callbacks, close channels and the database."""
+        await self.background.stop()
+        await self.gateway.close()
+        await self.callbacks.close()
+        await self.order.close()
+        await self.db.dispose()
