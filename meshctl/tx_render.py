@@ -23,6 +23,8 @@ STATUS_STYLE: dict[int, str] = {
 }
 OP_STYLE = {"succeeded": "green", "pending": "yellow", "failed": "red", "skipped": "dim"}
 MAX_ERROR = 80
+# Ops of one branch in the order they happen.
+OP_ORDER = {"try": 0, "action": 0, "msg": 0, "confirm": 1, "cancel": 2, "compensate": 2}
 
 
 def as_json(message: Message) -> str:
@@ -103,7 +105,8 @@ def print_transaction(console: Console, tx: pb.Transaction) -> None:
     ops = Table(title="branch ops", title_justify="left")
     for column in ("branch", "op", "status", "attempts", "next attempt (UTC)", "target", "last error"):
         ops.add_column(column, overflow="fold")
-    for op in tx.ops:
+    positions = {branch: i for i, branch in enumerate(dict.fromkeys(op.branch_id for op in tx.ops))}
+    for op in sorted(tx.ops, key=lambda o: (positions[o.branch_id], OP_ORDER.get(o.op, 9))):
         style = OP_STYLE.get(op.status, "white")
         ops.add_row(
             op.branch_id,
@@ -119,9 +122,10 @@ def print_transaction(console: Console, tx: pb.Transaction) -> None:
     for column in ("at (UTC)", "kind", "change", "branch/op", "actor", "detail"):
         history.add_column(column, overflow="fold")
     for event in tx.history:
-        change = (
-            f"{status_name(event.from_status)} -> {status_name(event.to_status)}" if event.to_status else ""
-        )
+        change = ""
+        if event.to_status:
+            before = status_name(event.from_status) if event.from_status else "new"
+            change = f"{before} -> {status_name(event.to_status)}"
         where = f"{event.branch_id}/{event.op}" if event.branch_id else ""
         history.add_row(when(event.at), event.kind, change, where, event.actor, event.detail)
     console.print(history)
