@@ -17,6 +17,7 @@ transient error so the coordinator keeps retrying and lists the transaction as s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,8 +114,7 @@ class OrderBranches:
 
         result = await self._barrier.call(ctx, business)
         if result.applied:
-            for new in new_orders:
-                await self._timer.schedule(new.order_id, deadline)
+            await asyncio.gather(*(self._timer.schedule(new.order_id, deadline) for new in new_orders))
         return result.outcome
 
     async def cancel_create(self, ctx: TxContext, new_orders: Sequence[NewOrder]) -> Outcome:

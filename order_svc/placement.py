@@ -43,7 +43,7 @@ from order_svc.placing import (
     validate_request,
 )
 from order_svc.ports import Catalogue, Mesh, RolledBack, TxState, TxView
-from order_svc.repo import OrderRepo
+from order_svc.repo import OrderRepo, clip
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ class Placement:
 
     async def _finish(self, record: RequestRecord, state: RequestState, reason: str) -> RequestRecord:
         """Record the outcome (unless someone else already did); answers the record as it is now."""
-        await self._repo.finish_request(record.request_id, state, reason, now_ms(self._clock))
+        if await self._repo.finish_request(record.request_id, state, reason, now_ms(self._clock)):
+            return replace(record, state=state, reason=clip(reason))
         current = await self._repo.get_request(record.request_id)
         return current if current is not None else replace(record, state=state, reason=reason)
 

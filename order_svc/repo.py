@@ -35,7 +35,8 @@ from order_svc.states import HIDDEN, OrderState
 _HIDDEN_VALUES = tuple(state.value for state in HIDDEN)
 
 
-def _clip(text: str, limit: int = REASON_LEN) -> str:
+def clip(text: str, limit: int = REASON_LEN) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), as the reason columns store it."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -282,7 +283,7 @@ class OrderRepo:
                 status=target.value,
                 version=order.version + 1,
                 updated_at=now_ms,
-                reason=_clip(reason),
+                reason=clip(reason),
                 **dict(values or {}),
             )
         )
@@ -300,8 +301,8 @@ class OrderRepo:
                 order_id=entry.order_id,
                 from_status=None if entry.from_status is None else entry.from_status.value,
                 to_status=entry.to_status.value,
-                reason=_clip(entry.reason),
-                actor=_clip(entry.actor, 128),
+                reason=clip(entry.reason),
+                actor=clip(entry.actor, 128),
                 gid=entry.gid,
                 at=entry.at_ms,
             )
@@ -347,7 +348,7 @@ class OrderRepo:
             "gid": record.gid,
             "order_ids": json.dumps(list(record.order_ids)),
             "state": record.state.value,
-            "reason": _clip(record.reason),
+            "reason": clip(record.reason),
             "lease_until": record.lease_until_ms,
             "created_at": record.created_at_ms,
             "updated_at": record.created_at_ms,
@@ -367,7 +368,7 @@ class OrderRepo:
                 order_requests.c.request_id == request_id,
                 order_requests.c.state == RequestState.PENDING.value,
             )
-            .values(state=state.value, reason=_clip(reason), updated_at=now_ms, lease_until=0)
+            .values(state=state.value, reason=clip(reason), updated_at=now_ms, lease_until=0)
         )
         async with self.transaction() as session:
             return _rowcount(await session.execute(stmt)) == 1
