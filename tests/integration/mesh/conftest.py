@@ -1,0 +1,82 @@
+"""A whole local stack (the ``meshctl up`` launcher: Redis, NATS, coordinator, four services) per module.
+
+The coordinator retries fast here (short backoff, frequent sweeps) so recoveries finish in seconds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from meshctl import layout
+from meshctl.audit_clients import MeshAddresses, MeshClients
+from meshctl.endpoints import TOKEN_FILE
+from meshctl.launcher import StackLauncher
+from meshctl.procs import port_taken, tail_lines
+from meshctl.stackfile import StackState
+from meshkit.clock import SystemClock
+
+FAST_COORDINATOR = {
+    "MESH_COORDINATOR__RETRY_INTERVAL_SECONDS": "0.2",
+    "MESH_COORDINATOR__MAX_RETRY_INTERVAL_SECONDS": "2",
+    "MESH_COORDINATOR__SWEEP_INTERVAL_SECONDS": "1",
+}
+
+
+def free_base_port() -> int:
+    """A base port whose stack ports are all free on 127.0.0.1."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20_000, 40_000)
+        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+@dataclass
+class Mesh:
+    """A running stack, its launcher and clients for every service."""
+
+    launcher: StackLauncher
+    state: StackState
+    clients: MeshClients
+
+    @property
+    def data_dir(self) -> Path:
+        """The stack's data directory."""
+        return self.launcher.data_dir
+
+    def pid(self, service: str) -> int:
+        """The pid the stack started ``service`` with."""
+        return next(p.pid for p in self.state.services() if p.name == service)
+
+    def logs(self, lines: int = 30) -> str:
+        """The tail of every service log, for failure messages."""
+        return "\n".join(
+            f"--- {spec.name}:\n{tail_lines(layout.log_path(self.data_dir, spec.name), lines)}"
+            for spec in layout.SERVICES
+        )
+
+
+@pytest.fixture(scope="module")
+async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    """A whole stack for the module's tests, stopped afterwards."""
+    launcher = StackLauncher(
+        tmp_path_factory.mktemp("mesh"),
+        free_base_port(),
+        SystemClock(),
+        env_overrides={"coordinator": FAST_COORDINATOR},
+    )
+    state = await launcher.start(detached=True)
+    clients = MeshClients(
+        MeshAddresses.from_stack(state), (launcher.data_dir / TOKEN_FILE).read_text().strip()
+    )
+    try:
+        yield Mesh(launcher, state, clients)
+    finally:
+        await clients.close()
+        await launcher.stop()

@@ -1,0 +1,132 @@
+"""The whole mesh under contention and a crash: invariants hold, each order ends placed or rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from meshpb.order.v1 import order_pb2 as opb
+from tests.integration.mesh.conftest import Mesh
+from tests.integration.mesh.ordering import (
+    Outcome,
+    audit_failures,
+    passing_audit,
+    place_once,
+    put_sku,
+    settle,
+    stock_of,
+)
+
+MERCHANT = "m-robust"
+PRICE = 500
+
+
+def _request(request_id: str, user: str, sku: str, quantity: int = 1) -> opb.PlaceOrderRequest:
+    item = opb.OrderItem(sku=sku, merchant_id=MERCHANT, quantity=quantity, unit_price_cents=PRICE)
+    return opb.PlaceOrderRequest(request_id=request_id, user_id=user, items=[item], points_to_use=0)
+
+
+async def _settle_all(
+    mesh: Mesh, requests: list[opb.PlaceOrderRequest], first: list[Outcome]
+) -> list[Outcome]:
+    settled = await asyncio.gather(
+        *(
+            settle(mesh.clients, r) if o.unknown else asyncio.sleep(0, o)
+            for r, o in zip(requests, first, strict=True)
+        )
+    )
+    return list(settled)
+
+
+@pytest.mark.timeout(300)
+async def test_100_concurrent_orders_for_the_last_10_units_exactly_10_win(mesh: Mesh) -> None:
+    tag = uuid.uuid4().hex[:8]
+    sku = f"last10-{tag}"
+    await put_sku(mesh.clients, sku, MERCHANT, PRICE, 10)
+    requests = [_request(f"last10-{tag}-{i}", f"buyer-{i}", sku) for i in range(100)]
+
+    first = await asyncio.gather(*(place_once(mesh.clients, r) for r in requests))
+    outcomes = await _settle_all(mesh, requests, list(first))
+
+    unknown = [o for o in outcomes if o.unknown]
+    assert not unknown, f"requests without a known outcome: {unknown[:3]}\n{mesh.logs()}"
+    placed = [o for o in outcomes if o.placed]
+    assert len(placed) == 10, f"{len(placed)} placed"
+    assert all(o.refused for o in outcomes if not o.placed)
+    level = await stock_of(mesh.clients, sku)
+    assert (level.available, level.reserved, level.sold) == (0, 0, 10)
+    for outcome in placed:
+        (order_id,) = outcome.order_ids
+        order = await mesh.clients.order.GetOrder(opb.GetOrderRequest(order_id=order_id), timeout=10)
+        assert order.status == opb.ORDER_STATUS_CREATED
+        assert [(i.sku, i.quantity) for i in order.items] == [(sku, 1)]
+    audit = await passing_audit(mesh.clients)
+    assert not audit_failures(audit), audit_failures(audit)
+
+
+@pytest.mark.timeout(300)
+async def test_stock_svc_killed_while_placing_orders_every_order_ends_placed_or_rolled_back(
+    mesh: Mesh,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    sku = f"crash-{tag}"
+    await put_sku(mesh.clients, sku, MERCHANT, PRICE, 1000)
+    outcomes: list[Outcome] = []
+    stop = asyncio.Event()
+
+    async def customer(worker: int) -> None:
+        """Place orders one after the other; an inconclusive answer is retried with the same request id."""
+        n = 0
+        while not stop.is_set():
+            request = _request(f"crash-{tag}-{worker}-{n}", f"crash-user-{worker}", sku, quantity=2)
+            n += 1
+            outcomes.append(await settle(mesh.clients, request))
+
+    def placed_count() -> int:
+        return sum(1 for o in outcomes if o.placed)
+
+    async def until(check: Callable[[], bool], within: float) -> bool:
+        deadline = time.monotonic() + within
+        while not check():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    workers = [asyncio.create_task(customer(w)) for w in range(6)]
+    try:
+        assert await until(lambda: placed_count() >= 10, 60), f"orders are not being placed\n{mesh.logs()}"
+        os.kill(mesh.pid("stock_svc"), signal.SIGKILL)
+        assert await until(lambda: "stock_svc" in mesh.launcher.exited(), 10)
+        answered_at_kill = len(outcomes)
+        await until(lambda: len(outcomes) >= answered_at_kill + 6, 10)  # orders tried while it is down
+        await mesh.launcher.restart("stock_svc")
+        placed_at_restart = placed_count()
+        assert await until(lambda: placed_count() >= placed_at_restart + 10, 90), (
+            f"no orders placed after the restart\n{mesh.logs()}"
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    unknown = [o for o in outcomes if o.unknown]
+    assert not unknown, f"requests without a known outcome: {unknown[:3]}\n{mesh.logs()}"
+    placed = [o for o in outcomes if o.placed]
+    rolled_back = [o for o in outcomes if o.refused]
+    assert len(placed) + len(rolled_back) == len(outcomes)
+    assert rolled_back, "no order was tried while stock_svc was down"
+    assert placed, "no order was placed"
+    for outcome in placed:
+        (order_id,) = outcome.order_ids
+        order = await mesh.clients.order.GetOrder(opb.GetOrderRequest(order_id=order_id), timeout=10)
+        assert order.status == opb.ORDER_STATUS_CREATED, outcome
+    audit = await passing_audit(mesh.clients)
+    assert not audit_failures(audit), f"{audit_failures(audit)}\n{mesh.logs()}"
+    level = await stock_of(mesh.clients, sku)
+    assert (level.reserved, level.sold, level.available) == (0, 2 * len(placed), 1000 - 2 * len(placed))
