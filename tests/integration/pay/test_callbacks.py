@@ -231,6 +231,10 @@ async def test_gateway_delay_calls_back_later(sqlite_url: str, fake_order: FakeO
             return bool(got.status == SUCCEEDED)
 
         await wait_for(succeeded, within=10, what="the delayed callback")
+        # The payment turns SUCCEEDED first and the order is told right after: wait for that too.
+        await wait_for(
+            lambda: fake_order.calls_for(created.order_id, "accepted"), within=10, what="the order to be told"
+        )
         assert len(fake_order.calls_for(created.order_id, "accepted")) == 1
     finally:
         await running.stop()
