@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import layout
+from meshctl import layout, stackfile
 from meshctl.audit_clients import MeshAddresses, MeshClients
 from meshctl.endpoints import TOKEN_FILE
 from meshctl.launcher import StackLauncher
@@ -51,8 +51,14 @@ class Mesh:
         return self.launcher.data_dir
 
     def pid(self, service: str) -> int:
-        """The pid the stack started ``service`` with."""
-        return next(p.pid for p in self.state.services() if p.name == service)
+        """The pid ``service`` runs with now (restarts included)."""
+        return next(p.pid for p in self.launcher_state().services() if p.name == service)
+
+    def launcher_state(self) -> StackState:
+        """The stack as its ``stack.json`` records it now (rewritten by a restart)."""
+        state = stackfile.load(self.data_dir)
+        assert state is not None
+        return state
 
     def logs(self, lines: int = 30) -> str:
         """The tail of every service log, for failure messages."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import grpc
 import grpc.aio
@@ -36,6 +37,7 @@ class Outcome:
     gid: str = ""
     refused: str = ""  # details of a business refusal (rolled back)
     unknown: str = ""  # last inconclusive error
+    inconclusive: int = 0  # inconclusive answers (timeouts, a service down) before this one
 
     @property
     def placed(self) -> bool:
@@ -58,11 +60,23 @@ async def place_once(clients: MeshClients, request: opb.PlaceOrderRequest) -> Ou
 async def settle(clients: MeshClients, request: opb.PlaceOrderRequest, within: float = 180.0) -> Outcome:
     """Ask again (same request_id) until the outcome is known or ``within`` seconds passed."""
     deadline = time.monotonic() + within
+    inconclusive = 0
     while True:
         outcome = await place_once(clients, request)
         if not outcome.unknown or time.monotonic() >= deadline:
-            return outcome
+            return replace(outcome, inconclusive=inconclusive)
+        inconclusive += 1
         await asyncio.sleep(0.5)
+
+
+async def wait_until(check: Callable[[], bool], within: float) -> bool:
+    """Poll ``check`` until it holds (True) or ``within`` seconds passed (False)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def put_sku(clients: MeshClients, sku: str, merchant: str, price: int, quantity: int) -> None:
