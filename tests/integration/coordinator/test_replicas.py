@@ -133,10 +133,17 @@ async def summarize(
     coordinator_calls = {k: n for k, n in bank.calls.items() if k[0] in plan and k[2] != "try"}
     extra = sum(n - 1 for n in coordinator_calls.values() if n > 1)
     duplicates = {k: n for k, n in coordinator_calls.items() if n > 1 and k[1] != "02"}
+    causes: Counter[str] = Counter()
+    for gid, branch, op in duplicates:
+        tx = (await client.stub.Query(pb.QueryRequest(gid=gid))).transaction
+        attempts = next((o.attempts for o in tx.ops if o.branch_id == branch and o.op == op), 0)
+        failures = [e.detail for e in tx.history if e.branch_id == branch and e.op == op]
+        causes[f"{attempts} attempts recorded, {len(failures)} failure events"] += 1
     report = (
         f"{len(plan)} transactions on 2 replicas: {dict(statuses)}; finished by {dict(finished_by)}; "
         f"{sum(coordinator_calls.values())} coordinator branch calls for {len(coordinator_calls)} ops, "
-        f"{extra} extra (retries), {len(duplicates)} ops called twice without an injected failure; "
+        f"{extra} extra (retries), {len(duplicates)} ops called twice without an injected failure "
+        f"{dict(Counter(op for _, _, op in duplicates))}, coordinator's view {dict(causes)}; "
         "applied twice: 0"
     )
     return statuses, finished_by, report
