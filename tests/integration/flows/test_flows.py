@@ -216,12 +216,15 @@ async def test_duplicate_place_order_retry_answers_the_same_ids(stack: Stack) ->
     assert "request_id" in (reused.details() or "")
 
 
+RACE_ROUNDS = 50  # the issue: pay racing cancel on one order 50 times, never both
+
+
 async def test_pay_racing_cancel_never_both(stack: Stack) -> None:
     shop = merchant()
-    pen = await stack.sku(shop, 250, 40)
-    user = await stack.user(points=20 * 250)
+    pen = await stack.sku(shop, 250, RACE_ROUNDS + 10)
+    user = await stack.user(points=RACE_ROUNDS * 250)
     outcomes: dict[str, int] = {"paid": 0, "cancelled": 0, "refunded": 0}
-    for _ in range(20):
+    for _ in range(RACE_ROUNDS):
         placed = await stack.place(user, [(pen, shop, 1, 250)])
         order_id = placed.order_ids[0]
         results: list[Any] = list(
@@ -253,10 +256,15 @@ async def test_pay_racing_cancel_never_both(stack: Stack) -> None:
     print(f"pay racing cancel outcomes: {outcomes}")
     paid = outcomes["paid"]
     await eventually(
-        lambda: stack.account(user), lambda a: a == (20 * 250 - paid * 250, 0), 30, f"points after {outcomes}"
+        lambda: stack.account(user),
+        lambda a: a == (RACE_ROUNDS * 250 - paid * 250, 0),
+        30,
+        f"points after {outcomes}",
     )
     sold = paid
-    await eventually(lambda: stack.stock_of(pen), lambda s: s == (40 - sold, 0, sold), 30, "stock settled")
+    await eventually(
+        lambda: stack.stock_of(pen), lambda s: s == (RACE_ROUNDS + 10 - sold, 0, sold), 30, "stock settled"
+    )
 
 
 async def test_bad_input_on_every_public_rpc_is_invalid_argument(stack: Stack) -> None:
