@@ -83,8 +83,12 @@ class Placement:
         """How long the initiator of a request owns it: the transaction's timeout twice, plus a margin."""
         return round((2 * self._settings.tx_timeout_seconds + LEASE_MARGIN_SECONDS) * MS)
 
-    async def place(self, request: PlaceRequest) -> PlaceResult:
-        """Place the orders of ``request`` (idempotent on its ``request_id``)."""
+    async def place(self, request: PlaceRequest, *, check_prices: bool = True) -> PlaceResult:
+        """Place the orders of ``request`` (idempotent on its ``request_id``).
+
+        ``check_prices=False`` (flash sale orders, whose price is the sale's) skips the catalogue price
+        check; SKU and merchant are still checked.
+        """
         validate_request(
             request, max_items=self._settings.max_items, max_quantity=self._settings.max_quantity
         )
@@ -93,7 +97,7 @@ class Placement:
         if record is not None:
             return await self._follow(record, request, digest)
         known = await self._catalogue.get_skus({item.sku for item in request.items})
-        check_catalogue(request.items, known)
+        check_catalogue(request.items, known, check_prices=check_prices)
         order_ids = tuple(self._ids.next_str() for _ in range(merchant_count(request)))
         plan = plan_orders(request, order_ids, place_gid(request.request_id))
         now = now_ms(self._clock)

@@ -70,8 +70,13 @@ def _validate_item(index: int, item: Item, max_quantity: int) -> None:
         )
 
 
-def check_catalogue(items: Sequence[Item], known: Mapping[str, SkuInfo]) -> None:
-    """Every item must name a known SKU with its catalogue merchant and price; else InvalidArgument."""
+def check_catalogue(
+    items: Sequence[Item], known: Mapping[str, SkuInfo], *, check_prices: bool = True
+) -> None:
+    """Every item must name a known SKU with its catalogue merchant and price; else InvalidArgument.
+
+    ``check_prices=False`` accepts any unit price (a flash sale's order carries the sale's price).
+    """
     for index, item in enumerate(items):
         info = known.get(item.sku)
         if info is None:
@@ -81,7 +86,7 @@ def check_catalogue(items: Sequence[Item], known: Mapping[str, SkuInfo]) -> None
                 f"items[{index}].merchant_id",
                 f"SKU {item.sku!r} belongs to merchant {info.merchant_id!r}, not {item.merchant_id!r}",
             )
-        if info.price_cents != item.unit_price_cents:
+        if check_prices and info.price_cents != item.unit_price_cents:
             raise InvalidArgument(
                 f"items[{index}].unit_price_cents",
                 f"SKU {item.sku!r} costs {info.price_cents} cents, not {item.unit_price_cents}",

@@ -5,6 +5,7 @@
 * :class:`Mesh` - the coordinator: the placing TCC, the points-pay TCC, the cancel MSG, queries
   (:mod:`order_svc.mesh`).
 * :class:`DeadlineTimer` - the pay deadline message (:mod:`order_svc.deadlines`).
+* :class:`FlashQueue` - the flash work queue and restock broadcast (:mod:`order_svc.flash_queue`).
 """
 
 from __future__ import annotations
@@ -141,4 +142,21 @@ class DeadlineTimer(Protocol):
 
     async def schedule(self, order_id: str, at_ms: int) -> None:
         """Have the deadline of ``order_id`` fire at ``at_ms`` (best effort: the sweeper covers misses)."""
+        ...
+
+
+class FlashQueue(Protocol):
+    """The flash sale's work queue (one job per ticket) and its restock broadcast."""
+
+    @property
+    def available(self) -> bool:
+        """True while jobs can be queued."""
+        ...
+
+    async def publish_job(self, ticket: str) -> None:
+        """Queue the job of ``ticket``; TransientError when the queue did not take it."""
+        ...
+
+    async def broadcast_restock(self, sale_id: str) -> None:
+        """Tell every replica that ``sale_id`` has units again (best effort)."""
         ...

@@ -1,7 +1,9 @@
 """Assembly of an order_svc process: database, migrations, adapters, domain, background work, servicer.
 
 Besides the database and the barrier: the peer channels (stock, pay), the coordinator client, the
-deadline messages, the sweeper and the barrier cleanup.
+deadline messages, the sweeper and the barrier cleanup; for the flash sale a Redis client (connecting
+lazily: order_svc starts without Redis, only the flash RPCs need it), the work queue with this replica's
+workers and the restock broadcast (NATS, connected in the background), and the flash sweeper.
 
 ``order_svc/__main__.py`` builds one :class:`OrderRuntime` next to its :class:`MeshServer`; tests build one
 in-process the same way (with their own clock).
@@ -14,6 +16,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 import grpc.aio
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
@@ -29,6 +32,13 @@ from order_svc.cancelling import Canceller
 from order_svc.config import OrderSettings
 from order_svc.deadlines import NatsDeadlines
 from order_svc.domain import OrderService
+from order_svc.flash_flags import SoldOutFlags
+from order_svc.flash_hot import FlashHot
+from order_svc.flash_jobs import FlashJobs
+from order_svc.flash_queue import NatsFlashQueue
+from order_svc.flash_repo import FlashRepo
+from order_svc.flash_sales import SaleBook
+from order_svc.flash_service import FlashService
 from order_svc.mesh import GrpcMesh
 from order_svc.models import COMPONENT, VERSIONS
 from order_svc.paying import Payer
@@ -37,6 +47,8 @@ from order_svc.placement import Placement
 from order_svc.repo import OrderRepo
 from order_svc.servicer import OrderServicer
 from order_svc.sweeper import Sweeper
+
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -56,6 +68,11 @@ class OrderRuntime:
     sweeper: Sweeper
     coordinator: CoordinatorClient
     channels: list[grpc.aio.Channel]
+    redis: Redis
+    flash: FlashService
+    flash_jobs: FlashJobs
+    flash_queue: NatsFlashQueue
+    flash_sweeper: Sweeper
     _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -94,20 +111,85 @@ class OrderRuntime:
             settings=section,
         )
         sweeper = Sweeper(service.sweep_once, clock, section.sweep_interval_seconds)
-        runtime = cls(settings, db, service, deadlines, sweeper, coordinator, [stock, pay])
+        redis = Redis.from_url(
+            settings.redis.url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        flash, jobs, queue = cls._flash(
+            settings, clock=clock, db=db, redis=redis, service=service, stock=stock
+        )
+        flash_sweeper = Sweeper(jobs.sweep_once, clock, section.flash_sweep_interval_seconds, "flash-sweeper")
+        runtime = cls(
+            settings,
+            db,
+            service,
+            deadlines,
+            sweeper,
+            coordinator,
+            [stock, pay],
+            redis,
+            flash,
+            jobs,
+            queue,
+            flash_sweeper,
+        )
         deadlines.start(service.expire)
         sweeper.start()
+        queue.start(jobs.run, flash.on_restocked)
+        flash_sweeper.start()
         runtime._cleanup = asyncio.get_running_loop().create_task(
             BarrierCleaner(db, settings.barrier, clock).run_forever(), name="barrier-cleanup"
         )
         return runtime
 
+    @staticmethod
+    def _flash(
+        settings: OrderSettings,
+        *,
+        clock: Clock,
+        db: AsyncEngine,
+        redis: Redis,
+        service: OrderService,
+        stock: grpc.aio.Channel,
+    ) -> tuple[FlashService, FlashJobs, NatsFlashQueue]:
+        """The flash sale's domain, workers and work queue."""
+        section = settings.order
+        repo = FlashRepo(db)
+        hot = FlashHot(redis, section.flash_namespace)
+        sales = SaleBook(repo, hot, clock, section)
+        flags = SoldOutFlags(clock, section.flash_sold_out_ttl_seconds)
+        queue = NatsFlashQueue(settings.nats, section, clock, f"order_svc-{settings.server.worker_id}")
+        flash = FlashService(
+            repo=repo,
+            sales=sales,
+            hot=hot,
+            queue=queue,
+            flags=flags,
+            catalogue=GrpcCatalogue(stock, section.request_timeout_seconds),
+            clock=clock,
+            settings=section,
+        )
+        jobs = FlashJobs(
+            repo=repo,
+            sales=sales,
+            hot=hot,
+            queue=queue,
+            flags=flags,
+            placement=service.placement,
+            clock=clock,
+            settings=section,
+        )
+        return flash, jobs, queue
+
     def register(self, server: grpc.aio.Server) -> None:
         """Add the Order servicer to ``server``."""
-        order_pb2_grpc.add_OrderServicer_to_server(OrderServicer(self.service), server)
+        order_pb2_grpc.add_OrderServicer_to_server(OrderServicer(self.service, self.flash), server)
 
     async def stop(self) -> None:
-        """Stop the background work, close the peer channels and the database pool."""
+        """Stop the background work, close the peer channels, Redis and the database pool."""
+        await self.flash_sweeper.stop()
+        await self.flash_queue.stop()
         await self.sweeper.stop()
         await self.deadlines.stop()
         if self._cleanup is not None:
@@ -116,4 +198,5 @@ class OrderRuntime:
                 await self._cleanup
         await self.coordinator.close()
         await asyncio.gather(*(channel.close() for channel in self.channels), return_exceptions=True)
+        await self.redis.aclose()
         await self.db.dispose()

@@ -18,12 +18,11 @@ from meshkit.txcontext import OP_KEY, Op, TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc
-from order_svc import convert
+from order_svc import convert, flash_convert
 from order_svc.domain import OrderService, check_order_id
+from order_svc.flash_service import FlashService
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-FLASH_UNIMPLEMENTED = "FlashBuy/GetFlashResult are not implemented yet (flash sale is a later task)"
 
 
 def branch_context(context: Context, expected: Op) -> TxContext:
@@ -40,10 +39,11 @@ def reply(outcome: Outcome) -> common_pb2.BranchReply:
 
 
 class OrderServicer(order_pb2_grpc.OrderServicer):
-    """Every Order RPC (FlashBuy and GetFlashResult answer UNIMPLEMENTED)."""
+    """Every Order RPC; the flash sale ones go to the :class:`FlashService`."""
 
-    def __init__(self, service: OrderService) -> None:
+    def __init__(self, service: OrderService, flash: FlashService) -> None:
         self._service = service
+        self._flash = flash
 
     # ------------------------------------------------------------------ public
 
@@ -94,12 +94,21 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
         )
 
     async def FlashBuy(self, request: pb.FlashBuyRequest, context: Context) -> pb.FlashBuyResponse:  # noqa: N802
-        """Not implemented yet."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, FLASH_UNIMPLEMENTED)
+        """Take units of a flash sale: a ticket whose order is placed asynchronously."""
+        answer = await self._flash.buy(flash_convert.buy_request(request))
+        return pb.FlashBuyResponse(ticket=answer.ticket, state=flash_convert.state_pb(answer.state))
 
     async def GetFlashResult(self, request: pb.GetFlashResultRequest, context: Context) -> pb.FlashResult:  # noqa: N802
-        """Not implemented yet."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, FLASH_UNIMPLEMENTED)
+        """A ticket's state: pending, succeeded with the order id, failed with the reason."""
+        return flash_convert.result_pb(await self._flash.result(request.ticket))
+
+    async def PutFlashSale(self, request: pb.PutFlashSaleRequest, context: Context) -> pb.FlashSale:  # noqa: N802
+        """Admin: create a flash sale (idempotent with the same terms)."""
+        return flash_convert.sale_pb(await self._flash.put_sale(flash_convert.sale(request)))
+
+    async def GetFlashSale(self, request: pb.GetFlashSaleRequest, context: Context) -> pb.FlashSale:  # noqa: N802
+        """A flash sale with its units left and tickets per state."""
+        return flash_convert.sale_pb(await self._flash.get_sale(request.sale_id))
 
     async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> pb.OrderAudit:  # noqa: N802
         """Every visible order for ``meshctl audit``."""

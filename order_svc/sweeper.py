@@ -23,16 +23,21 @@ class Sweeper:
     """Runs ``sweep_once`` on an interval (clock time) until stopped; errors are logged, not fatal."""
 
     def __init__(
-        self, sweep_once: Callable[[], Awaitable[int]], clock: Clock, interval_seconds: float
+        self,
+        sweep_once: Callable[[], Awaitable[int]],
+        clock: Clock,
+        interval_seconds: float,
+        name: str = "order-sweeper",
     ) -> None:
         self._sweep_once = sweep_once
         self._clock = clock
         self._interval = interval_seconds
+        self._name = name
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start sweeping in the background."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="order-sweeper")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
 
     async def _run(self) -> None:
         while True:
@@ -40,10 +45,10 @@ class Sweeper:
             try:
                 handled = await self._sweep_once()
             except (MeshError, SQLAlchemyError, OSError) as exc:
-                log.warning("order sweep failed (%s); next round retries", exc)
+                log.warning("%s failed (%s); next round retries", self._name, exc)
                 continue
             if handled:
-                log.info("order sweep handled %d", handled, extra={"handled": handled})
+                log.info("%s handled %d", self._name, handled, extra={"handled": handled})
 
     async def stop(self) -> None:
         """Stop sweeping."""

@@ -590,6 +590,133 @@ class FlashResult(_message.Message):
 Global___FlashResult: _TypeAlias = FlashResult  # noqa: Y015
 
 @_typing.final
+class PutFlashSaleRequest(_message.Message):
+    """Admin: create a flash sale (idempotent: the same terms again answer the sale; other terms are refused)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PRICE_CENTS_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    """[A-Za-z0-9_.:-], at most 64"""
+    sku: _builtins.str
+    """must exist in stock_svc and belong to merchant_id"""
+    merchant_id: _builtins.str
+    price_cents: _builtins.int
+    """the sale's unit price (may differ from the catalogue price)"""
+    quantity: _builtins.int
+    """units on sale (the quota)"""
+    per_user_limit: _builtins.int
+    """units one user may hold; 0 = 1"""
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp:
+        """window [starts_at, ends_at)"""
+
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        price_cents: _builtins.int = ...,
+        quantity: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        per_user_limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "merchant_id", b"merchant_id", "per_user_limit", b"per_user_limit", "price_cents", b"price_cents", "quantity", b"quantity", "sale_id", b"sale_id", "sku", b"sku", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutFlashSaleRequest: _TypeAlias = PutFlashSaleRequest  # noqa: Y015
+
+@_typing.final
+class GetFlashSaleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sale_id", b"sale_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFlashSaleRequest: _TypeAlias = GetFlashSaleRequest  # noqa: Y015
+
+@_typing.final
+class FlashSale(_message.Message):
+    """A flash sale with its live counters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PRICE_CENTS_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    TICKETS_PENDING_FIELD_NUMBER: _builtins.int
+    TICKETS_SUCCEEDED_FIELD_NUMBER: _builtins.int
+    TICKETS_FAILED_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    sku: _builtins.str
+    merchant_id: _builtins.str
+    price_cents: _builtins.int
+    quantity: _builtins.int
+    per_user_limit: _builtins.int
+    remaining: _builtins.int
+    """units not held by a ticket (the quota left in Redis)"""
+    tickets_pending: _builtins.int
+    tickets_succeeded: _builtins.int
+    tickets_failed: _builtins.int
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        price_cents: _builtins.int = ...,
+        quantity: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        per_user_limit: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        tickets_pending: _builtins.int = ...,
+        tickets_succeeded: _builtins.int = ...,
+        tickets_failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "merchant_id", b"merchant_id", "per_user_limit", b"per_user_limit", "price_cents", b"price_cents", "quantity", b"quantity", "remaining", b"remaining", "sale_id", b"sale_id", "sku", b"sku", "starts_at", b"starts_at", "tickets_failed", b"tickets_failed", "tickets_pending", b"tickets_pending", "tickets_succeeded", b"tickets_succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlashSale: _TypeAlias = FlashSale  # noqa: Y015
+
+@_typing.final
 class OrderAuditRow(_message.Message):
     """One order as the audit sees it."""
 

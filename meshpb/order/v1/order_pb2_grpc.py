@@ -85,6 +85,16 @@ class OrderStub:
                 request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashResultRequest.SerializeToString,
                 response_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashResult.FromString,
                 _registered_method=True)
+        self.PutFlashSale = channel.unary_unary(
+                '/meshpb.order.v1.Order/PutFlashSale',
+                request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.PutFlashSaleRequest.SerializeToString,
+                response_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.FromString,
+                _registered_method=True)
+        self.GetFlashSale = channel.unary_unary(
+                '/meshpb.order.v1.Order/GetFlashSale',
+                request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashSaleRequest.SerializeToString,
+                response_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.FromString,
+                _registered_method=True)
         self.TryCreate = channel.unary_unary(
                 '/meshpb.order.v1.Order/TryCreate',
                 request_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.CreateOrdersBranch.SerializeToString,
@@ -190,6 +200,19 @@ class OrderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetFlashResult(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutFlashSale(self, request, context):
+        """admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlashSale(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +327,16 @@ def add_OrderServicer_to_server(servicer, server):
                     servicer.GetFlashResult,
                     request_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashResultRequest.FromString,
                     response_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashResult.SerializeToString,
+            ),
+            'PutFlashSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutFlashSale,
+                    request_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.PutFlashSaleRequest.FromString,
+                    response_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.SerializeToString,
+            ),
+            'GetFlashSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlashSale,
+                    request_deserializer=meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashSaleRequest.FromString,
+                    response_serializer=meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.SerializeToString,
             ),
             'TryCreate': grpc.unary_unary_rpc_method_handler(
                     servicer.TryCreate,
@@ -621,6 +654,60 @@ class Order:
             '/meshpb.order.v1.Order/GetFlashResult',
             meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashResultRequest.SerializeToString,
             meshpb_dot_order_dot_v1_dot_order__pb2.FlashResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutFlashSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.order.v1.Order/PutFlashSale',
+            meshpb_dot_order_dot_v1_dot_order__pb2.PutFlashSaleRequest.SerializeToString,
+            meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlashSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.order.v1.Order/GetFlashSale',
+            meshpb_dot_order_dot_v1_dot_order__pb2.GetFlashSaleRequest.SerializeToString,
+            meshpb_dot_order_dot_v1_dot_order__pb2.FlashSale.FromString,
             options,
             channel_credentials,
             insecure,

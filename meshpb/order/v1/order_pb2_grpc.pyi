@@ -42,6 +42,9 @@ class OrderStub:
     PaymentSucceeded: _grpc.UnaryUnaryMultiCallable[_order_pb2.PaymentSucceededRequest, _order_pb2.PaymentSucceededResponse]
     FlashBuy: _grpc.UnaryUnaryMultiCallable[_order_pb2.FlashBuyRequest, _order_pb2.FlashBuyResponse]
     GetFlashResult: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetFlashResultRequest, _order_pb2.FlashResult]
+    PutFlashSale: _grpc.UnaryUnaryMultiCallable[_order_pb2.PutFlashSaleRequest, _order_pb2.FlashSale]
+    """admin"""
+    GetFlashSale: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetFlashSaleRequest, _order_pb2.FlashSale]
     TryCreate: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateOrdersBranch, _common_pb2.BranchReply]
     """Branch RPCs of the order's transactions."""
     ConfirmCreate: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateOrdersBranch, _common_pb2.BranchReply]
@@ -68,6 +71,9 @@ class OrderAsyncStub(OrderStub):
     PaymentSucceeded: _aio.UnaryUnaryMultiCallable[_order_pb2.PaymentSucceededRequest, _order_pb2.PaymentSucceededResponse]  # type: ignore[assignment]
     FlashBuy: _aio.UnaryUnaryMultiCallable[_order_pb2.FlashBuyRequest, _order_pb2.FlashBuyResponse]  # type: ignore[assignment]
     GetFlashResult: _aio.UnaryUnaryMultiCallable[_order_pb2.GetFlashResultRequest, _order_pb2.FlashResult]  # type: ignore[assignment]
+    PutFlashSale: _aio.UnaryUnaryMultiCallable[_order_pb2.PutFlashSaleRequest, _order_pb2.FlashSale]  # type: ignore[assignment]
+    """admin"""
+    GetFlashSale: _aio.UnaryUnaryMultiCallable[_order_pb2.GetFlashSaleRequest, _order_pb2.FlashSale]  # type: ignore[assignment]
     TryCreate: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateOrdersBranch, _common_pb2.BranchReply]  # type: ignore[assignment]
     """Branch RPCs of the order's transactions."""
     ConfirmCreate: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateOrdersBranch, _common_pb2.BranchReply]  # type: ignore[assignment]
@@ -151,6 +157,21 @@ class OrderServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.GetFlashResultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.FlashResult, _abc.Awaitable[_order_pb2.FlashResult]]: ...
+
+    @_abc_1.abstractmethod
+    def PutFlashSale(
+        self,
+        request: _order_pb2.PutFlashSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.FlashSale, _abc.Awaitable[_order_pb2.FlashSale]]:
+        """admin"""
+
+    @_abc_1.abstractmethod
+    def GetFlashSale(
+        self,
+        request: _order_pb2.GetFlashSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.FlashSale, _abc.Awaitable[_order_pb2.FlashSale]]: ...
 
     @_abc_1.abstractmethod
     def TryCreate(
