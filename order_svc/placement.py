@@ -25,6 +25,7 @@ retry with the same request id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import replace
@@ -77,6 +78,8 @@ class Placement:
         self._ids = ids
         self._clock = clock
         self._settings = settings
+        # Placements whose caller went away: they run to the end regardless (see :meth:`place`).
+        self._running: set[asyncio.Task[PlaceResult]] = set()
 
     @property
     def lease_ms(self) -> int:
@@ -88,7 +91,24 @@ class Placement:
 
         ``check_prices=False`` (flash sale orders, whose price is the sale's) skips the catalogue price
         check; SKU and merchant are still checked.
+
+        The placement is shielded from the caller's cancellation: a client that gives up (deadline,
+        disconnect) does not cut a transaction in half; it runs to the end and records its outcome,
+        so the client's retry with the same ``request_id`` finds it settled instead of waiting for the
+        lease to lapse.
         """
+        task = asyncio.get_running_loop().create_task(self._place(request, check_prices))
+        self._running.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[PlaceResult]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so a placement whose caller left does not log "never retrieved".
+            log.debug("placement ended with %r", task.exception())
+
+    async def _place(self, request: PlaceRequest, check_prices: bool) -> PlaceResult:
         validate_request(
             request, max_items=self._settings.max_items, max_quantity=self._settings.max_quantity
         )

@@ -7,6 +7,8 @@ of every service it touched (stock, points, payments, the coordinator's view), n
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
+from meshctl import stackfile
 from meshctl.audit_checks import all_ok
 from meshctl.audit_gather import audit_until_settled
 from meshkit.clock import SystemClock
@@ -352,3 +355,31 @@ async def test_audit_passes_after_the_flows(stack: Stack) -> None:
     outcome = await audit_until_settled(stack.clients, SystemClock(), wait_seconds=30)
     failing = [(r.key, r.violations) for r in outcome.results if not r.ok]
     assert all_ok(outcome.results), failing
+
+
+async def test_place_order_whose_client_gave_up_still_completes(stack: Stack) -> None:
+    shop = merchant()
+    cup = await stack.sku(shop, 300, 5)
+    user = await stack.user(points=1000)
+    request = opb.PlaceOrderRequest(
+        request_id=f"req-{uuid.uuid4().hex}",
+        user_id=user,
+        items=[opb.OrderItem(sku=cup, merchant_id=shop, quantity=1, unit_price_cents=300)],
+        points_to_use=100,
+    )
+    state = stackfile.load(stack.launcher.data_dir)
+    assert state is not None
+    points_pid = next(p.pid for p in state.services() if p.name == "points_svc")
+    os.kill(points_pid, signal.SIGSTOP)  # the placing TCC hangs at the points try
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as gave_up:
+            await stack.order.PlaceOrder(request, timeout=1.0)
+        assert gave_up.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        os.kill(points_pid, signal.SIGCONT)
+    # The placement was not cut in half by the client leaving: it finished, and the retry says so.
+    again = await stack.order.PlaceOrder(request, timeout=30)
+    [order_id] = again.order_ids
+    assert (await stack.get_order(order_id)).status == CREATED
+    await eventually(lambda: stack.stock_of(cup), lambda s: s == (4, 0, 1), 10, "one unit sold")
+    assert await stack.account(user) == (900, 0)
