@@ -170,6 +170,52 @@ def check_stock_db_matches_redis(report: MeshReport) -> CheckResult:
     )
 
 
+# Orders that hold stock: their units were sold (persisted) and not released.
+HOLDING_STOCK = frozenset(
+    {
+        order_pb2.ORDER_STATUS_CREATED,
+        order_pb2.ORDER_STATUS_PAID,
+        order_pb2.ORDER_STATUS_SHIPPED,
+        order_pb2.ORDER_STATUS_COMPLETED,
+    }
+)
+
+
+def check_stock_sold_matches_orders(report: MeshReport) -> CheckResult:
+    """Per SKU: units sold (stock_svc) = units held by live orders (order_svc).
+
+    Live orders are CREATED, PAID, SHIPPED and COMPLETED; CANCELLED and REFUNDED ones gave their units
+    back; a REFUNDING order is releasing them (its SKUs may differ until the cancel chain ends).
+    """
+    found = _Findings()
+    held: dict[str, int] = defaultdict(int)
+    releasing: set[str] = set()
+    for order in report.orders.orders:
+        for item in order.items:
+            if order.status in HOLDING_STOCK:
+                held[item.sku] += item.quantity
+            elif order.status == order_pb2.ORDER_STATUS_REFUNDING:
+                releasing.add(item.sku)
+    sold = {sku.sku: sku.db_sold for sku in report.stock.skus}
+    numbers = {"skus": len(sold), "sold": sum(sold.values()), "held_by_orders": sum(held.values())}
+    for sku in sorted(set(sold) | set(held)):
+        if sku not in sold:
+            found.hard.append(f"sku {sku}: held by orders ({held[sku]} units) but unknown to stock_svc")
+            continue
+        if sold[sku] != held.get(sku, 0):
+            message = f"sku {sku}: stock_svc sold {sold[sku]} != live orders hold {held.get(sku, 0)}"
+            if sku in releasing:
+                message += " (a REFUNDING order is giving units back)"
+            found.eventual.append(message)
+    return _result(
+        "stock.sold_matches_orders",
+        "stock: units sold = units held by live orders, per SKU",
+        found,
+        numbers,
+        view=report.coordinator,
+    )
+
+
 # --------------------------------------------------------------------------- points
 
 
@@ -503,6 +549,7 @@ def check_transactions(report: MeshReport) -> CheckResult:
 CHECKS: tuple[Callable[[MeshReport], CheckResult], ...] = (
     check_stock_conservation,
     check_stock_db_matches_redis,
+    check_stock_sold_matches_orders,
     check_points_conservation,
     check_points_non_negative,
     check_paid_orders,

@@ -105,6 +105,7 @@ def audit_row(order: Order) -> pb.OrderAuditRow:
         amount_due_cents=order.amount_due_cents,
         points_used=order.points_used,
         gid=order.gid,
+        items=[item_pb(i) for i in order.items],
     )
 
 

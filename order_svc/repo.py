@@ -171,14 +171,23 @@ class OrderRepo:
             return [str(r[0]) for r in (await session.execute(stmt)).all()]
 
     async def visible(self) -> list[Order]:
-        """Every visible order (without items), oldest first: the audit's view."""
-        stmt = (
-            select(orders)
-            .where(orders.c.status.not_in(_HIDDEN_VALUES))
-            .order_by(orders.c.created_at, orders.c.order_id)
+        """Every visible order with its items, oldest first: the audit's view (one consistent read)."""
+        shown = orders.c.status.not_in(_HIDDEN_VALUES)
+        stmt = select(orders).where(shown).order_by(orders.c.created_at, orders.c.order_id)
+        lines_stmt = (
+            select(order_items)
+            .where(order_items.c.order_id.in_(select(orders.c.order_id).where(shown)))
+            .order_by(order_items.c.order_id, order_items.c.line_no)
         )
         async with self.transaction() as session:
-            return [_order(row) for row in (await session.execute(stmt)).all()]
+            rows = (await session.execute(stmt)).all()
+            lines: dict[str, list[Item]] = {}
+            for row in (await session.execute(lines_stmt)).all():
+                m = row._mapping
+                lines.setdefault(m["order_id"], []).append(
+                    Item(m["sku"], m["merchant_id"], int(m["quantity"]), int(m["unit_price_cents"]))
+                )
+        return [_order(row, tuple(lines.get(row._mapping["order_id"], ()))) for row in rows]
 
     async def history(self, order_id: str) -> list[HistoryEntry]:
         """Every transition of ``order_id``, oldest first."""

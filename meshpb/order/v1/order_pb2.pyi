@@ -730,6 +730,7 @@ class OrderAuditRow(_message.Message):
     AMOUNT_DUE_CENTS_FIELD_NUMBER: _builtins.int
     POINTS_USED_FIELD_NUMBER: _builtins.int
     GID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     user_id: _builtins.str
     status: Global___OrderStatus.ValueType
@@ -740,6 +741,10 @@ class OrderAuditRow(_message.Message):
     """total_cents - points_used"""
     points_used: _builtins.int
     gid: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderItem]:
+        """what the order holds of each SKU (stock sold must match)"""
+
     def __init__(
         self,
         *,
@@ -751,10 +756,11 @@ class OrderAuditRow(_message.Message):
         amount_due_cents: _builtins.int = ...,
         points_used: _builtins.int = ...,
         gid: _builtins.str = ...,
+        items: _abc.Iterable[Global___OrderItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_cents", b"amount_due_cents", "channel", b"channel", "gid", b"gid", "order_id", b"order_id", "payment_id", b"payment_id", "points_used", b"points_used", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_cents", b"amount_due_cents", "channel", b"channel", "gid", b"gid", "items", b"items", "order_id", b"order_id", "payment_id", b"payment_id", "points_used", b"points_used", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

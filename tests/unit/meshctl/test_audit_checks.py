@@ -31,6 +31,7 @@ def _order(
     due: int,
     *,
     points_used: int = 0,
+    items: tuple[tuple[str, int], ...] = (),
 ) -> opb.OrderAuditRow:
     payment_id = {EXTERNAL: f"pay-{order_id}", POINTS: f"points:{order_id}"}.get(channel, "")
     return opb.OrderAuditRow(
@@ -42,6 +43,7 @@ def _order(
         amount_due_cents=due,
         points_used=points_used,
         gid=f"g-{order_id}",
+        items=[opb.OrderItem(sku=sku, merchant_id="m", quantity=q, unit_price_cents=100) for sku, q in items],
     )
 
 
@@ -97,14 +99,16 @@ def world(view: CoordinatorView | None = None) -> MeshReport:
     )
     orders = opb.OrderAudit(
         orders=[
-            _order("o-paid-points", PAID, POINTS, 200),
-            _order("o-paid-ext", opb.ORDER_STATUS_COMPLETED, EXTERNAL, 500),
-            _order("o-refunded-ext", REFUNDED, EXTERNAL, 400),
+            _order("o-paid-points", PAID, POINTS, 200, items=(("tea", 1),)),
+            _order("o-paid-ext", opb.ORDER_STATUS_COMPLETED, EXTERNAL, 500, items=(("tea", 1),)),
+            _order("o-refunded-ext", REFUNDED, EXTERNAL, 400, items=(("book", 2),)),
             _order("o-late-callback", CANCELLED, opb.PAY_CHANNEL_UNSPECIFIED, 300),
-            _order("o-cancelled", CANCELLED, opb.PAY_CHANNEL_UNSPECIFIED, 300),
+            _order("o-cancelled", CANCELLED, opb.PAY_CHANNEL_UNSPECIFIED, 300, items=(("book", 1),)),
             _order("o-refunded-points", REFUNDED, POINTS, 100, points_used=50),
             _order("o-free", PAID, POINTS, 0, points_used=90),
-            _order("o-created", opb.ORDER_STATUS_CREATED, opb.PAY_CHANNEL_UNSPECIFIED, 80),
+            _order(
+                "o-created", opb.ORDER_STATUS_CREATED, opb.PAY_CHANNEL_UNSPECIFIED, 80, items=(("tea", 1),)
+            ),
         ]
     )
     late = _payment("o-late-callback", 300, refunds=1)
@@ -209,8 +213,10 @@ def test_stock_not_adding_up_fails_at_rest() -> None:
     report.stock.skus[0].redis_available = 6
     report.stock.skus[0].db_available = 6
     report.stock.skus[0].db_sold = 4
+    report.orders.orders[-1].items[0].quantity = 2  # the fourth unit sold is held by an order
     assert _only_failing(report) == {}
     report.stock.skus[0].db_sold = 3
+    report.orders.orders[-1].items[0].quantity = 1
     report.stock.skus[0].initial = 9  # DB still 6 + 3 = 9, Redis 6 + 0 + 3 = 9: consistent
     assert _only_failing(report) == {}
     report.stock.skus[0].redis_available = 5
@@ -249,6 +255,33 @@ def test_negative_stock_fails() -> None:
     report.stock.skus[0].redis_reserved = 8
     failing = _only_failing(report)
     assert failing["stock.conservation"] == ("sku tea: negative redis_available=-1",)
+
+
+def test_stock_sold_not_held_by_orders_fails_at_rest() -> None:
+    report = world()
+    report.stock.skus[1].db_sold = 1  # a book sold that no live order holds
+    report.stock.skus[1].db_available = 4
+    report.stock.skus[1].initial = 5
+    assert _only_failing(report) == {
+        "stock.sold_matches_orders": ("sku book: stock_svc sold 1 != live orders hold 0",)
+    }
+
+
+def test_stock_sold_mismatch_while_an_order_refunds_is_skipped_in_flight() -> None:
+    report = world(in_flight())
+    report.orders.orders[1].status = opb.ORDER_STATUS_REFUNDING  # its tea is being given back
+    result = _by_key(report)["stock.sold_matches_orders"]
+    assert result.verdict is Verdict.SKIP
+    assert "REFUNDING" in result.violations[0]
+
+
+def test_sku_held_by_orders_but_unknown_to_stock_fails() -> None:
+    report = world()
+    report.orders.orders[0].items.append(opb.OrderItem(sku="ghost", merchant_id="m", quantity=1))
+    failing = _only_failing(report)
+    assert failing["stock.sold_matches_orders"] == (
+        "sku ghost: held by orders (1 units) but unknown to stock_svc",
+    )
 
 
 def test_db_disagreeing_with_redis_fails_at_rest() -> None:
