@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -254,25 +255,51 @@ def stats(
     console.print(tx_render.stats_summary(reply), highlight=False)
 
 
-def _action(
-    rpc: str,
+@dataclass(frozen=True)
+class Action:
+    """An admin action command: its name, the Admin RPC it calls, its help, whether it needs a reason."""
+
+    name: str
+    rpc: str
+    help: str
+    reason_required: bool = False
+
+
+ACTIONS = (
+    Action("retry", "Retry", "Run the transaction's pending ops now."),
+    Action("pause", "PauseRetry", "Stop automatic retries of the transaction until resumed."),
+    Action("resume", "ResumeRetry", "Restart automatic retries of the transaction."),
+    Action(
+        "abort",
+        "ForceAbort",
+        "Roll back what ran (cancel / compensate). Refused for a submitted TCC or MSG transaction.",
+        reason_required=True,
+    ),
+    Action(
+        "fail",
+        "ForceFail",
+        "Mark the transaction FAILED without compensation (after settling it by hand).",
+        reason_required=True,
+    ),
+)
+
+
+def run_action(
+    action: Action,
     gid: str,
     *,
     reason: str,
     actor: str | None,
-    coordinator: str | None,
-    data_dir: Path,
-    token: str | None,
+    target: Target,
     as_json: bool,
-    reason_required: bool = False,
 ) -> None:
-    if reason_required and not reason.strip():
+    """Call the action's Admin RPC on ``gid`` and print the transaction's new state."""
+    if action.reason_required and not reason.strip():
         raise fail("--reason is required: say why (it goes to the transaction's history)", EXIT_BAD_INPUT)
     request = pb.AdminActionRequest(gid=gid, reason=reason, actor=actor or f"{getpass.getuser()} (meshctl)")
-    target = _target(coordinator, data_dir, token)
     reply: pb.AdminActionResponse = run(
         target,
-        lambda admin, _: getattr(admin, rpc)(
+        lambda admin, _: getattr(admin, action.rpc)(
             request, metadata=target.metadata(), timeout=CALL_TIMEOUT_SECONDS
         ),
     )
@@ -280,129 +307,36 @@ def _action(
         print(tx_render.as_json(reply.transaction))
     else:
         tx = reply.transaction
-        Console().print(f"{rpc}: {tx.gid} is now {tx_render.status_name(tx.status)}", highlight=False)
+        Console().print(f"{action.rpc}: {tx.gid} is now {tx_render.status_name(tx.status)}", highlight=False)
 
 
-@app.command()
-def retry(
-    gid: Gid,
-    *,
-    reason: Reason = "",
-    actor: Actor = None,
-    coordinator: Coordinator = None,
-    data_dir: DataDir = Path(".mesh"),
-    token: Token = None,
-    as_json: JsonOut = False,
-) -> None:
-    """Run the transaction's pending ops now."""
-    _action(
-        "Retry",
-        gid,
-        reason=reason,
-        actor=actor,
-        coordinator=coordinator,
-        data_dir=data_dir,
-        token=token,
-        as_json=as_json,
-    )
+def action_command(action: Action) -> Callable[..., None]:
+    """The typer command of ``action``."""
+
+    def command(
+        gid: Gid,
+        *,
+        reason: Reason = "",
+        actor: Actor = None,
+        coordinator: Coordinator = None,
+        data_dir: DataDir = Path(".mesh"),
+        token: Token = None,
+        as_json: JsonOut = False,
+    ) -> None:
+        target = _target(coordinator, data_dir, token)
+        run_action(action, gid, reason=reason, actor=actor, target=target, as_json=as_json)
+
+    command.__doc__ = action.help
+    return command
 
 
-@app.command()
-def pause(
-    gid: Gid,
-    *,
-    reason: Reason = "",
-    actor: Actor = None,
-    coordinator: Coordinator = None,
-    data_dir: DataDir = Path(".mesh"),
-    token: Token = None,
-    as_json: JsonOut = False,
-) -> None:
-    """Stop automatic retries of the transaction until resumed."""
-    _action(
-        "PauseRetry",
-        gid,
-        reason=reason,
-        actor=actor,
-        coordinator=coordinator,
-        data_dir=data_dir,
-        token=token,
-        as_json=as_json,
-    )
+def add_actions(group: typer.Typer) -> None:
+    """Add one command per admin action to ``group``."""
+    for action in ACTIONS:
+        group.command(action.name)(action_command(action))
 
 
-@app.command()
-def resume(
-    gid: Gid,
-    *,
-    reason: Reason = "",
-    actor: Actor = None,
-    coordinator: Coordinator = None,
-    data_dir: DataDir = Path(".mesh"),
-    token: Token = None,
-    as_json: JsonOut = False,
-) -> None:
-    """Restart automatic retries of the transaction."""
-    _action(
-        "ResumeRetry",
-        gid,
-        reason=reason,
-        actor=actor,
-        coordinator=coordinator,
-        data_dir=data_dir,
-        token=token,
-        as_json=as_json,
-    )
-
-
-@app.command()
-def abort(
-    gid: Gid,
-    *,
-    reason: Reason = "",
-    actor: Actor = None,
-    coordinator: Coordinator = None,
-    data_dir: DataDir = Path(".mesh"),
-    token: Token = None,
-    as_json: JsonOut = False,
-) -> None:
-    """Roll back what ran (cancel / compensate). Refused for a submitted TCC or MSG transaction."""
-    _action(
-        "ForceAbort",
-        gid,
-        reason=reason,
-        actor=actor,
-        coordinator=coordinator,
-        data_dir=data_dir,
-        token=token,
-        as_json=as_json,
-        reason_required=True,
-    )
-
-
-@app.command("fail")
-def fail_(
-    gid: Gid,
-    *,
-    reason: Reason = "",
-    actor: Actor = None,
-    coordinator: Coordinator = None,
-    data_dir: DataDir = Path(".mesh"),
-    token: Token = None,
-    as_json: JsonOut = False,
-) -> None:
-    """Mark the transaction FAILED without compensation (after settling it by hand)."""
-    _action(
-        "ForceFail",
-        gid,
-        reason=reason,
-        actor=actor,
-        coordinator=coordinator,
-        data_dir=data_dir,
-        token=token,
-        as_json=as_json,
-        reason_required=True,
-    )
+add_actions(app)
 
 
 def register(root: typer.Typer) -> None:
