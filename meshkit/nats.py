@@ -137,6 +137,26 @@ async def ensure_stream(
         log.info("nats: updated stream %s to %s", name, subjects)
 
 
+async def create_stream_if_missing(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream ``config`` describes unless one of that name exists.
+
+    An existing stream is left as it is (retention, for one, cannot change after creation), and a
+    concurrent creation by another process is not an error.
+    """
+    try:
+        await js.stream_info(config.name or "")
+        return
+    except NotFoundError:
+        pass
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        return
+    log.info("nats: created stream %s on %s", config.name, config.subjects)
+
+
 def _stream_differs(current: StreamConfig, wanted: StreamConfig) -> bool:
     return (
         sorted(current.subjects or []) != sorted(wanted.subjects or [])

@@ -23,11 +23,15 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
 
 from meshkit.clock import Clock
 from meshkit.config import NatsSettings
-from meshkit.nats import STREAM_NAME_IN_USE, connect, schedule_at, subscribe_explicit_ack
+from meshkit.nats import (
+    connect,
+    create_stream_if_missing,
+    schedule_at,
+    subscribe_explicit_ack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +51,6 @@ Expire = Callable[[str], Awaitable[bool]]
 
 async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float) -> None:
     """Create the deadline stream if it is missing (work-queue retention, message schedules on)."""
-    try:
-        await js.stream_info(STREAM)
-        return
-    except NotFoundError:
-        pass
     config = StreamConfig(
         name=STREAM,
         subjects=[f"{SUBJECT_PREFIX}.>"],
@@ -59,12 +58,7 @@ async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float) -
         allow_msg_schedules=True,
         max_age=max_age_seconds,
     )
-    try:
-        await js.add_stream(config)
-        log.info("nats: created deadline stream %s", STREAM)
-    except BadRequestError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
-            raise
+    await create_stream_if_missing(js, config)
 
 
 class NatsDeadlines:

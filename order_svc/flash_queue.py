@@ -34,12 +34,11 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
 
 from meshkit.clock import Clock
 from meshkit.config import NatsSettings
 from meshkit.errors import MeshError, TransientError
-from meshkit.nats import STREAM_NAME_IN_USE, connect
+from meshkit.nats import connect, create_stream_if_missing
 from order_svc.config import OrderSection
 
 log = logging.getLogger(__name__)
@@ -91,23 +90,13 @@ def delivery_count(msg: Msg) -> int:
 
 async def ensure_job_stream(js: JetStreamContext, names: QueueNames) -> None:
     """Create the work-queue stream if it is missing (idempotent, race-safe)."""
-    try:
-        await js.stream_info(names.stream)
-        return
-    except NotFoundError:
-        pass
     config = StreamConfig(
         name=names.stream,
         subjects=[names.job_subject],
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
     )
-    try:
-        await js.add_stream(config)
-        log.info("nats: created flash work queue %s", names.stream)
-    except BadRequestError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
-            raise
+    await create_stream_if_missing(js, config)
 
 
 class NatsFlashQueue:

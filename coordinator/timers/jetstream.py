@@ -25,11 +25,10 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
 
 from coordinator.engine.service import TxEngine
 from meshkit.clock import Clock, now_ms
-from meshkit.nats import STREAM_NAME_IN_USE, schedule_at, subscribe_explicit_ack
+from meshkit.nats import create_stream_if_missing, schedule_at, subscribe_explicit_ack
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,6 @@ def subject_token(gid: str) -> str:
 
 async def ensure_timer_stream(js: JetStreamContext) -> None:
     """Create the timers stream if it is missing (work-queue retention, message schedules on)."""
-    try:
-        await js.stream_info(STREAM)
-        return
-    except NotFoundError:
-        pass
     config = StreamConfig(
         name=STREAM,
         subjects=[f"{SUBJECT_PREFIX}.>"],
@@ -64,12 +58,7 @@ async def ensure_timer_stream(js: JetStreamContext) -> None:
         allow_msg_schedules=True,
         max_age=MAX_AGE_SECONDS,
     )
-    try:
-        await js.add_stream(config)
-        log.info("nats: created timer stream %s", STREAM)
-    except BadRequestError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
-            raise
+    await create_stream_if_missing(js, config)
 
 
 class JetStreamTimers:

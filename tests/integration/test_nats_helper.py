@@ -12,11 +12,19 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
 from meshkit.config import NatsSettings
 from meshkit.embedded import NatsServer
-from meshkit.nats import SCHEDULER_HEADER, connect, ensure_stream, schedule_at, subscribe_explicit_ack
+from meshkit.nats import (
+    SCHEDULER_HEADER,
+    connect,
+    create_stream_if_missing,
+    ensure_stream,
+    schedule_at,
+    subscribe_explicit_ack,
+)
 
 # Fired messages may come a few ms either side of the requested time (server and test share a clock,
 # the server's timer and our timestamps are taken at slightly different points).
@@ -274,6 +282,18 @@ async def test_concurrent_ensure_stream_calls_all_succeed(js: JetStreamContext, 
     await asyncio.gather(*(ensure_stream(js, name, [f"c.{gid}.>"]) for _ in range(5)))
     info = await js.stream_info(name)
     assert info.config.subjects == [f"c.{gid}.>"]
+
+
+async def test_create_stream_if_missing_creates_once_and_keeps_an_existing_stream(
+    js: JetStreamContext, gid: str
+) -> None:
+    config = StreamConfig(name=f"W_{gid}", subjects=[f"w.{gid}.>"], retention=RetentionPolicy.WORK_QUEUE)
+    await asyncio.gather(*(create_stream_if_missing(js, config) for _ in range(4)))
+    other = StreamConfig(name=f"W_{gid}", subjects=[f"other.{gid}.>"])
+    await create_stream_if_missing(js, other)
+    info = await js.stream_info(f"W_{gid}")
+    assert info.config.subjects == [f"w.{gid}.>"]
+    assert info.config.retention == RetentionPolicy.WORK_QUEUE
 
 
 async def test_pending_schedule_survives_server_restart(tmp_path: Path, gid: str) -> None:
