@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from meshkit.config import DbSettings
+from meshkit.errors import TransientError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -85,3 +89,17 @@ def _mysql_engine(url: URL, settings: DbSettings) -> AsyncEngine:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession], what: str) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that commits when the block ends normally and rolls back otherwise.
+
+    A lost connection or a lock that could not be had (``OperationalError``) becomes
+    :class:`~meshkit.errors.TransientError` ("``what`` database unavailable or locked"): callers retry.
+    """
+    try:
+        async with sessions() as session, session.begin():
+            yield session
+    except OperationalError as exc:
+        raise TransientError(f"{what} database unavailable or locked: {exc.orig}") from exc

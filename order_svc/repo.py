@@ -14,12 +14,12 @@ from typing import Any, cast
 
 from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from meshkit.db import session_factory
-from meshkit.errors import TransientError
+from meshkit.db import transaction as db_transaction
 from order_svc.entities import (
     Channel,
     HistoryEntry,
@@ -93,11 +93,8 @@ class OrderRepo:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success; lock/connection errors become transient."""
-        try:
-            async with self._sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise TransientError(f"order database unavailable or locked: {exc.orig}") from exc
+        async with db_transaction(self._sessions, "order") as session:
+            yield session
 
     # ------------------------------------------------------------------ orders: reads
 

@@ -29,12 +29,12 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.barrier import Outcome, SqlBarrier
 from meshkit.clock import Clock, now_ms
 from meshkit.db import session_factory
+from meshkit.db import transaction as db_transaction
 from meshkit.errors import (
     AlreadyExists,
     BranchFailure,
@@ -123,11 +123,8 @@ class PayDomain:
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success; lock/connection errors are transient."""
-        try:
-            async with self._sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise TransientError(f"pay database unavailable or locked: {exc.orig}") from exc
+        async with db_transaction(self._sessions, "pay") as session:
+            yield session
 
     # ------------------------------------------------------------------ payments
 

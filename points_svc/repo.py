@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from meshkit.db import is_mysql, session_factory
+from meshkit.db import transaction as db_transaction
 from meshkit.errors import TransientError
 from points_svc.ledger import (
     AUDITED_TYPES,
@@ -72,11 +73,8 @@ class PointsRepo:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a write transaction that commits on success; lock/connection errors are transient."""
-        try:
-            async with self._sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise TransientError(f"points database unavailable or locked: {exc.orig}") from exc
+        async with db_transaction(self._sessions, "points") as session:
+            yield session
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:

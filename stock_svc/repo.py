@@ -13,12 +13,11 @@ from typing import Any, cast
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.clock import Clock, now_ms
 from meshkit.db import session_factory
-from meshkit.errors import TransientError
+from meshkit.db import transaction as db_transaction
 from stock_svc.hot import Snapshot
 from stock_svc.models import stock_log, stock_sku
 from stock_svc.validate import Item, PutSkuInput
@@ -88,11 +87,8 @@ class StockRepo:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success; lock/connection errors become transient."""
-        try:
-            async with self._sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise TransientError(f"stock database unavailable or locked: {exc.orig}") from exc
+        async with db_transaction(self._sessions, "stock") as session:
+            yield session
 
     # ------------------------------------------------------------------ reads
 
