@@ -30,6 +30,8 @@ from typing import Any
 import grpc
 import grpc.aio
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
@@ -264,14 +266,26 @@ class Bank:
 
 
 async def apply_to_account(session: AsyncSession, name: str, balance: int, frozen: int) -> None:
-    """Add to an account's balance and frozen amounts (creating it at zero first)."""
-    changed = await session.execute(
+    """Add to an account's balance and frozen amounts (creating it at zero first).
+
+    The creation is an insert-if-absent, so two concurrent first ops on one account cannot collide
+    on its primary key (MySQL runs them concurrently; SQLite serialises them anyway).
+    """
+    change = (
         update(account)
         .where(account.c.name == name)
         .values(balance=account.c.balance + balance, frozen=account.c.frozen + frozen)
     )
+    changed = await session.execute(change)
     if changed.rowcount == 0:  # type: ignore[attr-defined]
-        await session.execute(account.insert().values(name=name, balance=balance, frozen=frozen))
+        zero = {"name": name, "balance": 0, "frozen": 0}
+        create = (
+            mysql_insert(account).values(zero).prefix_with("IGNORE")
+            if session.get_bind().dialect.name == "mysql"
+            else sqlite_insert(account).values(zero).on_conflict_do_nothing()
+        )
+        await session.execute(create)
+        await session.execute(change)
 
 
 def payload(account_name: str, amount: int) -> bytes:
