@@ -142,7 +142,7 @@ async def test_cancel_after_payment_refunds(stack: Stack, channel: int) -> None:
 
     refunding = await stack.cancel(order_id, "returned")
 
-    assert refunding.status == REFUNDING
+    assert refunding.status in (REFUNDING, REFUNDED)  # the chain may finish before Cancel reads back
     await stack.order_status(order_id, REFUNDED)
     # everything came back: the discount, the payment, the stock
     await eventually(lambda: stack.account(user), lambda a: a == (6000, 0), 20, "points back")
@@ -245,7 +245,7 @@ async def test_pay_racing_cancel_never_both(stack: Stack) -> None:
         assert pay_won or cancel_won
         if pay_won and cancel_won:
             # the cancel came after the payment: a refund, never "paid and cancelled"
-            assert cancel.status == REFUNDING
+            assert cancel.status in (REFUNDING, REFUNDED)
             await stack.order_status(order_id, REFUNDED)
             outcomes["refunded"] += 1
         elif pay_won:

@@ -248,7 +248,7 @@ async def test_cancel_paid_order_refunds_then_finishes(
 ) -> None:
     info = await paid(order)
     refunding = await order.stub.Cancel(pb.CancelRequest(order_id=info.order_id, reason="return"))
-    assert refunding.status == pb.ORDER_STATUS_REFUNDING
+    assert refunding.status in (pb.ORDER_STATUS_REFUNDING, pb.ORDER_STATUS_REFUNDED)
     # the finish branch reaches this order_svc; the other branches wait for their services
     await wait_for_status(order, info.order_id, OrderState.REFUNDED)
     gid_ = (await order.history(info.order_id))[-1].gid
@@ -282,7 +282,8 @@ async def test_cancel_racing_payment_never_both(order: RunningOrder) -> None:
         if isinstance(pay_result, pb.PaymentSucceededResponse) and pay_result.accepted:
             # paid first: the cancel either lost, or came after and refunds
             if isinstance(cancel_result, pb.OrderInfo):
-                assert cancel_result.status == pb.ORDER_STATUS_REFUNDING
+                # the refund chain may already have finished when Cancel reads the order back
+                assert cancel_result.status in (pb.ORDER_STATUS_REFUNDING, pb.ORDER_STATUS_REFUNDED)
             else:
                 assert isinstance(cancel_result, grpc.aio.AioRpcError)
                 assert cancel_result.code() is PRECONDITION
