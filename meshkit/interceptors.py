@@ -1,11 +1,16 @@
-"""Server interceptors every saga-mesh process installs (outermost first, see :func:`default_interceptors`).
+"""The server interceptor every saga-mesh process installs: one wrapper around each unary call.
 
-1. :class:`MetricsInterceptor` - ``mesh_rpc_server_handled_total`` / ``mesh_rpc_server_handling_seconds``.
-2. :class:`LoggingInterceptor` - one structured line per call: method, code, duration, gid/branch/op.
-3. :class:`TxContextInterceptor` - ``x-mesh-*`` metadata -> :data:`meshkit.txcontext.current_tx`
-   (malformed -> ``INVALID_ARGUMENT``).
-4. :class:`ErrorMappingInterceptor` - domain errors -> status codes through :mod:`meshkit.status`.
-5. :class:`DeadlineInterceptor` - calls without a deadline get the configured default.
+It does, outermost first:
+
+1. metrics - ``mesh_rpc_server_handled_total`` / ``mesh_rpc_server_handling_seconds``;
+2. the call log - one structured line per call: method, code, duration, gid/branch/op;
+3. the transaction context - ``x-mesh-*`` metadata -> :data:`meshkit.txcontext.current_tx`
+   (malformed -> ``INVALID_ARGUMENT`` before the handler runs);
+4. error mapping - domain errors -> status codes through :mod:`meshkit.status`;
+5. the default deadline - calls without a deadline get the configured one.
+
+They are one interceptor rather than five because gRPC runs each interceptor, and builds a new method
+handler, for every call: one wrapper costs about a quarter of a trivial call's server CPU less.
 
 Only unary-unary handlers are wrapped (every saga-mesh RPC is unary); streaming handlers such as
 health ``Watch`` pass through untouched.
@@ -41,8 +46,10 @@ Continuation: TypeAlias = Callable[
 QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def _as_async(behavior: Callable[[Any, Any], Any]) -> Behavior:
+def as_async(behavior: Callable[[Any, Any], Any]) -> Behavior:
     """An async behavior for a handler function that may be sync (e.g. the generated base servicer)."""
+    if inspect.iscoroutinefunction(behavior):
+        return behavior
 
     async def call(request: Any, context: Context) -> Any:
         result = behavior(request, context)
@@ -51,17 +58,6 @@ def _as_async(behavior: Callable[[Any, Any], Any]) -> Behavior:
         return result
 
     return call
-
-
-def wrap_unary(handler: Handler | None, wrap: Callable[[Behavior], Behavior]) -> Handler | None:
-    """``handler`` with its unary-unary behavior wrapped by ``wrap``; other handlers unchanged."""
-    if handler is None or handler.unary_unary is None:
-        return handler
-    return grpc.unary_unary_rpc_method_handler(
-        wrap(_as_async(handler.unary_unary)),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
 
 
 def status_name(context: Context, exc: BaseException | None) -> str:
@@ -79,99 +75,46 @@ def status_name(context: Context, exc: BaseException | None) -> str:
         return str(code)
 
 
-def peek_context(metadata: Any) -> TxContext | None:
-    """The transaction context in ``metadata``, or ``None`` when absent or malformed (for logging)."""
-    try:
-        return from_metadata(metadata)
-    except InvalidArgument:
-        return None
+class MeshInterceptor(grpc.aio.ServerInterceptor):
+    """Metrics, call log, transaction context, error mapping and default deadline for every unary call."""
 
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every finished call by code and observes its duration."""
-
-    def __init__(self, metrics: RpcMetrics) -> None:
+    def __init__(
+        self,
+        metrics: RpcMetrics,
+        default_deadline_seconds: float,
+        *,
+        call_log: logging.Logger | None = None,
+        error_log: logging.Logger | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._default_deadline = default_deadline_seconds
+        self._call_log = call_log or logging.getLogger("meshkit.rpc")
+        self._error_log = error_log or log
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        """Wrap the handler so each call is recorded."""
-        method = handler_call_details.method
+        """The handler with its unary-unary behavior wrapped; other handlers unchanged."""
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        wrapped = self._wrap(as_async(handler.unary_unary), handler_call_details)
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
-        def wrap(behavior: Behavior) -> Behavior:
-            async def call(request: Any, context: Context) -> Any:
-                start = time.perf_counter()
-                failure: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    self._metrics.observe(method, status_name(context, failure), time.perf_counter() - start)
-
-            return call
-
-        return wrap_unary(await continuation(handler_call_details), wrap)
-
-
-class LoggingInterceptor(grpc.aio.ServerInterceptor):
-    """Logs one line per call with method, code, duration and the transaction context."""
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or logging.getLogger("meshkit.rpc")
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        """Wrap the handler so each call is logged when it ends."""
-        method = handler_call_details.method
-        ctx = peek_context(handler_call_details.invocation_metadata)
+    def _wrap(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Behavior:
+        method = details.method
+        metadata = details.invocation_metadata
         level = logging.DEBUG if method.startswith(QUIET_SERVICES) else logging.INFO
 
-        def wrap(behavior: Behavior) -> Behavior:
-            async def call(request: Any, context: Context) -> Any:
-                start = time.perf_counter()
-                failure: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    code = status_name(context, failure)
-                    self._log.log(
-                        level if code == "OK" else max(level, logging.INFO),
-                        "rpc %s %s",
-                        method,
-                        code,
-                        extra={
-                            "method": method,
-                            "code": code,
-                            "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                            "gid": ctx.gid if ctx else "",
-                            "branch": ctx.branch_id if ctx else "",
-                            "op": ctx.op.value if ctx else "",
-                        },
-                    )
-
-            return call
-
-        return wrap_unary(await continuation(handler_call_details), wrap)
-
-
-class TxContextInterceptor(grpc.aio.ServerInterceptor):
-    """Sets :data:`current_tx` from the call's ``x-mesh-*`` metadata for the duration of the call."""
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        """Wrap the handler; a malformed context is answered ``INVALID_ARGUMENT`` before the handler runs."""
-        metadata = handler_call_details.invocation_metadata
-
-        def wrap(behavior: Behavior) -> Behavior:
-            async def call(request: Any, context: Context) -> Any:
+        async def call(request: Any, context: Context) -> Any:
+            start = time.perf_counter()
+            failure: BaseException | None = None
+            tx: TxContext | None = None
+            try:
                 try:
                     tx = from_metadata(metadata)
                 except InvalidArgument as exc:
@@ -179,87 +122,69 @@ class TxContextInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(status.code, status.details)
                 token = current_tx.set(tx)
                 try:
-                    return await behavior(request, context)
+                    return await self._mapped(behavior, request, context, method)
                 finally:
                     current_tx.reset(token)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                code = status_name(context, failure)
+                elapsed = time.perf_counter() - start
+                self._metrics.observe(method, code, elapsed)
+                self._log_call(level if code == "OK" else max(level, logging.INFO), method, code, elapsed, tx)
 
-            return call
+        return call
 
-        return wrap_unary(await continuation(handler_call_details), wrap)
+    async def _mapped(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
+        """Run the call within its deadline; an escaping exception ends it with its mapped status."""
+        try:
+            return await self._bounded(behavior, request, context)
+        except grpc.aio.AbortError:
+            raise  # the handler chose its status itself
+        except Exception as exc:
+            status = status_of(exc)
+            if status.is_internal:
+                self._error_log.exception("unhandled error in %s", method, extra={"method": method})
+            await context.abort(status.code, status.details)
 
+    async def _bounded(self, behavior: Behavior, request: Any, context: Context) -> Any:
+        """A call without a client deadline is bounded by the default one (then ``DEADLINE_EXCEEDED``)."""
+        if context.time_remaining() is not None:
+            return await behavior(request, context)
+        scope = asyncio.timeout(self._default_deadline)
+        try:
+            async with scope:
+                return await behavior(request, context)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the handler's own timeout, not ours
+            raise TransientError(
+                f"no answer within the default deadline of {self._default_deadline:g}s",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED.name,
+            ) from None
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns exceptions escaping a handler into the status :func:`meshkit.status.status_of` names."""
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or log
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        """Wrap the handler so every exception ends the call with its mapped status."""
-        method = handler_call_details.method
-
-        def wrap(behavior: Behavior) -> Behavior:
-            async def call(request: Any, context: Context) -> Any:
-                try:
-                    return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    raise  # the handler chose its status itself
-                except Exception as exc:
-                    status = status_of(exc)
-                    if status.is_internal:
-                        self._log.exception("unhandled error in %s", method, extra={"method": method})
-                    await context.abort(status.code, status.details)
-
-            return call
-
-        return wrap_unary(await continuation(handler_call_details), wrap)
-
-
-class DeadlineInterceptor(grpc.aio.ServerInterceptor):
-    """Bounds calls that carry no deadline by ``default_seconds`` (then ``DEADLINE_EXCEEDED``).
-
-    Calls with a client deadline are bounded by gRPC itself.
-    """
-
-    def __init__(self, default_seconds: float) -> None:
-        self._default = default_seconds
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        """Wrap the handler with the default deadline when the call has none."""
-
-        def wrap(behavior: Behavior) -> Behavior:
-            async def call(request: Any, context: Context) -> Any:
-                if context.time_remaining() is not None:
-                    return await behavior(request, context)
-                scope = asyncio.timeout(self._default)
-                try:
-                    async with scope:
-                        return await behavior(request, context)
-                except TimeoutError:
-                    if not scope.expired():
-                        raise  # the handler's own timeout, not ours
-                    raise TransientError(
-                        f"no answer within the default deadline of {self._default:g}s",
-                        code=grpc.StatusCode.DEADLINE_EXCEEDED.name,
-                    ) from None
-
-            return call
-
-        return wrap_unary(await continuation(handler_call_details), wrap)
+    def _log_call(self, level: int, method: str, code: str, elapsed: float, tx: TxContext | None) -> None:
+        if not self._call_log.isEnabledFor(level):
+            return
+        self._call_log.log(
+            level,
+            "rpc %s %s",
+            method,
+            code,
+            extra={
+                "method": method,
+                "code": code,
+                "duration_ms": round(elapsed * 1000, 3),
+                "gid": tx.gid if tx else "",
+                "branch": tx.branch_id if tx else "",
+                "op": tx.op.value if tx else "",
+            },
+        )
 
 
 def default_interceptors(
     metrics: RpcMetrics, default_deadline_seconds: float
 ) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptor chain of a :class:`~meshkit.server.MeshServer`, outermost first."""
-    return [
-        MetricsInterceptor(metrics),
-        LoggingInterceptor(),
-        TxContextInterceptor(),
-        ErrorMappingInterceptor(),
-        DeadlineInterceptor(default_deadline_seconds),
-    ]
+    """The interceptors of a :class:`~meshkit.server.MeshServer`."""
+    return [MeshInterceptor(metrics, default_deadline_seconds)]

@@ -43,12 +43,22 @@ class RpcMetrics:
             buckets=RPC_BUCKETS,
             registry=registry,
         )
+        # (full method, code) -> the labelled children; looking labels up costs more than the update.
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """Record one finished call."""
-        service, method = split_method(full_method)
-        self.handled.labels(service=service, method=method, code=code).inc()
-        self.handling_seconds.labels(service=service, method=method).observe(seconds)
+        children = self._children.get((full_method, code))
+        if children is None:
+            service, method = split_method(full_method)
+            children = (
+                self.handled.labels(service=service, method=method, code=code),
+                self.handling_seconds.labels(service=service, method=method),
+            )
+            self._children[(full_method, code)] = children
+        handled, handling_seconds = children
+        handled.inc()
+        handling_seconds.observe(seconds)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
