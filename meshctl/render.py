@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -61,23 +62,18 @@ def stack_json(state: StackState, rows: list[dict[str, Any]]) -> str:
     return json.dumps(doc, indent=2)
 
 
-def _relative(path: str, data_dir: str) -> str:
-    prefix = data_dir.rstrip("/") + "/"
-    return path.removeprefix(prefix)
-
-
 def print_table(console: Console, state: StackState, rows: list[dict[str, Any]]) -> None:
     """The health table."""
     table = Table(
         title=f"saga-mesh stack in {state.data_dir} (started {state.started_at})",
-        caption="metrics: http://127.0.0.1:<port>/metrics; logs: relative to the data directory",
+        caption="metrics: http://127.0.0.1:<metrics>/metrics; logs: <data-dir>/logs/<service>.log",
+        box=box.SIMPLE_HEAD,
     )
     table.add_column("service", no_wrap=True)
     table.add_column("address", no_wrap=True)
     table.add_column("pid", no_wrap=True, justify="right")
     table.add_column("metrics", no_wrap=True, justify="right")
     table.add_column("health", no_wrap=True)
-    table.add_column("log", overflow="fold")
     for row in rows:
         color = "green" if row["health"] in (SERVING, RUNNING) else "red"
         table.add_row(
@@ -86,6 +82,5 @@ def print_table(console: Console, state: StackState, rows: list[dict[str, Any]])
             str(row["pid"]),
             row["metrics"].removesuffix("/metrics").rpartition(":")[2] if row["metrics"] else "",
             f"[{color}]{row['health']}[/{color}]",
-            _relative(row["log"], state.data_dir),
         )
     console.print(table)
