@@ -8,6 +8,8 @@ environment anywhere else.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -134,8 +136,31 @@ MESH_SECTIONS = frozenset(
 )
 
 
+ENV_PREFIX = "MESH_"
+ENV_DELIMITER = "__"
+
+
+def unknown_env_sections(cls: type[MeshSettings], environ: Mapping[str, str]) -> list[str]:
+    """``MESH_<SECTION>__<KEY>`` variables whose section no process of the mesh has (a typo, say)."""
+    unknown = []
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX) or ENV_DELIMITER not in name:
+            continue
+        section = name[len(ENV_PREFIX) :].split(ENV_DELIMITER, 1)[0].lower()
+        if section not in cls.model_fields and section not in MESH_SECTIONS:
+            unknown.append(name)
+    return sorted(unknown)
+
+
 def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
-    """Build ``cls`` from defaults, then ``yaml_path`` (if any), then ``MESH_*`` environment variables."""
+    """Build ``cls`` from defaults, then ``yaml_path`` (if any), then ``MESH_*`` environment variables.
+
+    As in the file, a variable for another process's section is skipped, one for a section no process
+    has is refused (a misspelt ``MESH_ORDR__...`` would otherwise be silently ignored).
+    """
+    typos = unknown_env_sections(cls, os.environ)
+    if typos:
+        raise ConfigError(f"unknown settings section in environment variable(s): {', '.join(typos)}")
     data: dict[str, Any] = {}
     if yaml_path is not None:
         try:

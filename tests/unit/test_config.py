@@ -88,6 +88,20 @@ def test_unknown_env_key_in_a_section_error_names_it(monkeypatch: pytest.MonkeyP
         load_settings(MeshSettings)
 
 
+def test_env_variable_for_a_misspelt_section_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_DBB__URL", "sqlite+aiosqlite:///x.db")
+    with pytest.raises(ConfigError, match="MESH_DBB__URL"):
+        load_settings(MeshSettings)
+
+
+def test_env_variables_of_other_processes_and_without_a_section_are_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESH_COORDINATOR__RETRY_LIMIT", "3")  # read by the coordinator only
+    monkeypatch.setenv("MESH_REQUIRE_MYSQL", "1")  # not a setting at all
+    assert load_settings(MeshSettings) == MeshSettings()
+
+
 def test_invalid_value_error_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESH_SERVER__PORT", "70000")
     with pytest.raises(ConfigError, match=r"server\.port"):
