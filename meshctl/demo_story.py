@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import grpc
 import grpc.aio
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshctl.audit_checks import order_status_name
 from meshctl.audit_clients import MeshClients
@@ -26,6 +25,7 @@ from meshctl.audit_gather import ADMIN_REFUSED_CODES
 from meshctl.demo_narrate import Narrator
 from meshctl.demo_wait import WaitTimeout, wait_for
 from meshkit.clock import Clock, now_ms
+from meshkit.pbtime import timestamp
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
@@ -78,12 +78,6 @@ class DemoSku:
         return opb.OrderItem(
             sku=self.sku, merchant_id=self.merchant_id, quantity=quantity, unit_price_cents=self.price_cents
         )
-
-
-def _ts(ms: int) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
 
 
 def _statuses(orders: Sequence[opb.OrderInfo]) -> str:
@@ -488,7 +482,7 @@ class DemoStory:
         """
         try:
             page = await self.c.admin.List(
-                cpb.ListRequest(created_after=_ts(since_ms), limit=LIST_LIMIT),
+                cpb.ListRequest(created_after=timestamp(since_ms), limit=LIST_LIMIT),
                 metadata=self.c.admin_metadata,
                 timeout=RPC_SECONDS,
             )

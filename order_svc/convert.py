@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from meshkit.errors import InvalidArgument
+from meshkit.pbtime import timestamp
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.branches import MarkPaid
 from order_svc.entities import Channel, Item, NewOrder, Order, PlacePlan, PlaceRequest
@@ -35,15 +34,6 @@ def channel_of(value: int) -> Channel:
         return Channel(value)
     except ValueError:
         return Channel.NONE
-
-
-def timestamp(ms: int | None) -> Timestamp | None:
-    """A protobuf Timestamp of epoch milliseconds (None stays None)."""
-    if ms is None:
-        return None
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
 
 
 def item(message: pb.OrderItem) -> Item:

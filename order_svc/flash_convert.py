@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from meshkit.pbtime import timestamp
 from meshpb.order.v1 import order_pb2 as pb
-from order_svc.convert import timestamp
 from order_svc.flash_rules import BuyRequest, FlashSale, FlashState, FlashTicket, SaleView
 
 STATE_PB: dict[FlashState, pb.FlashState.ValueType] = {

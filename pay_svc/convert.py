@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from meshkit.errors import InvalidArgument
+from meshkit.pbtime import timestamp
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
@@ -56,15 +55,6 @@ def channel_from_pb(value: int, field: str = "channel") -> Channel | None:
 def channel_to_pb(channel: Channel) -> order_pb2.PayChannel.ValueType:
     """The wire value of a domain channel."""
     return order_pb2.PayChannel.Value(f"{CHANNEL_PREFIX}{channel.value}")
-
-
-def timestamp(ms: int | None) -> Timestamp | None:
-    """A protobuf timestamp of epoch milliseconds (None stays unset)."""
-    if ms is None:
-        return None
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
 
 
 def payment_pb(payment: Payment) -> pay_pb2.Payment:

@@ -14,7 +14,7 @@ from typing import Any
 import grpc.aio
 from google.protobuf.duration_pb2 import Duration
 
-from coordinator.api.convert import timestamp_ms, transaction_pb
+from coordinator.api.convert import transaction_pb
 from coordinator.engine.admin import AdminOps
 from coordinator.engine.model import GlobalTx, Mode, Status
 from coordinator.engine.service import TxEngine
@@ -22,6 +22,7 @@ from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
 from meshkit.clock import now_ms
 from meshkit.errors import InvalidArgument, Unauthenticated
+from meshkit.pbtime import timestamp_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 

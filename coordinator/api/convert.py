@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from coordinator.engine.commands import OptionsInput, PrepareCommand, SubmitCommand, TxView
 from coordinator.engine.model import BranchOp, BranchSpec, Event, GlobalTx, TxOptions, branches_of
+from meshkit.pbtime import timestamp
 from meshkit.txcontext import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
-
-
-def timestamp(ms: int | None) -> Timestamp | None:
-    """Epoch milliseconds as a protobuf Timestamp (None stays None)."""
-    if ms is None:
-        return None
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
-
-
-def timestamp_ms(ts: Timestamp) -> int:
-    """A protobuf Timestamp as epoch milliseconds."""
-    return int(ts.ToMilliseconds())
 
 
 def options_input(options: pb.TxOptions, traceparent: str | None = None) -> OptionsInput:
