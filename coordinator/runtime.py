@@ -33,6 +33,7 @@ from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.nats import connect
+from meshkit.periodic import Periodic
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class CoordinatorRuntime:
     sweeper: Sweeper
     service: CoordinatorService
     admin: AdminService
-    retention: FinishedTxCleaner
+    retention: Periodic
     clock: Clock
     _nats: Client | None = None
     _timers: JetStreamTimers | None = None
@@ -94,12 +95,15 @@ class CoordinatorRuntime:
             engine, Snowflake(settings.server.worker_id, clock), settings.server.default_deadline_seconds
         )
         admin = AdminService(engine, store, settings.admin.token.get_secret_value())
-        retention = FinishedTxCleaner(
-            store,
+        cleaner = FinishedTxCleaner(
+            store, clock, retention_days=section.finished_retention_days, batch=section.retention_batch
+        )
+        retention = Periodic(
+            cleaner.run_once,
             clock,
-            retention_days=section.finished_retention_days,
-            interval_seconds=section.retention_interval_seconds,
-            batch=section.retention_batch,
+            section.retention_interval_seconds,
+            "coordinator-retention",
+            run_at_start=True,
         )
         runtime = cls(settings, db, store, engine, invoker, sweeper, service, admin, retention, clock)
         sweeper.start()

@@ -26,6 +26,7 @@ from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.initiator import CoordinatorClient
 from meshkit.migrate import upgrade
+from meshkit.periodic import Periodic
 from meshpb.order.v1 import order_pb2_grpc
 from order_svc.branches import OrderBranches
 from order_svc.cancelling import Canceller
@@ -46,7 +47,6 @@ from order_svc.peers import GrpcCatalogue, GrpcPayments
 from order_svc.placement import Placement
 from order_svc.repo import OrderRepo
 from order_svc.servicer import OrderServicer
-from order_svc.sweeper import Sweeper
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -65,14 +65,14 @@ class OrderRuntime:
     db: AsyncEngine
     service: OrderService
     deadlines: NatsDeadlines
-    sweeper: Sweeper
+    sweeper: Periodic
     coordinator: CoordinatorClient
     channels: list[grpc.aio.Channel]
     redis: Redis
     flash: FlashService
     flash_jobs: FlashJobs
     flash_queue: NatsFlashQueue
-    flash_sweeper: Sweeper
+    flash_sweeper: Periodic
     _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -110,7 +110,7 @@ class OrderRuntime:
             clock=clock,
             settings=section,
         )
-        sweeper = Sweeper(service.sweep_once, clock, section.sweep_interval_seconds)
+        sweeper = Periodic(service.sweep_once, clock, section.sweep_interval_seconds, "order-sweeper")
         redis = Redis.from_url(
             settings.redis.url,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
@@ -119,7 +119,9 @@ class OrderRuntime:
         flash, jobs, queue = cls._flash(
             settings, clock=clock, db=db, redis=redis, service=service, stock=stock
         )
-        flash_sweeper = Sweeper(jobs.sweep_once, clock, section.flash_sweep_interval_seconds, "flash-sweeper")
+        flash_sweeper = Periodic(
+            jobs.sweep_once, clock, section.flash_sweep_interval_seconds, "flash-sweeper"
+        )
         runtime = cls(
             settings,
             db,

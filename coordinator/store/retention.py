@@ -2,15 +2,13 @@
 
 A finished transaction is kept ``finished_retention_days`` after it finished, so operators can still
 ``meshctl tx show`` it, and then deleted in batches, oldest first, so the tables do not grow without
-bound. Unfinished transactions are never touched, however old. Every replica may run the cleanup: the
-deletes are idempotent.
+bound. Unfinished transactions are never touched, however old. Every replica may run the cleanup (on a
+:class:`~meshkit.periodic.Periodic`): the deletes are idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
@@ -19,8 +17,6 @@ from coordinator.engine.model import Status
 from coordinator.store.sql import SqlTxStore
 from coordinator.store.tables import trans_branch_op, trans_event, trans_global
 from meshkit.clock import Clock, now_ms
-
-log = logging.getLogger(__name__)
 
 MS_PER_DAY = 86_400_000
 _FINAL = [int(s) for s in Status if s.final]
@@ -35,15 +31,12 @@ class FinishedTxCleaner:
         clock: Clock,
         *,
         retention_days: float,
-        interval_seconds: float,
         batch: int,
     ) -> None:
         self._store = store
         self._clock = clock
         self._retention_ms = round(retention_days * MS_PER_DAY)
-        self._interval = interval_seconds
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
 
     async def delete_batch(self) -> int:
         """Delete one batch of expired transactions; returns how many were deleted."""
@@ -77,26 +70,3 @@ class FinishedTxCleaner:
             if deleted < self._batch:
                 return total
             await asyncio.sleep(0)  # let API calls in between batches
-
-    def start(self) -> None:
-        """Run the cleanup every ``interval_seconds`` in the background."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="coordinator-retention")
-
-    async def stop(self) -> None:
-        """Stop the background cleanup."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await self.run_once()
-                if deleted:
-                    log.info("deleted %d finished transactions past retention", deleted)
-            except Exception:
-                log.exception("retention cleanup failed; trying again in %.0fs", self._interval)
-            await self._clock.sleep(self._interval)

@@ -57,11 +57,11 @@ async def test_retention_deletes_finished_transactions_past_retention_only(
     await wait_for(lambda: bank.calls_of(running)[("01", "action")] >= 1, what="the failing saga to start")
     store = coordinator.runtime.store
 
-    young = FinishedTxCleaner(store, ShiftedClock(6.9), retention_days=7, interval_seconds=60, batch=10)
+    young = FinishedTxCleaner(store, ShiftedClock(6.9), retention_days=7, batch=10)
     assert await young.run_once() == 0
     assert (await rows_of(coordinator, done))[0] == 1
 
-    old = FinishedTxCleaner(store, ShiftedClock(7.1), retention_days=7, interval_seconds=60, batch=1)
+    old = FinishedTxCleaner(store, ShiftedClock(7.1), retention_days=7, batch=1)
     assert await old.run_once() >= 1
     assert await rows_of(coordinator, done) == (0, 0, 0)
     assert (await rows_of(coordinator, running))[0] == 1  # unfinished: kept however old
