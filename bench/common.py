@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -11,24 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshctl import layout
 from meshctl.audit_clients import MeshAddresses
 from meshctl.endpoints import TOKEN_FILE
-from meshctl.launcher import StackLauncher
-from meshctl.procs import port_taken
+from meshctl.launcher import StackLauncher, free_base_port
 from meshkit.clock import SystemClock
 
 MAX_ERRORS_SHOWN = 3
-
-
-def free_base_port(rng: random.Random | None = None) -> int:
-    """A base port P whose stack ports (P..P+4, P+100..P+104) are all free on 127.0.0.1."""
-    pick = rng or random.Random()
-    for _ in range(500):
-        base = pick.randrange(20_000, 40_000)
-        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
-            return base
-    raise RuntimeError("no free port range found for a local stack")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ class StackError(Exception):
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
         self.details = details
+
+
+def free_base_port(rng: random.Random | None = None) -> int:
+    """A base port P whose stack ports (P..P+4, P+100..P+104) are all free on 127.0.0.1 (tests, benches)."""
+    pick = rng or random.Random()
+    for _ in range(500):
+        base = pick.randrange(20_000, 40_000)
+        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
+            return base
+    raise RuntimeError("no free port range found for a local stack")
 
 
 def preflight(data_dir: Path, base_port: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from meshctl import layout
+from meshctl.launcher import free_base_port
 from meshctl.procs import ProcRef, is_running, port_taken
 from meshctl.stackfile import load
 from meshkit.health import check_health
@@ -49,16 +49,6 @@ def _live_procs_in(data_dir: Path) -> list[int]:
     return found
 
 
-def _free_base_port() -> int:
-    """A base port P where P..P+4 and P+100..P+104 are all free on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 30_000)
-        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
-            return base
-    raise RuntimeError("no free port range found")
-
-
 def _refs(data_dir: Path) -> list[ProcRef]:
     state = load(data_dir)
     assert state is not None
@@ -84,7 +74,7 @@ def _up_env(data_dir: Path, base: int, env: dict[str, str]) -> subprocess.Comple
 
 
 async def test_up_detach_returns_with_all_five_serving(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     done = _up(stack_dir, base)
     assert done.returncode == 0, done.stderr
     for spec in layout.SERVICES:
@@ -100,7 +90,7 @@ async def test_up_detach_returns_with_all_five_serving(stack_dir: Path) -> None:
 
 
 def test_status_json_reports_every_service_serving(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     assert _up(stack_dir, base).returncode == 0
     done = _meshctl("status", "--data-dir", str(stack_dir), "--json")
     assert done.returncode == 0, done.stderr
@@ -113,7 +103,7 @@ def test_status_json_reports_every_service_serving(stack_dir: Path) -> None:
 
 
 def test_down_leaves_no_process_behind(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     assert _up(stack_dir, base).returncode == 0
     refs = _refs(stack_dir)
     assert len(refs) == 7
@@ -127,10 +117,10 @@ def test_down_leaves_no_process_behind(stack_dir: Path) -> None:
 
 
 def test_second_up_on_same_dir_refused(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     assert _up(stack_dir, base).returncode == 0
     before = _refs(stack_dir)
-    again = _up(stack_dir, _free_base_port())
+    again = _up(stack_dir, free_base_port())
     assert again.returncode != 0
     assert "already running" in again.stderr
     assert _refs(stack_dir) == before
@@ -138,7 +128,7 @@ def test_second_up_on_same_dir_refused(stack_dir: Path) -> None:
 
 
 def test_up_refused_when_a_port_is_taken(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
         blocker.bind((layout.HOST, base + 2))
         blocker.listen()
@@ -156,7 +146,7 @@ def test_down_without_stack_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_foreground_up_stops_everything_on_sigterm(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshctl", "up", "--base-port", str(base), "--data-dir", str(stack_dir)],
         stdout=subprocess.PIPE,
@@ -182,7 +172,7 @@ def test_foreground_up_stops_everything_on_sigterm(stack_dir: Path) -> None:
 
 
 def test_up_with_failing_service_prints_its_log_and_stops_everything(stack_dir: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     done = _up_env(stack_dir, base, {"MESH_ORDER__PAY_TIMEOUT_SECONDS": "-1"})
     assert done.returncode == 1
     assert "order_svc" in done.stderr

@@ -6,7 +6,6 @@ flows share: seeding SKUs and points, placing orders, waiting for states, readin
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,8 +19,7 @@ import pytest
 
 from meshctl import layout
 from meshctl.audit_clients import MeshAddresses, MeshClients
-from meshctl.launcher import StackLauncher
-from meshctl.procs import port_taken
+from meshctl.launcher import StackLauncher, free_base_port
 from meshkit.clock import SystemClock
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
@@ -40,16 +38,6 @@ COORDINATOR_ENV = {
     "MESH_COORDINATOR__SWEEP_INTERVAL_SECONDS": "0.5",
     "MESH_LOG__LEVEL": "INFO",
 }
-
-
-def free_base_port() -> int:
-    """A base port whose stack ports (P..P+4, P+100..P+104) are all free on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20_000, 40_000)
-        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
-            return base
-    raise RuntimeError("no free port range for a local stack")
 
 
 @dataclass

@@ -5,7 +5,6 @@ The coordinator retries fast here (short backoff, frequent sweeps) so recoveries
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,8 @@ import pytest
 from meshctl import layout, stackfile
 from meshctl.audit_clients import MeshAddresses, MeshClients
 from meshctl.endpoints import TOKEN_FILE
-from meshctl.launcher import StackLauncher
-from meshctl.procs import port_taken, tail_lines
+from meshctl.launcher import StackLauncher, free_base_port
+from meshctl.procs import tail_lines
 from meshctl.stackfile import StackState
 from meshkit.clock import SystemClock
 
@@ -25,16 +24,6 @@ FAST_COORDINATOR = {
     "MESH_COORDINATOR__MAX_RETRY_INTERVAL_SECONDS": "2",
     "MESH_COORDINATOR__SWEEP_INTERVAL_SECONDS": "1",
 }
-
-
-def free_base_port() -> int:
-    """A base port whose stack ports are all free on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20_000, 40_000)
-        if not any(port_taken(layout.HOST, p) for p in layout.planned_ports(base)):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 @dataclass

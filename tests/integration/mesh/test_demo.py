@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshctl import stackfile
-from tests.integration.mesh.conftest import free_base_port
+from meshctl.launcher import free_base_port
 
 SCENES = [
     "Seed the shop",
