@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -103,3 +103,8 @@ async def transaction(sessions: async_sessionmaker[AsyncSession], what: str) -> 
             yield session
     except OperationalError as exc:
         raise TransientError(f"{what} database unavailable or locked: {exc.orig}") from exc
+
+
+def rowcount(result: object) -> int:
+    """The rows an INSERT/UPDATE/DELETE matched (``execute`` is typed as returning a plain Result)."""
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.db import session_factory
+from meshkit.db import rowcount, session_factory
 from meshkit.db import transaction as db_transaction
 from order_svc.flash_rules import FlashSale, FlashState, FlashTicket
 from order_svc.models import flash_sales, flash_tickets
 from order_svc.repo import clip
-
-
-def _rowcount(result: object) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _sale(row: Row[Any]) -> FlashSale:
@@ -192,7 +187,7 @@ class FlashRepo:
             conditions.append(flash_tickets.c.state == seen.value)
         stmt = update(flash_tickets).where(*conditions).values(updated_at=now_ms, **values)
         async with self.transaction() as session:
-            return _rowcount(await session.execute(stmt)) == 1
+            return rowcount(await session.execute(stmt)) == 1
 
     async def mark_queued(self, ticket: str, now_ms: int) -> None:
         """Note that the ticket's job is in the work queue."""

@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, and_, func, insert, or_, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from meshkit.db import session_factory
+from meshkit.db import rowcount, session_factory
 from meshkit.db import transaction as db_transaction
 from order_svc.entities import (
     Channel,
@@ -38,10 +37,6 @@ _HIDDEN_VALUES = tuple(state.value for state in HIDDEN)
 def clip(text: str, limit: int = REASON_LEN) -> str:
     """``text`` cut to ``limit`` characters (with an ellipsis), as the reason columns store it."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _rowcount(result: object) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _order(row: Row[Any], items: tuple[Item, ...] = ()) -> Order:
@@ -293,7 +288,7 @@ class OrderRepo:
                 **dict(values or {}),
             )
         )
-        if _rowcount(await session.execute(stmt)) != 1:
+        if rowcount(await session.execute(stmt)) != 1:
             return False
         await self.add_history(
             session, HistoryEntry(order.order_id, order.status, target, reason, actor, gid, now_ms)
@@ -334,7 +329,7 @@ class OrderRepo:
             )
             .values(version=order.version + 1, updated_at=now_ms, **dict(values))
         )
-        return _rowcount(await session.execute(stmt)) == 1
+        return rowcount(await session.execute(stmt)) == 1
 
     # ------------------------------------------------------------------ requests
 
@@ -377,7 +372,7 @@ class OrderRepo:
             .values(state=state.value, reason=clip(reason), updated_at=now_ms, lease_until=0)
         )
         async with self.transaction() as session:
-            return _rowcount(await session.execute(stmt)) == 1
+            return rowcount(await session.execute(stmt)) == 1
 
     async def set_lease(self, request_id: str, seen_lease_ms: int, lease_until_ms: int, now_ms: int) -> bool:
         """CAS a pending request's lease from ``seen_lease_ms`` (claim, renew or release); True if won."""
@@ -391,7 +386,7 @@ class OrderRepo:
             .values(lease_until=lease_until_ms, updated_at=now_ms)
         )
         async with self.transaction() as session:
-            return _rowcount(await session.execute(stmt)) == 1
+            return rowcount(await session.execute(stmt)) == 1
 
     async def stale_requests(self, now_ms: int, limit: int) -> list[RequestRecord]:
         """Pending requests whose lease has expired (their initiator was lost)."""

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
-from meshkit.db import is_mysql
+from meshkit.db import is_mysql, rowcount
 from pay_svc.models import callback_nonces, payments, refunds
 from pay_svc.records import AuditRow, Channel, Payment, PaymentStatus, Refund
 
@@ -49,10 +48,6 @@ def _refund(row: Row[Any]) -> Refund:
     )
 
 
-def _rowcount(result: object) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
-
-
 class PayRepo:
     """Payments, refunds and callback nonces on SQLite or MySQL/MariaDB."""
 
@@ -86,7 +81,7 @@ class PayRepo:
             "notify_attempts": 0,
             "closed_by": payment.closed_by,
         }
-        return _rowcount(await session.execute(self._insert_ignore(payments, values))) == 1
+        return rowcount(await session.execute(self._insert_ignore(payments, values))) == 1
 
     async def payment(
         self,
@@ -127,7 +122,7 @@ class PayRepo:
             .where(payments.c.payment_id == payment_id, payments.c.status == expected.value)
             .values(status=new.value, updated_at=now_ms, **values)
         )
-        return _rowcount(await session.execute(stmt)) == 1
+        return rowcount(await session.execute(stmt)) == 1
 
     async def due_notifications(self, session: AsyncSession, now_ms: int, limit: int) -> list[int]:
         """Ids of SUCCEEDED payments whose order was not told yet and whose next attempt is due."""
@@ -150,7 +145,7 @@ class PayRepo:
             .where(payments.c.payment_id == payment_id, payments.c.order_notified.is_(False))
             .values(order_notified=True, next_notify_at=None, updated_at=now_ms)
         )
-        return _rowcount(await session.execute(stmt)) == 1
+        return rowcount(await session.execute(stmt)) == 1
 
     async def notify_failed(self, session: AsyncSession, payment_id: int, retry_at_ms: int) -> None:
         """Count a failed notification and schedule the next one."""
@@ -175,7 +170,7 @@ class PayRepo:
             "gid": refund.gid,
             "created_at": refund.created_at_ms,
         }
-        return _rowcount(await session.execute(self._insert_ignore(refunds, values))) == 1
+        return rowcount(await session.execute(self._insert_ignore(refunds, values))) == 1
 
     async def refund_by_no(self, session: AsyncSession, out_refund_no: str) -> Refund | None:
         """The refund with this idempotency key."""
@@ -194,7 +189,7 @@ class PayRepo:
     ) -> bool:
         """Record a callback nonce; False when it was used before (a replay)."""
         values = {"nonce": nonce, "payment_id": payment_id, "created_at": now_ms, "expires_at": expires_at_ms}
-        return _rowcount(await session.execute(self._insert_ignore(callback_nonces, values))) == 1
+        return rowcount(await session.execute(self._insert_ignore(callback_nonces, values))) == 1
 
     async def delete_expired_nonces(self, session: AsyncSession, now_ms: int, batch: int) -> int:
         """Delete up to ``batch`` nonces that expired before ``now_ms``; the count deleted."""
@@ -208,7 +203,7 @@ class PayRepo:
         if not nonces:
             return 0
         result = await session.execute(delete(callback_nonces).where(callback_nonces.c.nonce.in_(nonces)))
-        return _rowcount(result)
+        return rowcount(result)
 
     # ------------------------------------------------------------------ audit
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.clock import Clock, now_ms
-from meshkit.db import session_factory
+from meshkit.db import rowcount, session_factory
 from meshkit.db import transaction as db_transaction
 from stock_svc.hot import Snapshot
 from stock_svc.models import stock_log, stock_sku
@@ -71,10 +70,6 @@ def _row(row: Row[*tuple[Any, ...]]) -> SkuRow:
         sold=int(row.sold),
         version=int(row.version),
     )
-
-
-def _rowcount(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 class StockRepo:
@@ -174,7 +169,7 @@ class StockRepo:
                     updated_at=now_ms(self._clock),
                 )
             )
-            if _rowcount(changed) == 1:
+            if rowcount(changed) == 1:
                 versions[item.sku] = await self._version(session, item.sku)
         return versions
 
@@ -192,7 +187,7 @@ class StockRepo:
                     updated_at=now_ms(self._clock),
                 )
             )
-            if _rowcount(changed) == 1:
+            if rowcount(changed) == 1:
                 versions[item.sku] = await self._version(session, item.sku)
         return versions
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Select, or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -34,7 +34,7 @@ from coordinator.store.rows import (
 )
 from coordinator.store.runner import Body, TxRunner
 from coordinator.store.tables import COMPONENT, VERSIONS, trans_branch_op, trans_event, trans_global
-from meshkit.db import is_mysql
+from meshkit.db import is_mysql, rowcount
 from meshkit.migrate import upgrade
 
 T = TypeVar("T")
@@ -54,10 +54,6 @@ class _Rollback(Exception):
     def __init__(self, result: object) -> None:
         super().__init__("rollback")
         self.result = result
-
-
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 class SqlTxStore:
@@ -107,7 +103,7 @@ class SqlTxStore:
             insert_tx = sqlite_insert(trans_global).values(tx_values(tx)).on_conflict_do_nothing()
 
         def body(conn: Connection) -> bool:
-            if _rowcount(conn.execute(insert_tx)) != 1:
+            if rowcount(conn.execute(insert_tx)) != 1:
                 return False
             _insert_ops(conn, ops)
             _insert_events(conn, events)
@@ -129,7 +125,7 @@ class SqlTxStore:
         )
 
         def body(conn: Connection) -> RegisterResult:
-            if _rowcount(conn.execute(lock)) != 1:
+            if rowcount(conn.execute(lock)) != 1:
                 tx = _get(conn, gid)
                 if tx is None:
                     return RegisterResult(RegisterOutcome.NOT_FOUND)
@@ -220,7 +216,7 @@ def _apply(conn: Connection, write: TxWrite) -> bool:
     conditions = [g.gid == tx.gid, g.version == write.expect_version]
     if write.expect_status is not None:
         conditions.append(g.status == int(write.expect_status))
-    if _rowcount(conn.execute(update(trans_global).where(*conditions).values(tx_mutable_values(tx)))) != 1:
+    if rowcount(conn.execute(update(trans_global).where(*conditions).values(tx_mutable_values(tx)))) != 1:
         return False
     if write.ops:
         _update_ops(conn, tx.gid, write.ops)
