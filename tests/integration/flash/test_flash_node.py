@@ -334,7 +334,10 @@ async def test_local_sold_out_flag_answers_without_redis_and_a_give_back_broadca
         states = sorted(r.state for r in results)
         assert states == [pb.FLASH_STATE_SUCCEEDED, pb.FLASH_STATE_FAILED]
         failed_ticket = tickets[[r.state for r in results].index(pb.FLASH_STATE_FAILED)]
-        failed = await ticket_row(node_a, failed_ticket)
+        # The ticket turns FAILED first; the give-back is its next step (exactly once, flagged `returned`).
+        failed = await eventually(
+            lambda: ticket_row(node_a, failed_ticket), lambda row: row.returned, 10, "the units given back"
+        )
         assert "insufficient stock" in failed.reason
         assert failed.returned
         await eventually(

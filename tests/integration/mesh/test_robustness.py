@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 
+import grpc
 import pytest
 
 from meshpb.order.v1 import order_pb2 as opb
@@ -124,7 +125,7 @@ async def test_process_killed_while_placing_orders_every_order_ends_placed_or_ro
     assert placed, "no order was placed"
     for outcome in placed:
         (order_id,) = outcome.order_ids
-        order = await mesh.clients.order.GetOrder(opb.GetOrderRequest(order_id=order_id), timeout=10)
+        order = await _visible_order(mesh, order_id)
         assert order.status == opb.ORDER_STATUS_CREATED, outcome
     audit = await passing_audit(mesh.clients)
     assert not audit_failures(audit), f"{audit_failures(audit)}\n{mesh.logs()}"
@@ -137,6 +138,23 @@ async def test_process_killed_while_placing_orders_every_order_ends_placed_or_ro
             break
         await asyncio.sleep(0.5)
     assert (level.reserved, level.sold, level.available) == expected, mesh.logs()
+
+
+async def _visible_order(mesh: Mesh, order_id: str, within: float = 60.0) -> opb.OrderInfo:
+    """The order once its confirm landed: a placing TCC committed just before the coordinator was killed
+    is confirmed (made visible) by the restarted coordinator's retry, a moment after its caller heard
+    "placed"."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            order: opb.OrderInfo = await mesh.clients.order.GetOrder(
+                opb.GetOrderRequest(order_id=order_id), timeout=10
+            )
+            return order
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.NOT_FOUND or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.2)
 
 
 def _meshctl_audit(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
