@@ -205,8 +205,14 @@ async def test_metrics_count_calls_by_code(running: Running, gid: str) -> None:
 async def test_call_log_line_carries_method_code_and_tx_context(
     running: Running, gid: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="meshkit.rpc"), pytest.raises(grpc.aio.AioRpcError):
-        await _get(running.target, "raise:ongoing", _tx_metadata(gid, op="cancel"))
+    with caplog.at_level(logging.INFO, logger="meshkit.rpc"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await _get(running.target, "raise:ongoing", _tx_metadata(gid, op="cancel"))
+        # The client can hear the status before the server's wrapper has written its line: give it a moment.
+        for _ in range(100):
+            if any(getattr(r, "gid", "") == gid for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
     records = [r for r in caplog.records if getattr(r, "gid", "") == gid]
     assert len(records) == 1
     rec = records[0]
