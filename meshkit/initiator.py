@@ -353,13 +353,25 @@ class Msg:
         self._options = options
         self._branches: list[pb.Branch] = []
 
-    def add(self, action: str, payload: Payload = b"", *, branch_id: str | None = None) -> Msg:
-        """Add a branch the message delivers; returns the message for chaining."""
+    def add(
+        self,
+        action: str,
+        payload: Payload = b"",
+        *,
+        branch_id: str | None = None,
+        depends_on: Sequence[str] = (),
+    ) -> Msg:
+        """Add a branch the message delivers; returns the message for chaining.
+
+        Branch ids default to ``01``, ``02``, ... in the order added. A branch with ``depends_on``
+        (ids of branches of this message) is called only after all of them succeeded.
+        """
         self._branches.append(
             pb.Branch(
                 branch_id=branch_id or f"{len(self._branches) + 1:02d}",
                 action=action,
                 payload=_bytes(payload),
+                depends_on=list(depends_on),
             )
         )
         return self

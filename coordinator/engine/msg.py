@@ -3,14 +3,16 @@
 ``PREPARED`` waits for the initiator's Submit until ``timeout_at``; after that it asks the
 initiator's ``query_prepared`` target (the check-back op, branch ``00`` op ``msg``): OK -> the local
 transaction committed, submit; ABORTED -> it did not and never will, fail; anything else -> ask again
-later. ``SUBMITTED`` calls every branch action concurrently until each succeeds. ``ABORTING`` (only
-from an operator's force-abort) has nothing to undo and fails at once.
+later. ``SUBMITTED`` calls every branch action until each succeeds, concurrently, except that a branch
+with ``depends_on`` is called only once every branch it depends on has succeeded (a dependency that
+keeps failing transiently holds its dependents back). ``ABORTING`` (only from an operator's
+force-abort) has nothing to undo and fails at once.
 """
 
 from __future__ import annotations
 
 from coordinator.engine.model import CHECK_BACK_BRANCH, GlobalTx, OpStatus, Status
-from coordinator.engine.plan import Decision, Ops, drive_all, is_due
+from coordinator.engine.plan import Decision, Ops, earliest_wake, is_due
 from meshkit.txcontext import Op
 
 CHECK_BACK_KEY = (CHECK_BACK_BRANCH, Op.MSG)
@@ -30,8 +32,7 @@ class MsgPlanner:
                 return decision
             status, reason = Status.SUBMITTED, CHECK_BACK_COMMITTED
         if status is Status.SUBMITTED:
-            actions = [op for op in ops.values() if op.op is Op.ACTION]
-            return drive_all(status, actions, Status.SUCCEEDED, now, reason)
+            return _send(ops, now, reason)
         if status is Status.ABORTING:
             return Decision(status=Status.FAILED, reason=reason)
         return Decision(status=status, reason=reason)
@@ -48,3 +49,19 @@ class MsgPlanner:
         if is_due(check, now):
             return Decision(status=tx.status, reason=tx.reason, calls=(check.key,))
         return Decision(status=tx.status, reason=tx.reason, wake_at=check.next_attempt_at)
+
+
+def _send(ops: Ops, now: int, reason: str) -> Decision:
+    """SUBMITTED: call every due action whose dependencies all succeeded; all succeeded -> SUCCEEDED."""
+    actions = [op for op in ops.values() if op.op is Op.ACTION]
+    succeeded = {op.branch_id for op in actions if op.status is OpStatus.SUCCEEDED}
+    if len(succeeded) == len(actions):
+        return Decision(status=Status.SUCCEEDED, reason=reason)
+    ready = [
+        op
+        for op in actions
+        if op.status is OpStatus.PENDING and all(dep in succeeded for dep in op.depends_on)
+    ]
+    calls = tuple(op.key for op in ready if is_due(op, now))
+    wake = None if calls else earliest_wake(ready)
+    return Decision(status=Status.SUBMITTED, reason=reason, calls=calls, wake_at=wake)

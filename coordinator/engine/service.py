@@ -475,6 +475,7 @@ class TxEngine:
                 target=b.action,
                 payload=b.payload,
                 position=i + 1,
+                depends_on=b.depends_on,
                 updated_at=now,
             )
             for i, b in enumerate(branches)

@@ -111,11 +111,11 @@ def check_tcc_branch(branch: BranchSpec, field: str = "branch") -> None:
     check_target(branch.cancel, f"{field}.cancel")
     check_payload(branch.payload, f"{field}.payload")
     if branch.depends_on:
-        raise InvalidArgument(f"{field}.depends_on", "only saga steps have dependencies")
+        raise InvalidArgument(f"{field}.depends_on", "only saga steps and MSG branches have dependencies")
 
 
 def check_msg_branches(branches: Sequence[BranchSpec]) -> None:
-    """MSG branches: at least one, unique ids (not ``00``), only ``action`` and ``payload``."""
+    """MSG branches: at least one, unique ids (not ``00``), an action, a payload, acyclic ``depends_on``."""
     _check_count(branches)
     seen: set[str] = set()
     for i, branch in enumerate(branches):
@@ -131,8 +131,7 @@ def check_msg_branches(branches: Sequence[BranchSpec]) -> None:
             raise InvalidArgument(f"{field}.confirm", "MSG branches have only an action")
         if branch.cancel:
             raise InvalidArgument(f"{field}.cancel", "MSG branches have only an action")
-        if branch.depends_on:
-            raise InvalidArgument(f"{field}.depends_on", "only saga steps have dependencies")
+    _check_dag(branches)
 
 
 def check_saga_branches(branches: Sequence[BranchSpec], concurrent: bool) -> None:
@@ -168,14 +167,14 @@ def _check_unique_id(branch: BranchSpec, field: str, seen: set[str]) -> None:
 
 
 def _check_dag(branches: Sequence[BranchSpec]) -> None:
-    """Every dependency names another step, and the dependencies have no cycle."""
+    """Every dependency names another branch, and the dependencies have no cycle (saga and MSG)."""
     index = {b.branch_id: i for i, b in enumerate(branches)}
     for i, branch in enumerate(branches):
         for dep in branch.depends_on:
             if dep not in index:
                 raise InvalidArgument(f"branches[{i}].depends_on", f"unknown branch {dep!r}")
             if dep == branch.branch_id:
-                raise InvalidArgument(f"branches[{i}].depends_on", "a step cannot depend on itself")
+                raise InvalidArgument(f"branches[{i}].depends_on", "a branch cannot depend on itself")
         if len(set(branch.depends_on)) != len(branch.depends_on):
             raise InvalidArgument(f"branches[{i}].depends_on", "duplicate dependency")
     # Kahn's algorithm: whatever is left once no step is free lies on a cycle.

@@ -175,3 +175,45 @@ async def test_msg_prepare_with_other_branches_refused(
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (bad.value.details() or "").startswith("branches[0].cancel:")
+
+
+async def test_item9_3_msg_dependent_branch_waits_for_its_dependency(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    bank.fail("Action", grpc.StatusCode.UNAVAILABLE, times=3, gid=gid, branch="01")
+    async with CoordinatorClient(coordinator.address) as client:
+        message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"), retry_interval_ms=20)
+        message.add(bank.target("Action"), payload("x", 5))  # 01
+        message.add(bank.target("Action"), payload("y", 5))  # 02, independent
+        message.add(bank.target("Action"), payload("z", 5), branch_id="fin", depends_on=["01", "02"])
+        await message.do_and_submit(bank.barrier, debit_local, wait=True)
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_SUCCEEDED
+    sequence = bank.sequence_of(gid)
+    first_fin = sequence.index(("fin", "action"))
+    assert sequence[:first_fin].count(("01", "action")) == 4  # three transient failures, then success
+    assert ("02", "action") in sequence[:first_fin]
+    assert bank.calls_of(gid)[("fin", "action")] == 1
+    assert await bank.balance("z") == (5, 0)
+
+
+async def test_item9_3_msg_bad_dependency_is_invalid_argument(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await coordinator.stub.Prepare(
+            pb.PrepareRequest(
+                gid=gid,
+                mode=pb.MODE_MSG,
+                branches=[
+                    pb.Branch(branch_id="01", action=bank.target("Action"), depends_on=["02"]),
+                    pb.Branch(branch_id="02", action=bank.target("Action"), depends_on=["01"]),
+                ],
+                query_prepared=bank.target("QueryPrepared"),
+            )
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (bad.value.details() or "").startswith("branches[0].depends_on:")
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await coordinator.query(gid)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

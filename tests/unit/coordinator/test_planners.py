@@ -171,3 +171,21 @@ def test_msg_check_back_rolled_back_fails() -> None:
 def test_msg_aborting_fails_without_calls() -> None:
     decision = MsgPlanner().plan(tx(Mode.MSG, Status.ABORTING, reason="operator"), msg_ops(), NOW)
     assert (decision.status, decision.calls, decision.reason) == (Status.FAILED, (), "operator")
+
+
+def test_item9_3_msg_dependent_branch_waits_for_its_dependencies() -> None:
+    branches = ops(
+        op("01", Op.ACTION, P, position=1),
+        op("02", Op.ACTION, P, position=2, next_attempt_at=NOW + 40),
+        op("03", Op.ACTION, P, position=3, depends_on=("01", "02")),
+    )
+    first = MsgPlanner().plan(tx(Mode.MSG, Status.SUBMITTED), branches, NOW)
+    assert (first.status, first.calls) == (Status.SUBMITTED, (("01", Op.ACTION),))
+    branches[("01", Op.ACTION)] = replace(branches[("01", Op.ACTION)], status=S)
+    waiting = MsgPlanner().plan(tx(Mode.MSG, Status.SUBMITTED), branches, NOW)
+    assert (waiting.calls, waiting.wake_at) == ((), NOW + 40)  # 02 retries later, 03 still held back
+    branches[("02", Op.ACTION)] = replace(branches[("02", Op.ACTION)], status=S, next_attempt_at=None)
+    last = MsgPlanner().plan(tx(Mode.MSG, Status.SUBMITTED), branches, NOW)
+    assert last.calls == (("03", Op.ACTION),)
+    branches[("03", Op.ACTION)] = replace(branches[("03", Op.ACTION)], status=S)
+    assert MsgPlanner().plan(tx(Mode.MSG, Status.SUBMITTED), branches, NOW).status is Status.SUCCEEDED

@@ -121,6 +121,36 @@ def test_msg_branches_have_only_an_action() -> None:
     assert field_of(reserved) == "branches[0].branch_id"
 
 
+def test_item9_3_msg_branches_may_depend_on_each_other() -> None:
+    check_msg_branches([BranchSpec("01", action=T), BranchSpec("02", action=T, depends_on=("01",))])
+    check_msg_branches([BranchSpec("a", action=T, depends_on=("b", "c")), BranchSpec("b", action=T),
+                        BranchSpec("c", action=T, depends_on=("b",))])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("branches", "field", "problem"),
+    [
+        ([BranchSpec("01", action=T, depends_on=("09",))], "branches[0].depends_on", "unknown branch '09'"),
+        ([BranchSpec("01", action=T, depends_on=("00",))], "branches[0].depends_on", "unknown branch '00'"),
+        ([BranchSpec("01", action=T, depends_on=("01",))], "branches[0].depends_on", "itself"),
+        (
+            [BranchSpec("01", action=T), BranchSpec("02", action=T, depends_on=("01", "01"))],
+            "branches[1].depends_on",
+            "duplicate dependency",
+        ),
+        (
+            [BranchSpec("01", action=T, depends_on=("02",)), BranchSpec("02", action=T, depends_on=("01",))],
+            "branches[0].depends_on",
+            "cycle",
+        ),
+    ],
+)
+def test_item9_3_msg_bad_dependencies(branches: list[BranchSpec], field: str, problem: str) -> None:
+    with pytest.raises(InvalidArgument, match=problem) as bad:
+        check_msg_branches(branches)
+    assert field_of(bad) == field
+
+
 def test_saga_dag_cycle_and_unknown_dependency() -> None:
     cycle = [BranchSpec("a", action=T, depends_on=("c",)), BranchSpec("b", action=T, depends_on=("a",)),
              BranchSpec("c", action=T, depends_on=("b",))]  # fmt: skip
