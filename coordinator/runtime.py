@@ -92,7 +92,10 @@ class CoordinatorRuntime:
             engine, store, clock, interval_seconds=section.sweep_interval_seconds, batch=section.sweep_batch
         )
         service = CoordinatorService(
-            engine, Snowflake(settings.server.worker_id, clock), settings.server.default_deadline_seconds
+            engine,
+            store,
+            Snowflake(settings.server.worker_id, clock),
+            settings.server.default_deadline_seconds,
         )
         admin = AdminService(engine, store, settings.admin.token.get_secret_value())
         cleaner = FinishedTxCleaner(

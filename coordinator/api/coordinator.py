@@ -12,6 +12,9 @@ import grpc.aio
 
 from coordinator.api.convert import branch_spec, prepare_command, submit_command, view_pb
 from coordinator.engine.service import TxEngine
+from coordinator.engine.validate import check_gids
+from coordinator.store import queries
+from coordinator.store.sql import SqlTxStore
 from meshkit.branchcall import valid_traceparent
 from meshkit.ids import Snowflake
 from meshkit.txcontext import TRACEPARENT_KEY
@@ -40,10 +43,13 @@ def initiator(context: Context) -> str:
 
 
 class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
-    """NewGid, Prepare, RegisterBranch, Submit, Abort and Query (DESIGN.md section 4)."""
+    """NewGid, Prepare, RegisterBranch, Submit, Abort, Query and FinishedGids (DESIGN.md section 4)."""
 
-    def __init__(self, engine: TxEngine, ids: Snowflake, default_wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self, engine: TxEngine, store: SqlTxStore, ids: Snowflake, default_wait_seconds: float = 30.0
+    ) -> None:
         self._engine = engine
+        self._store = store
         self._ids = ids
         self._default_wait = default_wait_seconds
 
@@ -80,6 +86,13 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
         """The transaction with its ops and history."""
         view = await self._engine.query(request.gid)
         return pb.QueryResponse(transaction=view_pb(view))
+
+    async def FinishedGids(  # noqa: N802
+        self, request: pb.FinishedGidsRequest, context: Context
+    ) -> pb.FinishedGidsResponse:
+        """Which of the asked gids are final (SUCCEEDED/FAILED) and which have no record."""
+        answer = await queries.finished_gids(self._store, check_gids(request.gids))
+        return pb.FinishedGidsResponse(finished=answer.finished, unknown=answer.unknown)
 
     def _wait_seconds(self, context: Context) -> float:
         """How long a waiting Submit may wait: the caller's deadline (or the default) minus a margin."""

@@ -17,6 +17,7 @@ from meshkit.target import TargetError, parse_target
 MAX_GID_LEN = 128
 MAX_BRANCH_ID_LEN = 64
 MAX_BRANCHES = 100
+MAX_GIDS_PER_QUERY = 1000
 MAX_PAYLOAD_BYTES = MAX_REQUEST_BYTES
 MAX_REASON_LEN = 512
 MAX_HEADERS = 32
@@ -37,6 +38,15 @@ _RESERVED_HEADERS = frozenset({"authorization", "content-type", "te", "user-agen
 def check_gid(gid: str, field: str = "gid") -> str:
     """A gid is 1..128 characters of ``[A-Za-z0-9_.:-]``, starting with a letter or digit."""
     return _check_id(field, gid, MAX_GID_LEN)
+
+
+def check_gids(gids: Sequence[str], field: str = "gids") -> list[str]:
+    """A batch of at most 1000 gids, each valid (``gids[i]`` names a bad one); duplicates dropped."""
+    if len(gids) > MAX_GIDS_PER_QUERY:
+        raise InvalidArgument(field, f"{len(gids)} gids, at most {MAX_GIDS_PER_QUERY}")
+    for i, gid in enumerate(gids):
+        check_gid(gid, f"{field}[{i}]")
+    return list(dict.fromkeys(gids))
 
 
 def check_branch_id(branch_id: str, field: str) -> str:

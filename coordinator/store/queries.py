@@ -4,6 +4,7 @@
 * :func:`stuck_transactions` - unfinished work that is old and retried often, or flagged stuck.
 * :func:`stats` - counts by (mode, status), stuck and paused counts, age of the oldest unfinished.
 * :func:`ops_of` - the ops of several transactions at once (for list views).
+* :func:`finished_gids` - which of some gids are final / unknown (participants' barrier retention).
 * history: :meth:`coordinator.store.sql.SqlTxStore.history`; one transaction: ``SqlTxStore.load``.
 
 All take the :class:`~coordinator.store.sql.SqlTxStore` (so they run like its other transactions)
@@ -30,6 +31,7 @@ g = trans_global.c
 o = trans_branch_op.c
 
 MAX_PAGE = 500
+_IN_CHUNK = 500  # bound parameters per IN list (old SQLite builds allow 999 in one statement)
 DEFAULT_PAGE = 50
 _UNFINISHED = [int(s) for s in Status if not s.final]
 
@@ -164,13 +166,47 @@ async def ops_of(store: SqlTxStore, gids: Sequence[str]) -> dict[str, list[Branc
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedGids:
+    """The answer of :func:`finished_gids`; gids that are still unfinished are in neither list."""
+
+    finished: list[str]  # SUCCEEDED or FAILED
+    unknown: list[str]  # no row: deleted after retention, or never created
+
+
+async def finished_gids(store: SqlTxStore, gids: Sequence[str]) -> FinishedGids:
+    """Split ``gids`` (distinct, validated) into final and unknown ones, keeping their order.
+
+    One short read transaction of primary-key lookups (``gid IN (...)``, in chunks) reading only the
+    status: plain reads that take no row locks, so the engine's drives never wait for it (on SQLite it
+    queues like every store call, for the length of one indexed read).
+    """
+    if not gids:
+        return FinishedGids([], [])
+
+    def body(conn: Connection) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(gids), _IN_CHUNK):
+            chunk = list(gids[start : start + _IN_CHUNK])
+            rows = conn.execute(select(g.gid, g.status).where(g.gid.in_(chunk))).all()
+            found.update((str(gid), int(status)) for gid, status in rows)
+        return found
+
+    status = await store.run(body)
+    finished = [gid for gid in gids if gid in status and Status(status[gid]).final]
+    unknown = [gid for gid in gids if gid not in status]
+    return FinishedGids(finished, unknown)
+
+
 __all__ = [
     "DEFAULT_PAGE",
     "MAX_PAGE",
+    "FinishedGids",
     "Page",
     "Stats",
     "decode_cursor",
     "encode_cursor",
+    "finished_gids",
     "list_transactions",
     "ops_of",
     "stats",

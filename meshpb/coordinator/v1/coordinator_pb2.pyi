@@ -150,7 +150,7 @@ class Branch(_message.Message):
     """request bytes sent to every op of this branch"""
     @_builtins.property
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """SAGA with concurrent = true"""
+        """SAGA with concurrent = true; MSG (a branch waits for these)"""
 
     def __init__(
         self,
@@ -618,6 +618,63 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class FinishedGidsRequest(_message.Message):
+    """Which of some transactions are final, for participants' barrier retention (a barrier row may go
+    only once its global transaction is final). At most 1000 gids, each a valid gid, else
+    INVALID_ARGUMENT naming "gids" / "gids[i]".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def gids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        gids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gids", b"gids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishedGidsRequest: _TypeAlias = FinishedGidsRequest  # noqa: Y015
+
+@_typing.final
+class FinishedGidsResponse(_message.Message):
+    """Each asked gid appears at most once, in the order asked; a gid still unfinished (PREPARED,
+    SUBMITTED, ABORTING, also paused or stuck) is in neither list.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINISHED_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finished(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """SUCCEEDED or FAILED"""
+
+    @_builtins.property
+    def unknown(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """no record: deleted after the finished-transaction retention, or never existed"""
+
+    def __init__(
+        self,
+        *,
+        finished: _abc.Iterable[_builtins.str] | None = ...,
+        unknown: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "unknown", b"unknown"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishedGidsResponse: _TypeAlias = FinishedGidsResponse  # noqa: Y015
 
 @_typing.final
 class ListRequest(_message.Message):

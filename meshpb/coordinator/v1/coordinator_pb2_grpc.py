@@ -64,6 +64,11 @@ class CoordinatorStub:
                 request_serializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryRequest.SerializeToString,
                 response_deserializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.FinishedGids = channel.unary_unary(
+                '/meshpb.coordinator.v1.Coordinator/FinishedGids',
+                request_serializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsRequest.SerializeToString,
+                response_deserializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -105,6 +110,12 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FinishedGids(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +148,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryRequest.FromString,
                     response_serializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryResponse.SerializeToString,
+            ),
+            'FinishedGids': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishedGids,
+                    request_deserializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsRequest.FromString,
+                    response_serializer=meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +317,33 @@ class Coordinator:
             '/meshpb.coordinator.v1.Coordinator/Query',
             meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryRequest.SerializeToString,
             meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishedGids(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshpb.coordinator.v1.Coordinator/FinishedGids',
+            meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsRequest.SerializeToString,
+            meshpb_dot_coordinator_dot_v1_dot_coordinator__pb2.FinishedGidsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,7 @@ class CoordinatorStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.SubmitResponse]
     Abort: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.AbortRequest, _coordinator_pb2.AbortResponse]
     Query: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.QueryRequest, _coordinator_pb2.QueryResponse]
+    FinishedGids: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.FinishedGidsRequest, _coordinator_pb2.FinishedGidsResponse]
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -47,6 +48,7 @@ class CoordinatorAsyncStub(CoordinatorStub):
     Submit: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.SubmitResponse]  # type: ignore[assignment]
     Abort: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.AbortRequest, _coordinator_pb2.AbortResponse]  # type: ignore[assignment]
     Query: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.QueryRequest, _coordinator_pb2.QueryResponse]  # type: ignore[assignment]
+    FinishedGids: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.FinishedGidsRequest, _coordinator_pb2.FinishedGidsResponse]  # type: ignore[assignment]
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -90,6 +92,13 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.QueryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.QueryResponse, _abc.Awaitable[_coordinator_pb2.QueryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FinishedGids(
+        self,
+        request: _coordinator_pb2.FinishedGidsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.FinishedGidsResponse, _abc.Awaitable[_coordinator_pb2.FinishedGidsResponse]]: ...
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
