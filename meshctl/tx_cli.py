@@ -193,12 +193,16 @@ def show(
     gid: Gid,
     coordinator: Coordinator = None,
     data_dir: DataDir = Path(".mesh"),
+    token: Token = None,
     as_json: JsonOut = False,
 ) -> None:
     """One transaction: branches, attempts, last errors, next attempts and the history timeline."""
-    target = _target(coordinator, data_dir, None, need_token=False)
+    target = _target(coordinator, data_dir, token)  # Query is mesh-only or admin (README "Threat model")
     reply: pb.QueryResponse = run(
-        target, lambda _, coord: coord.Query(pb.QueryRequest(gid=gid), timeout=CALL_TIMEOUT_SECONDS)
+        target,
+        lambda _, coord: coord.Query(
+            pb.QueryRequest(gid=gid), metadata=target.metadata(), timeout=CALL_TIMEOUT_SECONDS
+        ),
     )
     if as_json:
         print(tx_render.as_json(reply.transaction))
@@ -272,7 +276,8 @@ ACTIONS = (
     Action(
         "abort",
         "ForceAbort",
-        "Roll back what ran (cancel / compensate). Refused for a submitted TCC or MSG transaction.",
+        "Roll back what ran (cancel / compensate); a prepared MSG is decided by its check-back."
+        " Refused for a submitted TCC or MSG transaction.",
         reason_required=True,
     ),
     Action(

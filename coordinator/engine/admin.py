@@ -8,8 +8,11 @@ on its next write and stops, so an action never races a driver.
 * :meth:`AdminOps.pause` / :meth:`AdminOps.resume` - stop / restart automatic driving (timers,
   sweeper, retries); commands from initiators still apply.
 * :meth:`AdminOps.force_abort` - roll back: TCC cancels every branch, a saga compensates the steps
-  that started, a prepared MSG fails. Refused once a TCC/MSG transaction was submitted (its confirms
-  or branches must complete; use force-fail to give up on them).
+  that started. A prepared MSG is decided by its check-back, called at once: rolled back (the
+  check-back wrote the rollback barrier row, so a late local transaction is refused) -> FAILED;
+  committed -> the message is sent instead, answered ``FailedPrecondition``; unreachable -> nothing
+  changes, ``FailedPrecondition``. Refused once a TCC/MSG transaction was submitted (its confirms or
+  branches must complete; use force-fail to give up on them).
 * :meth:`AdminOps.force_fail` - mark FAILED without any compensation (pending ops are skipped).
 """
 
@@ -24,6 +27,7 @@ from coordinator.engine.service import TxEngine
 from coordinator.engine.validate import check_gid, check_reason
 from meshkit.clock import now_ms
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound
+from meshkit.txcontext import Op
 
 MAX_ACTOR_LEN = 200
 
@@ -94,8 +98,11 @@ class AdminOps:
         return tx
 
     async def force_abort(self, gid: str, *, actor: str, reason: str) -> GlobalTx:
-        """Roll back what ran: cancel (TCC), compensate started steps (saga), fail a prepared MSG."""
+        """Roll back: cancel (TCC), compensate started steps (saga), ask a prepared MSG's check-back."""
         _check(gid, actor, reason, reason_required=True)
+        current = await self._engine.store.get(gid)
+        if current is not None and current.mode is Mode.MSG and current.status is Status.PREPARED:
+            return await self._abort_prepared_msg(current, actor, reason)
 
         def decide(tx: GlobalTx, _ops: list[BranchOp]) -> Entry | None:
             _unfinished(tx, "aborted")
@@ -116,6 +123,41 @@ class AdminOps:
             return Entry(Status.ABORTING, f"force abort: {reason}", expect_status=tx.status, events=events)
 
         return await self._required(gid, self._engine.start_entry(gid, decide))
+
+    async def _abort_prepared_msg(self, tx: GlobalTx, actor: str, reason: str) -> GlobalTx:
+        """Decide a prepared MSG through its check-back, never blind.
+
+        The check-back (the initiator's ``query_prepared``) either finds the local transaction
+        committed - the message is then sent instead, and the answer is ``FailedPrecondition`` saying
+        so - or writes the rollback barrier row, so a late local transaction is refused, and the
+        message fails (the answer is the FAILED transaction). When it cannot be reached, or a live
+        replica is calling it right now, nothing changes and the answer is ``FailedPrecondition``.
+        """
+        gid = tx.gid
+        event = _admin_event(tx, self._now(), actor, "force abort (asks the check-back)", reason)
+        after = await self._engine.check_back_now(gid, event)
+        loaded = await self._engine.store.load(gid)
+        if loaded is None:
+            raise NotFound(f"transaction {gid} not found")
+        now_tx, ops = loaded
+        if after is None and now_tx.status is Status.PREPARED:
+            raise FailedPrecondition(
+                f"transaction {gid} is being driven by replica {now_tx.owner} (lease until "
+                f"{now_tx.lease_until} ms): its check-back call decides the message; ask again after that"
+            )
+        if now_tx.status is Status.PREPARED:
+            check = next((op for op in ops if op.op is Op.MSG), None)
+            error = check.last_error if check is not None else "no check-back"
+            raise FailedPrecondition(
+                f"transaction {gid}: the check-back could not be reached ({error}); nothing changed, the"
+                " message is still PREPARED: force-abort again once the initiator answers"
+            )
+        if now_tx.status in (Status.SUBMITTED, Status.SUCCEEDED):
+            raise FailedPrecondition(
+                f"transaction {gid}: the check-back says the local transaction committed, so the message"
+                f" was sent instead of aborted (now {now_tx.status.name})"
+            )
+        return now_tx
 
     async def force_fail(self, gid: str, *, actor: str, reason: str) -> GlobalTx:
         """Mark the transaction FAILED with no compensation; its pending ops are skipped."""

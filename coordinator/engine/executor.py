@@ -21,11 +21,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from coordinator.engine.metrics import EngineMetrics
-from coordinator.engine.model import BranchOp, Event, EventKind, GlobalTx, Mode, OpKey, OpStatus, Status
+from coordinator.engine.model import (
+    CHECK_BACK_BRANCH,
+    BranchOp,
+    Event,
+    EventKind,
+    GlobalTx,
+    Mode,
+    OpKey,
+    OpStatus,
+    Status,
+)
 from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
 from meshkit.clock import Clock, now_ms
+from meshkit.txcontext import Op
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,7 @@ class Run:
     dirty: dict[OpKey, BranchOp] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     stuck: bool = False
+    check_back_now: bool = False  # the next round calls a PREPARED MSG's check-back, timeout or not
 
     def put(self, op: BranchOp) -> None:
         """Record a changed op (written with the next write)."""
@@ -98,14 +110,22 @@ class Executor:
         return f"coordinator/{self.owner}"
 
     async def begin(
-        self, tx: GlobalTx, ops: Sequence[BranchOp], *, entry: Entry | None = None, create: bool = False
+        self,
+        tx: GlobalTx,
+        ops: Sequence[BranchOp],
+        *,
+        entry: Entry | None = None,
+        create: bool = False,
+        check_back_now: bool = False,
     ) -> Run | None:
         """Plan and write the first round; returns the run to :meth:`finish`, or None on a lost compare.
 
         ``create`` inserts ``tx`` (a new transaction) instead of updating it; None then means the gid
-        already exists. ``entry`` applies a command's status change first.
+        already exists. ``entry`` applies a command's status change first. ``check_back_now`` makes
+        the first round call a PREPARED MSG's check-back even before its timeout.
         """
         run = self._entered(tx, ops, entry)
+        run.check_back_now = check_back_now
         expect_status = entry.expect_status if entry is not None else None
         ok = await self._round(run, previous=tx, expect_status=expect_status, create=create)
         return run if ok else None
@@ -140,12 +160,16 @@ class Executor:
     async def finish(self, run: Run) -> GlobalTx | None:
         """Make the calls of the run and keep going until final or waiting; None if the compare was lost."""
         while run.calls and not run.tx.status.final:
-            results = await asyncio.gather(*(self._invoke(run.tx, op) for op in run.calls))
-            for op, result in zip(run.calls, results, strict=True):
-                self._apply(run, op, result)
-            if not await self._round(run, previous=run.tx):
+            if not await self.step(run):
                 return None
         return run.tx
+
+    async def step(self, run: Run) -> bool:
+        """Make the run's calls, record their results and plan the next round; False on a lost compare."""
+        results = await asyncio.gather(*(self._invoke(run.tx, op) for op in run.calls))
+        for op, result in zip(run.calls, results, strict=True):
+            self._apply(run, op, result)
+        return await self._round(run, previous=run.tx)
 
     async def drive(self, tx: GlobalTx, ops: Sequence[BranchOp]) -> GlobalTx | None:
         """Drive a transaction this replica has claimed, to the end or until it waits."""
@@ -184,6 +208,9 @@ class Executor:
         """Decide the round (pure): the op attempts about to be made, the status, the write."""
         now = now_ms(self._clock)
         decision = self._planners[run.tx.mode].plan(run.tx, run.ops, now)
+        if run.check_back_now:
+            run.check_back_now = False
+            decision = _with_check_back(run, decision)
         calls = [run.ops[key] for key in decision.calls]
         run.calls = []
         for op in calls:
@@ -316,3 +343,12 @@ class Executor:
                     op=op.op.value,
                 )
             )
+
+
+def _with_check_back(run: Run, decision: Decision) -> Decision:
+    """``decision``, calling the check-back now when the run is a PREPARED MSG waiting for it."""
+    check = run.ops.get((CHECK_BACK_BRANCH, Op.MSG))
+    waiting = run.tx.mode is Mode.MSG and decision.status is Status.PREPARED and not decision.calls
+    if not waiting or check is None or check.status is not OpStatus.PENDING:
+        return decision
+    return replace(decision, calls=(check.key,), wake_at=None)

@@ -38,14 +38,20 @@ class MsgPlanner:
         return Decision(status=status, reason=reason)
 
     def _prepared(self, tx: GlobalTx, ops: Ops, now: int) -> Decision | None:
-        """The decision while PREPARED, or None when the check-back said "committed" (submit)."""
+        """The decision while PREPARED, or None when the check-back said "committed" (submit).
+
+        An answer of the check-back decides even before the timeout (an operator's force-abort asks
+        it early).
+        """
+        check = ops.get(CHECK_BACK_KEY)
+        if check is not None and check.status is OpStatus.SUCCEEDED:
+            return None
+        if check is not None and check.status is OpStatus.FAILED:
+            return Decision(status=Status.FAILED, reason=CHECK_BACK_ROLLED_BACK)
         if tx.timeout_at is None or now < tx.timeout_at:
             return Decision(status=tx.status, reason=tx.reason, wake_at=tx.timeout_at)
-        check = ops.get(CHECK_BACK_KEY)
-        if check is None or check.status is OpStatus.SUCCEEDED:
+        if check is None:
             return None
-        if check.status is OpStatus.FAILED:
-            return Decision(status=Status.FAILED, reason=CHECK_BACK_ROLLED_BACK)
         if is_due(check, now):
             return Decision(status=tx.status, reason=tx.reason, calls=(check.key,))
         return Decision(status=tx.status, reason=tx.reason, wake_at=check.next_attempt_at)

@@ -134,12 +134,20 @@ class TxRepository(Protocol):
         ...
 
     async def claim(
-        self, gid: str, owner: str, now: int, lease_until: int, *, force: bool = False
+        self,
+        gid: str,
+        owner: str,
+        now: int,
+        lease_until: int,
+        *,
+        force: bool = False,
+        include_paused: bool = False,
     ) -> Claimed | None:
         """Take ownership of ``gid`` if it is due, unfinished, not paused and not leased by another.
 
-        ``force`` ignores ``next_run_at`` (run now). Returns the claimed transaction (version bumped,
-        owner and lease set) with its ops, or None when it is not claimable.
+        ``force`` ignores ``next_run_at`` (run now); ``include_paused`` also takes a paused one.
+        Returns the claimed transaction (version bumped, owner and lease set) with its ops, or None when
+        it is not claimable.
         """
         ...
 

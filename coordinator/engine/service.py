@@ -418,6 +418,31 @@ class TxEngine:
             self.driver.continue_run(run)
         return tx
 
+    async def check_back_now(self, gid: str, event: Event) -> GlobalTx | None:
+        """Claim ``gid`` (a PREPARED MSG, paused or not) and call its check-back now, timeout or not.
+
+        ``event`` (who asked, and why) is written with the claim's first round. Returns the
+        transaction once the check-back's answer is recorded - SUBMITTED (committed: the branches go
+        on in the background), FAILED (rolled back) or still PREPARED (no answer) - or None when it
+        could not be claimed (unknown, final, or leased by a live driver). Anything else the claimed
+        transaction needs is driven as usual.
+        """
+        now = now_ms(self.clock)
+        lease_until = now + self.settings.lease_ms
+        claimed = await self.store.claim(gid, self.owner, now, lease_until, force=True, include_paused=True)
+        if claimed is None:
+            return None
+        tx = claimed.tx
+        entry = Entry(tx.status, tx.reason, expect_status=tx.status, events=(event,))
+        run = await self._executor.begin(tx, claimed.ops, entry=entry, check_back_now=True)
+        if run is None:
+            return await self.store.get(gid)
+        asked = tx.mode is Mode.MSG and any(op.op is Op.MSG for op in run.calls)
+        if asked and not await self._executor.step(run):
+            return await self.store.get(gid)
+        self.driver.continue_run(run)
+        return run.tx
+
     async def update(self, gid: str, change: Change) -> GlobalTx | None:
         """Apply a change that needs no branch calls (pause, resume, force-fail) atomically.
 

@@ -170,10 +170,17 @@ class SqlTxStore:
     # ------------------------------------------------------------------ claims
 
     async def claim(
-        self, gid: str, owner: str, now: int, lease_until: int, *, force: bool = False
+        self,
+        gid: str,
+        owner: str,
+        now: int,
+        lease_until: int,
+        *,
+        force: bool = False,
+        include_paused: bool = False,
     ) -> Claimed | None:
-        """Take ownership of ``gid`` if it is due (or ``force``), unfinished, unpaused and not leased."""
-        conditions = [g.gid == gid, *_claimable(now)]
+        """Own ``gid`` if due (or ``force``), unfinished, unpaused (or ``include_paused``) and unleased."""
+        conditions = [g.gid == gid, *_claimable(now, include_paused=include_paused)]
         if not force:
             conditions.append(g.next_run_at <= now)
         stmt = self._locked(select(trans_global).where(*conditions))
@@ -246,12 +253,14 @@ def _update_ops(conn: Connection, gid: str, ops: Sequence[BranchOp]) -> None:
         conn.execute(stmt)
 
 
-def _claimable(now: int) -> list[Any]:
-    return [
+def _claimable(now: int, *, include_paused: bool = False) -> list[Any]:
+    conditions = [
         g.finished_at.is_(None),
-        g.retry_paused.is_(False),
         or_(g.owner.is_(None), g.lease_until.is_(None), g.lease_until < now),
     ]
+    if not include_paused:
+        conditions.append(g.retry_paused.is_(False))
+    return conditions
 
 
 def _claim(conn: Connection, stmt: Select[Any], owner: str, lease_until: int) -> list[Claimed]:
