@@ -418,22 +418,28 @@ def _refund_count_problems(payment: pay_pb2.PaymentAuditRow) -> list[str]:
 
 
 def _check_refunded_order(order: order_pb2.OrderAuditRow, ledger: _Ledger, found: _Findings) -> None:
+    """Record what a REFUNDED order lacks; every finding is hard.
+
+    REFUNDED is final and comes only after every refund branch succeeded (the cancel chain's ``finish``
+    depends on them, and the audit reads orders before payments and points), so a REFUNDED order
+    without its refund is never a moment of an honest transaction.
+    """
     name = f"order {order.order_id} (REFUNDED)"
     external = ledger.succeeded_payments(order.order_id)
     # A payment refunded twice is reported per payment; here: refunds through more than one channel.
     refunds = sum(1 for p in external if p.refund_count) + int(ledger.points_refunded(order.order_id))
     for payment in external:
         if payment.refund_count == 0:
-            found.eventual.append(f"{name}: payment {payment.payment_id} not refunded")
+            found.hard.append(f"{name}: payment {payment.payment_id} not refunded")
     if ledger.points_paid(order.order_id) and not ledger.points_refunded(order.order_id):
-        found.eventual.append(f"{name}: points payment not refunded")
+        found.hard.append(f"{name}: points payment not refunded")
     if (
         refunds == 0
         and order.amount_due_cents > 0
         and not external
         and not ledger.points_paid(order.order_id)
     ):
-        found.eventual.append(f"{name}: no payment and no refund found")
+        found.hard.append(f"{name}: no payment and no refund found")
     if refunds > 1:
         found.hard.append(f"{name}: refunded {refunds} times (gateway and points)")
 
@@ -453,10 +459,12 @@ def _check_discount_returned(order: order_pb2.OrderAuditRow, ledger: _Ledger, fo
         return 0
     if ledger.entry(ENTRY_REFUND, order.order_id + DISCOUNT_SUFFIX):
         return 1
-    found.eventual.append(
+    problem = (
         f"order {order.order_id} ({order_status_name(order.status)}): "
         f"points discount of {order.points_used} not given back"
     )
+    # REFUNDED waits for the discount refund too; a CANCELLED order's chain may still be sending it.
+    (found.hard if order.status == REFUNDED else found.eventual).append(problem)
     return 0
 
 

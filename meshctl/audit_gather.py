@@ -154,13 +154,18 @@ async def gather_report(clients: MeshClients, clock: Clock) -> MeshReport:
     before = await _admin_snapshot(clients)
     a = clients.addresses
     request = common_pb2.AuditRequest()
-    answers = await asyncio.gather(
+    # order_svc first: an order it shows REFUNDED had all its refunds committed before pay_svc and
+    # points_svc are read, so a REFUNDED order without its refund is a real violation, not a race.
+    (order_answer,) = await asyncio.gather(
+        _ask("order_svc", a.order, clients.order.Audit(request, timeout=RPC_SECONDS)), return_exceptions=True
+    )
+    stock_answer, points_answer, pay_answer = await asyncio.gather(
         _ask("stock_svc", a.stock, clients.stock.Audit(request, timeout=RPC_SECONDS)),
         _ask("points_svc", a.points, clients.points.Audit(request, timeout=RPC_SECONDS)),
-        _ask("order_svc", a.order, clients.order.Audit(request, timeout=RPC_SECONDS)),
         _ask("pay_svc", a.pay, clients.pay.Audit(request, timeout=RPC_SECONDS)),
         return_exceptions=True,
     )
+    answers = (stock_answer, points_answer, order_answer, pay_answer)
     problems = [p for x in answers if isinstance(x, ServiceUnreachable) for p in x.problems]
     if problems:
         raise ServiceUnreachable(problems)

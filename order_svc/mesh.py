@@ -12,7 +12,9 @@ Branch ids and calls follow the business contract:
 * cancel MSG ``cancel-<order>-<random>`` (check-back Order.QueryPrepared): ``stock`` (Stock.ReleaseStock),
   ``points`` (Points.RefundBranch, ``<order>:discount``) when points were used, ``refund`` (points:
   Points.RefundBranch ``<order>:payment``; external: Pay.RefundBranch, out_refund_no = order id) when a
-  payment is refunded, and ``finish`` (Order.FinishRefund) for a paid order.
+  payment is refunded, and ``finish`` (Order.FinishRefund) for a paid order. ``finish`` depends on
+  ``points`` and ``refund`` (those present): the coordinator calls it only after every refund branch
+  succeeded, so an order never reaches REFUNDED (final) while a refund is pending or never done.
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ class GrpcMesh:
             order_id=release.order_id,
         )
         message.add(target(self._peers.stock, STOCK, "ReleaseStock"), stock, branch_id="stock")
+        refunds: list[str] = []
         if release.points_used > 0:
             discount = points_pb2.RefundRequest(
                 user_id=release.user_id,
@@ -175,6 +178,7 @@ class GrpcMesh:
                 out_trade_no=f"{release.order_id}:discount",
             )
             message.add(target(self._peers.points, POINTS, "RefundBranch"), discount, branch_id="points")
+            refunds.append("points")
         if release.payment_refund is Channel.POINTS:
             refund = points_pb2.RefundRequest(
                 user_id=release.user_id,
@@ -182,6 +186,7 @@ class GrpcMesh:
                 out_trade_no=f"{release.order_id}:payment",
             )
             message.add(target(self._peers.points, POINTS, "RefundBranch"), refund, branch_id="refund")
+            refunds.append("refund")
         elif release.payment_refund is Channel.EXTERNAL:
             external = pay_pb2.RefundRequest(
                 payment_id=release.payment_id or "",
@@ -191,9 +196,15 @@ class GrpcMesh:
                 out_refund_no=release.order_id,
             )
             message.add(target(self._peers.pay, PAY, "RefundBranch"), external, branch_id="refund")
+            refunds.append("refund")
         if release.finish:
             finish = order_pb2.OrderIdRequest(order_id=release.order_id)
-            message.add(target(self._peers.order, ORDER, "FinishRefund"), finish, branch_id="finish")
+            message.add(
+                target(self._peers.order, ORDER, "FinishRefund"),
+                finish,
+                branch_id="finish",
+                depends_on=refunds,
+            )
         try:
             await message.do_and_submit(self._barrier, local)
         except MeshError:

@@ -523,3 +523,31 @@ def test_report_view_replacement_keeps_reports() -> None:
     moved = replace(report, coordinator=in_flight())
     assert moved.stock is report.stock
     assert not moved.coordinator.at_rest
+
+
+def test_item3_refunded_order_without_refund_fails_even_while_transactions_run() -> None:
+    report = world(in_flight())
+    payment = report.pay.payments[1]  # o-refunded-ext
+    payment.refund_count, payment.refunded_cents, payment.status = 0, 0, SUCCEEDED
+    result = _by_key(report)["orders.refunded_once"]
+    assert result.verdict is Verdict.FAIL  # REFUNDED is final: never "mid-change"
+    assert result.violations == ("order o-refunded-ext (REFUNDED): payment pay-o-refunded-ext not refunded",)
+
+
+def test_item3_refunded_points_order_without_refunds_fails_even_while_transactions_run() -> None:
+    report = world(in_flight())
+    del report.points.entries[4]  # o-refunded-points:discount
+    del report.points.entries[2]  # o-refunded-points:payment
+    result = _by_key(report)["orders.refunded_once"]
+    assert result.verdict is Verdict.FAIL
+    assert result.violations == (
+        "order o-refunded-points (REFUNDED): points payment not refunded",
+        "order o-refunded-points (REFUNDED): points discount of 50 not given back",
+    )
+
+
+def test_item3_cancelled_order_whose_refund_is_on_its_way_is_skipped_while_in_flight() -> None:
+    report = world(in_flight())
+    late = report.pay.payments[2]  # o-late-callback (CANCELLED): its cancel chain may still refund it
+    late.refund_count, late.refunded_cents, late.status = 0, 0, SUCCEEDED
+    assert _by_key(report)["orders.refunded_once"].verdict is Verdict.SKIP
