@@ -1,8 +1,11 @@
 """Operator actions on one transaction (the engine side of the Admin service and ``meshctl tx``).
 
 Every action is one atomic change (compare-and-set under the row lock) and writes an ``admin`` history
-entry naming who acted and why. A replica that was driving the transaction loses its compare-and-set
-on its next write and stops, so an action never races a driver.
+entry naming who acted and why. An action never takes a transaction from a driver holding a live lease
+(DESIGN.md section 4): pause and resume only flip the flag, and retry, force-abort and force-fail are
+recorded in the row (``admin_request``) for the holder, which takes them on its next write (its write
+is refused until it has seen them) - or for the next claimer once the lease lapsed. So no op is ever
+called by two drivers at once. Without a live lease the action applies at once.
 
 * :meth:`AdminOps.retry_now` - make every pending op due now and drive the transaction here.
 * :meth:`AdminOps.pause` / :meth:`AdminOps.resume` - stop / restart automatic driving (timers,
@@ -18,18 +21,43 @@ on its next write and stops, so an action never races a driver.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from coordinator.engine.executor import Entry
-from coordinator.engine.model import BranchOp, Event, EventKind, GlobalTx, Mode, OpStatus, Status
+from coordinator.engine.executor import Entry, abort_refusal
+from coordinator.engine.model import (
+    REQUEST_STRENGTH,
+    AdminAction,
+    AdminRequest,
+    BranchOp,
+    Event,
+    EventKind,
+    GlobalTx,
+    Mode,
+    OpStatus,
+    Status,
+)
 from coordinator.engine.service import TxEngine
 from coordinator.engine.validate import check_gid, check_reason
 from meshkit.clock import now_ms
-from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound
+from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, TransientError
 from meshkit.txcontext import Op
 
 MAX_ACTOR_LEN = 200
+MAX_LEASE_RACES = 4
+REQUEST_WAIT_SECONDS = 3.0  # how long an action recorded for a lease holder waits to see it taken
+REQUEST_POLL_SECONDS = 0.02
+ACTION_NAMES = {
+    AdminAction.RETRY: "retry now",
+    AdminAction.FORCE_ABORT: "force abort",
+    AdminAction.FORCE_FAIL: "force fail",
+}
+
+log = logging.getLogger(__name__)
+
+Changed = tuple[GlobalTx, list[BranchOp], list[Event], bool]
 
 
 class AdminOps:
@@ -39,58 +67,71 @@ class AdminOps:
         self._engine = engine
 
     async def retry_now(self, gid: str, *, actor: str, reason: str = "") -> GlobalTx:
-        """Run the transaction now: pending ops become due and this replica drives it."""
-        _check(gid, actor, reason)
-        now = self._now()
+        """Run the transaction now: pending ops become due and this replica drives it.
 
-        def change(tx: GlobalTx, ops: list[BranchOp]) -> tuple[GlobalTx, list[BranchOp], list[Event], bool]:
+        While another driver holds a live lease the request is recorded for it instead.
+        """
+        _check(gid, actor, reason)
+        request = AdminRequest(AdminAction.RETRY, actor, reason)
+
+        def refuse(tx: GlobalTx) -> None:
             _unfinished(tx, "retried")
             if tx.retry_paused:
                 raise FailedPrecondition(f"transaction {gid} is paused: resume it first")
-            due = [
-                replace(op, next_attempt_at=None, updated_at=now)
-                for op in ops
-                if op.status is OpStatus.PENDING
-            ]
-            new = replace(
-                tx, next_run_at=now, owner=None, lease_until=None, updated_at=now, version=tx.version + 1
-            )
-            return new, due, [_admin_event(tx, now, actor, "retry now", reason)], False
 
-        tx = await self._required(gid, self._engine.update(gid, change))
-        driven = await self._engine.drive(gid, source="admin", force=True)
-        return driven or tx
+        async def direct() -> GlobalTx:
+            now = self._now()
+
+            def change(tx: GlobalTx, ops: list[BranchOp]) -> Changed:
+                refuse(tx)
+                _not_leased(tx, now)
+                due = [
+                    replace(op, next_attempt_at=None, updated_at=now)
+                    for op in ops
+                    if op.status is OpStatus.PENDING
+                ]
+                new = replace(
+                    tx, next_run_at=now, owner=None, lease_until=None, updated_at=now, version=tx.version + 1
+                )
+                return new, due, [_admin_event(tx, now, actor, "retry now", reason)], False
+
+            tx = await self._required(gid, self._engine.update(gid, change))
+            driven = await self._engine.drive(gid, source="admin", force=True)
+            return driven or tx
+
+        return await self._act(gid, request, refuse, direct)
 
     async def pause(self, gid: str, *, actor: str, reason: str = "") -> GlobalTx:
-        """Stop automatic driving (retries, timeouts, sweeps) until :meth:`resume`."""
+        """Stop automatic driving (retries, timeouts, sweeps) until :meth:`resume`.
+
+        Only the flag is set: a driver holding the lease sees it on its next write and makes no new
+        call after the ones in flight, then releases the transaction.
+        """
         _check(gid, actor, reason)
         now = self._now()
 
-        def change(
-            tx: GlobalTx, _ops: list[BranchOp]
-        ) -> tuple[GlobalTx, list[BranchOp], list[Event], bool] | None:
+        def change(tx: GlobalTx, _ops: list[BranchOp]) -> Changed | None:
             _unfinished(tx, "paused")
             if tx.retry_paused:
                 return None
-            new = replace(
-                tx, retry_paused=True, owner=None, lease_until=None, updated_at=now, version=tx.version + 1
-            )
+            new = replace(tx, retry_paused=True, request_seq=tx.request_seq + 1, updated_at=now)
             return new, [], [_admin_event(tx, now, actor, "pause", reason)], False
 
         return await self._required(gid, self._engine.update(gid, change))
 
     async def resume(self, gid: str, *, actor: str, reason: str = "") -> GlobalTx:
-        """Restart automatic driving; the transaction is looked at right away."""
+        """Restart automatic driving; the transaction is looked at right away (or by its lease holder)."""
         _check(gid, actor, reason)
         now = self._now()
 
-        def change(
-            tx: GlobalTx, _ops: list[BranchOp]
-        ) -> tuple[GlobalTx, list[BranchOp], list[Event], bool] | None:
+        def change(tx: GlobalTx, _ops: list[BranchOp]) -> Changed | None:
             _unfinished(tx, "resumed")
             if not tx.retry_paused:
                 return None
-            new = replace(tx, retry_paused=False, next_run_at=now, updated_at=now, version=tx.version + 1)
+            due = tx.next_run_at if _leased(tx, now) else now
+            new = replace(
+                tx, retry_paused=False, request_seq=tx.request_seq + 1, next_run_at=due, updated_at=now
+            )
             return new, [], [_admin_event(tx, now, actor, "resume", reason)], False
 
         tx = await self._required(gid, self._engine.update(gid, change))
@@ -103,26 +144,40 @@ class AdminOps:
         current = await self._engine.store.get(gid)
         if current is not None and current.mode is Mode.MSG and current.status is Status.PREPARED:
             return await self._abort_prepared_msg(current, actor, reason)
+        request = AdminRequest(AdminAction.FORCE_ABORT, actor, reason)
 
-        def decide(tx: GlobalTx, _ops: list[BranchOp]) -> Entry | None:
-            _unfinished(tx, "aborted")
-            if tx.status is Status.ABORTING:
-                return None
-            if tx.status is Status.SUBMITTED and tx.mode is not Mode.SAGA:
-                raise FailedPrecondition(
-                    f"transaction {gid} is a submitted {tx.mode.name}: its "
-                    f"{'confirms' if tx.mode is Mode.TCC else 'branches'} must complete (force-fail gives up)"
+        def refuse(tx: GlobalTx) -> None:
+            if tx.status is not Status.ABORTING:
+                refusal = abort_refusal(tx)
+                if refusal:
+                    raise FailedPrecondition(refusal)
+
+        async def direct() -> GlobalTx:
+            def decide(tx: GlobalTx, _ops: list[BranchOp]) -> Entry | None:
+                refuse(tx)
+                if tx.status is Status.ABORTING:
+                    return None
+                now = self._now()
+                _not_leased(tx, now)
+                events = (
+                    _admin_event(tx, now, actor, "force abort", reason),
+                    Event(
+                        gid,
+                        now,
+                        EventKind.STATE,
+                        actor,
+                        reason,
+                        from_status=tx.status,
+                        to_status=Status.ABORTING,
+                    ),
                 )
-            now = self._now()
-            events = (
-                _admin_event(tx, now, actor, "force abort", reason),
-                Event(
-                    gid, now, EventKind.STATE, actor, reason, from_status=tx.status, to_status=Status.ABORTING
-                ),
-            )
-            return Entry(Status.ABORTING, f"force abort: {reason}", expect_status=tx.status, events=events)
+                return Entry(
+                    Status.ABORTING, f"force abort: {reason}", expect_status=tx.status, events=events
+                )
 
-        return await self._required(gid, self._engine.start_entry(gid, decide))
+            return await self._required(gid, self._engine.start_entry(gid, decide))
+
+        return await self._act(gid, request, refuse, direct)
 
     async def _abort_prepared_msg(self, tx: GlobalTx, actor: str, reason: str) -> GlobalTx:
         """Decide a prepared MSG through its check-back, never blind.
@@ -162,30 +217,104 @@ class AdminOps:
     async def force_fail(self, gid: str, *, actor: str, reason: str) -> GlobalTx:
         """Mark the transaction FAILED with no compensation; its pending ops are skipped."""
         _check(gid, actor, reason, reason_required=True)
-        now = self._now()
+        request = AdminRequest(AdminAction.FORCE_FAIL, actor, reason)
 
-        def change(tx: GlobalTx, _ops: list[BranchOp]) -> tuple[GlobalTx, list[BranchOp], list[Event], bool]:
+        def refuse(tx: GlobalTx) -> None:
             _unfinished(tx, "failed")
-            new = replace(
-                tx,
-                status=Status.FAILED,
-                reason=f"force fail: {reason}",
-                finished_at=now,
-                next_run_at=None,
-                owner=None,
-                lease_until=None,
-                updated_at=now,
-                version=tx.version + 1,
-            )
-            events = [
-                _admin_event(tx, now, actor, "force fail", reason),
-                Event(
-                    gid, now, EventKind.STATE, actor, reason, from_status=tx.status, to_status=Status.FAILED
-                ),
-            ]
-            return new, [], events, True
 
-        return await self._required(gid, self._engine.update(gid, change))
+        async def direct() -> GlobalTx:
+            now = self._now()
+
+            def change(tx: GlobalTx, _ops: list[BranchOp]) -> Changed:
+                refuse(tx)
+                _not_leased(tx, now)
+                new = replace(
+                    tx,
+                    status=Status.FAILED,
+                    reason=f"force fail: {reason}",
+                    finished_at=now,
+                    next_run_at=None,
+                    owner=None,
+                    lease_until=None,
+                    admin_request=None,
+                    updated_at=now,
+                    version=tx.version + 1,
+                )
+                events = [
+                    _admin_event(tx, now, actor, "force fail", reason),
+                    Event(
+                        gid,
+                        now,
+                        EventKind.STATE,
+                        actor,
+                        reason,
+                        from_status=tx.status,
+                        to_status=Status.FAILED,
+                    ),
+                ]
+                return new, [], events, True
+
+            return await self._required(gid, self._engine.update(gid, change))
+
+        return await self._act(gid, request, refuse, direct)
+
+    async def _act(
+        self,
+        gid: str,
+        request: AdminRequest,
+        refuse: Callable[[GlobalTx], None],
+        direct: Callable[[], Awaitable[GlobalTx]],
+    ) -> GlobalTx:
+        """Record ``request`` for the driver holding a live lease, or act ``direct``-ly when none does.
+
+        ``refuse`` raises when the action does not apply to the transaction's state. Both paths check
+        the lease under the row lock; a claim slipping in between just sends the action round again.
+        """
+        for _ in range(MAX_LEASE_RACES):
+            recorded = False
+
+            def record(tx: GlobalTx, _ops: list[BranchOp]) -> Changed | None:
+                nonlocal recorded
+                refuse(tx)
+                now = self._now()
+                if not _leased(tx, now):
+                    return None
+                recorded = True
+                pending = tx.admin_request
+                keep = (
+                    pending is not None
+                    and REQUEST_STRENGTH[pending.action] > REQUEST_STRENGTH[request.action]
+                )
+                new = replace(
+                    tx,
+                    admin_request=pending if keep else request,
+                    request_seq=tx.request_seq + 1,
+                    updated_at=now,
+                )
+                log.info("transaction %s: %s recorded for %s (lease holder)", gid, request.action, tx.owner)
+                event = _admin_event(tx, now, request.actor, ACTION_NAMES[request.action], request.reason)
+                return new, [], [event], False
+
+            tx = await self._required(gid, self._engine.update(gid, record))
+            if recorded:
+                return await self._taken(tx)
+            try:
+                return await direct()
+            except _LeaseHeld:
+                continue
+        raise TransientError(f"transaction {gid} keeps being claimed by drivers; retry")
+
+    async def _taken(self, tx: GlobalTx) -> GlobalTx:
+        """``tx`` once its lease holder took the recorded request (or after a few seconds, as it is).
+
+        The holder takes it when its calls in flight return; an operator mostly sees the result at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REQUEST_WAIT_SECONDS
+        while tx.admin_request is not None and not tx.status.final and loop.time() < deadline:
+            await asyncio.sleep(REQUEST_POLL_SECONDS)
+            tx = await self._required(tx.gid, self._engine.store.get(tx.gid))
+        return tx
 
     def _now(self) -> int:
         return now_ms(self._engine.clock)
@@ -196,6 +325,20 @@ class AdminOps:
         if tx is None:
             raise NotFound(f"transaction {gid} not found")
         return tx
+
+
+class _LeaseHeld(Exception):
+    """A driver took the lease between the two steps of :meth:`AdminOps._act`."""
+
+
+def _leased(tx: GlobalTx, now: int) -> bool:
+    """True while a driver (this replica or another) holds a live lease on ``tx``."""
+    return tx.owner is not None and tx.lease_until is not None and tx.lease_until >= now
+
+
+def _not_leased(tx: GlobalTx, now: int) -> None:
+    if _leased(tx, now):
+        raise _LeaseHeld(tx.gid)
 
 
 def _check(gid: str, actor: str, reason: str, *, reason_required: bool = False) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from coordinator.engine.metrics import EngineMetrics
 from coordinator.engine.model import (
     CHECK_BACK_BRANCH,
+    AdminAction,
     BranchOp,
     Event,
     EventKind,
@@ -67,11 +68,83 @@ class Run:
     events: list[Event] = field(default_factory=list)
     stuck: bool = False
     check_back_now: bool = False  # the next round calls a PREPARED MSG's check-back, timeout or not
+    halted: bool = False  # an operator paused the transaction while this run held it: no new calls
 
     def put(self, op: BranchOp) -> None:
         """Record a changed op (written with the next write)."""
         self.ops[op.key] = op
         self.dirty[op.key] = op
+
+
+MAX_REQUEST_REPLANS = 4  # operator requests arriving during one round (each is taken at once)
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """A run's state before planning a round, to plan it again when the write was refused."""
+
+    ops: dict[OpKey, BranchOp]
+    dirty: dict[OpKey, BranchOp]
+    events: list[Event]
+    calls: list[BranchOp]
+    check_back_now: bool
+
+    @classmethod
+    def of(cls, run: Run) -> _Saved:
+        return cls(dict(run.ops), dict(run.dirty), list(run.events), list(run.calls), run.check_back_now)
+
+    def restore(self, run: Run) -> None:
+        run.ops, run.dirty, run.events = dict(self.ops), dict(self.dirty), list(self.events)
+        run.calls, run.check_back_now = list(self.calls), self.check_back_now
+
+
+def abort_refusal(tx: GlobalTx) -> str:
+    """Why an operator's force-abort cannot apply to ``tx`` now ("" when it can)."""
+    if tx.status.final:
+        return f"transaction {tx.gid} is {tx.status.name}: it cannot be aborted"
+    if tx.status is Status.SUBMITTED and tx.mode is not Mode.SAGA:
+        what = "confirms" if tx.mode is Mode.TCC else "branches"
+        return (
+            f"transaction {tx.gid} is a submitted {tx.mode.name}: its {what} must complete"
+            " (force-fail gives up)"
+        )
+    if tx.mode is Mode.MSG and tx.status is Status.PREPARED:
+        return f"transaction {tx.gid} is a prepared MSG: only its check-back can decide it"
+    return ""
+
+
+def take_request(run: Run, now: int) -> None:
+    """Act on an operator's request recorded in the run's transaction (then it is cleared)."""
+    request = run.tx.admin_request
+    if request is None:
+        return
+    tx = run.tx = replace(run.tx, admin_request=None)
+    if request.action is AdminAction.RETRY:
+        for op in list(run.ops.values()):
+            if op.status is OpStatus.PENDING and op.next_attempt_at is not None:
+                run.put(replace(op, next_attempt_at=None, updated_at=now))
+        return
+    if request.action is AdminAction.FORCE_ABORT:
+        refusal = abort_refusal(tx) if tx.status is not Status.ABORTING else "already aborting"
+        if refusal:
+            detail = f"force abort (requested) dropped: {refusal}"
+            run.events.append(Event(tx.gid, now, EventKind.ADMIN, request.actor, detail))
+            return
+        status, reason = Status.ABORTING, f"force abort: {request.reason}"
+    else:
+        status, reason = Status.FAILED, f"force fail: {request.reason}"
+    run.events.append(
+        Event(
+            tx.gid,
+            now,
+            EventKind.STATE,
+            request.actor,
+            request.reason,
+            from_status=tx.status,
+            to_status=status,
+        )
+    )
+    run.tx = replace(tx, status=status, reason=reason)
 
 
 WaitHook = Callable[[GlobalTx], None]
@@ -178,11 +251,11 @@ class Executor:
 
     # ------------------------------------------------------------------ one round
 
-    @staticmethod
-    def _entered(tx: GlobalTx, ops: Sequence[BranchOp], entry: Entry | None) -> Run:
+    def _entered(self, tx: GlobalTx, ops: Sequence[BranchOp], entry: Entry | None) -> Run:
         run = Run(tx=tx, ops={op.key: op for op in ops})
+        take_request(run, now_ms(self._clock))
         if entry is not None:
-            run.tx = replace(tx, status=entry.status, reason=entry.reason)
+            run.tx = replace(run.tx, status=entry.status, reason=entry.reason)
             run.events.extend(entry.events)
             for op in entry.ops:
                 run.put(op)
@@ -191,16 +264,37 @@ class Executor:
     async def _round(
         self, run: Run, *, previous: GlobalTx, expect_status: Status | None = None, create: bool = False
     ) -> bool:
-        write = self._plan(run, previous=previous, expect_status=expect_status, create=create)
-        if create:
-            ok = await self._store.create(write.tx, list(run.ops.values()), write.events)
-        else:
-            ok = await self._store.write(write)
-        if not ok:
-            log.info("transaction %s changed elsewhere; this replica stops driving it", run.tx.gid)
-            return False
-        self._commit(run, write, previous=None if create else previous)
-        return True
+        """Plan and write one round; False when the transaction was taken (by a claim or a command).
+
+        A write refused only because an operator recorded a request or flipped the pause (same
+        version) is planned again with the request taken: the lease holder acts on it.
+        """
+        for _ in range(MAX_REQUEST_REPLANS):
+            saved = _Saved.of(run)
+            write = self._plan(run, previous=previous, expect_status=expect_status, create=create)
+            if create:
+                ok = await self._store.create(write.tx, list(run.ops.values()), write.events)
+            else:
+                ok = await self._store.write(write)
+            if ok:
+                self._commit(run, write, previous=None if create else previous)
+                return True
+            if create:
+                return False
+            saved.restore(run)
+            current = await self._store.get(run.tx.gid)
+            if current is None or current.version != previous.version:
+                break
+            run.tx = replace(
+                run.tx,
+                retry_paused=current.retry_paused,
+                request_seq=current.request_seq,
+                admin_request=current.admin_request,
+            )
+            run.halted = current.retry_paused
+            take_request(run, now_ms(self._clock))
+        log.info("transaction %s changed elsewhere; this replica stops driving it", run.tx.gid)
+        return False
 
     def _plan(
         self, run: Run, *, previous: GlobalTx, expect_status: Status | None = None, create: bool = False
@@ -211,6 +305,8 @@ class Executor:
         if run.check_back_now:
             run.check_back_now = False
             decision = _with_check_back(run, decision)
+        if run.halted and decision.calls and not decision.final:
+            decision = replace(decision, calls=(), wake_at=now)
         calls = [run.ops[key] for key in decision.calls]
         run.calls = []
         for op in calls:
@@ -226,6 +322,7 @@ class Executor:
             ops=list(run.dirty.values()),
             events=list(run.events),
             skip_pending=decision.final,
+            guard_requests=not create,
         )
 
     def _commit(self, run: Run, write: TxWrite, *, previous: GlobalTx | None) -> None:

@@ -139,6 +139,44 @@ class GlobalTx:
     version: int = 1
     retry_paused: bool = False
     stuck: bool = False
+    admin_request: AdminRequest | None = None  # waiting for the lease holder (or the next claimer)
+    request_seq: int = 0  # bumped by every recorded request and pause flip (not by claims)
+
+
+class AdminAction(StrEnum):
+    """Operator actions that can be recorded for the replica holding a transaction's lease."""
+
+    RETRY = "retry"
+    FORCE_ABORT = "force_abort"
+    FORCE_FAIL = "force_fail"
+
+
+# A later request replaces a pending one only when it is at least as strong.
+REQUEST_STRENGTH = {AdminAction.RETRY: 0, AdminAction.FORCE_ABORT: 1, AdminAction.FORCE_FAIL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    """An operator's action recorded while another driver held the lease (DESIGN.md section 4)."""
+
+    action: AdminAction
+    actor: str
+    reason: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """The ``admin_request`` column."""
+        return {"action": self.action.value, "actor": self.actor, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: object) -> AdminRequest | None:
+        """Read the ``admin_request`` column back (None when empty or unreadable)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            action = AdminAction(str(data.get("action")))
+        except ValueError:
+            return None
+        return cls(action, str(data.get("actor", "")), str(data.get("reason", "")))
 
 
 @dataclass(frozen=True, slots=True)

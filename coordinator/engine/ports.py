@@ -70,6 +70,9 @@ class TxWrite:
     ops: Sequence[BranchOp] = ()
     events: Sequence[Event] = ()
     skip_pending: bool = False  # also mark every still-pending op "skipped" (final transitions)
+    # A driver's write: also refused when an operator recorded a request or flipped the pause since
+    # the driver read the row (``request_seq`` / ``retry_paused`` differ from ``tx``'s).
+    guard_requests: bool = False
 
 
 class RegisterOutcome(StrEnum):

@@ -6,7 +6,17 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
-from coordinator.engine.model import BranchOp, Event, EventKind, GlobalTx, Mode, OpStatus, Status, TxOptions
+from coordinator.engine.model import (
+    AdminRequest,
+    BranchOp,
+    Event,
+    EventKind,
+    GlobalTx,
+    Mode,
+    OpStatus,
+    Status,
+    TxOptions,
+)
 from coordinator.store.tables import DETAIL_LEN, ERROR_LEN, REASON_LEN
 from meshkit.txcontext import Op
 
@@ -33,6 +43,8 @@ def tx_from_row(row: Row) -> GlobalTx:
         version=row["version"],
         retry_paused=bool(row["retry_paused"]),
         stuck=bool(row["stuck"]),
+        admin_request=AdminRequest.from_json(row["admin_request"]),
+        request_seq=int(row["request_seq"] or 0),
     )
 
 
@@ -62,6 +74,8 @@ def tx_mutable_values(tx: GlobalTx) -> dict[str, Any]:
         "version": tx.version,
         "retry_paused": tx.retry_paused,
         "stuck": tx.stuck,
+        "admin_request": tx.admin_request.to_json() if tx.admin_request is not None else None,
+        "request_seq": tx.request_seq,
     }
 
 

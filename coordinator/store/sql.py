@@ -223,6 +223,8 @@ def _apply(conn: Connection, write: TxWrite) -> bool:
     conditions = [g.gid == tx.gid, g.version == write.expect_version]
     if write.expect_status is not None:
         conditions.append(g.status == int(write.expect_status))
+    if write.guard_requests:
+        conditions += [g.request_seq == tx.request_seq, g.retry_paused.is_(tx.retry_paused)]
     if rowcount(conn.execute(update(trans_global).where(*conditions).values(tx_mutable_values(tx)))) != 1:
         return False
     if write.ops:

@@ -3,7 +3,8 @@
 * ``trans_global``: one row per global transaction. ``next_run_at`` is when a driver should look at
   it next (NULL once finished, so the due-work scan on its index only sees unfinished work);
   ``owner``/``lease_until`` say which replica drives it until when; ``version`` is bumped by every
-  claim and every write (compare-and-set).
+  claim and every write (compare-and-set). ``admin_request`` is an operator's request waiting for the
+  lease holder; ``request_seq`` counts requests and pause flips (a holder's write needs the latest).
 * ``trans_branch_op``: one row per (branch, op) with its status, attempts, last error, next attempt.
 * ``trans_event``: the history, append-only.
 """
@@ -66,6 +67,8 @@ trans_global = Table(
     Column("version", BigInteger, nullable=False),
     Column("retry_paused", Boolean, nullable=False, default=False),
     Column("stuck", Boolean, nullable=False, default=False),
+    Column("admin_request", JSON(none_as_null=True), nullable=True),
+    Column("request_seq", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_trans_global_next_run_at", "next_run_at"),
     Index("ix_trans_global_status_created", "status", "created_at", "gid"),
     Index("ix_trans_global_created", "created_at", "gid"),

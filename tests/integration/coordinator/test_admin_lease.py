@@ -1,0 +1,128 @@
+"""Admin actions respect a live lease (issue 9 item 4, DESIGN.md section 4).
+
+Two coordinator replicas share one store (SQLite file / MariaDB). Replica A drives a saga and holds
+its lease with a branch call in flight (the participant holds the call); replica B receives the
+operator's Retry / Pause / ForceFail. Before the fix B cleared the lease and called the same op while
+A's call was still in flight. Now B records the request and A (the holder) acts on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from meshpb.coordinator.v1 import coordinator_pb2 as pb
+from tests.integration.coordinator.harness import (
+    RunningCoordinator,
+    admin_metadata,
+    coordinator_settings,
+    wait_final,
+    wait_for,
+)
+from tests.integration.coordinator.participants import Bank, payload
+
+
+@pytest.fixture
+async def replica_b(db_url: str, coordinator: RunningCoordinator) -> AsyncIterator[RunningCoordinator]:
+    """A second replica on the store of ``coordinator`` (replica A; started first, so migrated)."""
+    running = await RunningCoordinator.start(coordinator_settings(db_url))
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def two_steps(bank: Bank) -> list[pb.Branch]:
+    return [
+        pb.Branch(branch_id=f"0{i}", action=bank.target("Action"), payload=payload(f"s{i}", 1))
+        for i in (1, 2)
+    ]
+
+
+async def start_held(coordinator: RunningCoordinator, bank: Bank, gid: str, **options: int) -> None:
+    """Submit a two-step saga on replica A and wait until step 01's call is in flight (held)."""
+    bank.hold("Action")
+    arrived = bank.arrival("Action")
+    arrived.clear()
+    options.setdefault("request_timeout_ms", 30_000)  # the held call stays in flight
+    request = pb.SubmitRequest(
+        gid=gid, mode=pb.MODE_SAGA, branches=two_steps(bank), options=pb.TxOptions(**options)
+    )
+    await coordinator.stub.Submit(request)
+    await arrived.wait()
+    tx = await coordinator.query(gid)
+    assert bank.calls_of(gid) == {("01", "action"): 1}
+    assert tx.status == pb.STATUS_SUBMITTED
+
+
+async def act(replica: RunningCoordinator, rpc: str, gid: str, reason: str = "ops") -> pb.Transaction:
+    request = pb.AdminActionRequest(gid=gid, reason=reason, actor="oncall")
+    reply: pb.AdminActionResponse = await getattr(replica.admin, rpc)(request, metadata=admin_metadata())
+    return reply.transaction
+
+
+async def test_item4_pause_from_another_replica_waits_for_the_lease_holder(
+    coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await start_held(coordinator, bank, gid)
+    paused = await act(replica_b, "PauseRetry", gid)
+    assert paused.retry_paused
+    assert bank.calls_of(gid) == {("01", "action"): 1}  # nobody called step 01 a second time
+    bank.release("Action")
+    # A records step 01's success, sees the pause and calls nothing more; it releases the lease.
+    await wait_for(lambda: _step_done(coordinator, gid, "01"), what="step 01 recorded")
+    await wait_for(lambda: _released(coordinator, gid), what="the lease released")
+    assert ("02", "action") not in bank.calls_of(gid)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await act(replica_b, "Retry", gid)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await act(replica_b, "ResumeRetry", gid)
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_SUCCEEDED
+    assert bank.calls_of(gid) == {("01", "action"): 1, ("02", "action"): 1}
+    assert sum((await bank.applied(gid)).values()) == 2
+
+
+async def test_item4_retry_from_another_replica_is_taken_by_the_lease_holder(
+    coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    # Step 01's held call will fail transiently; its next attempt would be ten minutes later.
+    bank.fail("Action", grpc.StatusCode.UNAVAILABLE, times=1, gid=gid, branch="01")
+    await start_held(coordinator, bank, gid, retry_interval_ms=600_000)
+    pending = await act(replica_b, "Retry", gid, "vendor is back")
+    assert pending.status == pb.STATUS_SUBMITTED  # recorded for A: B did not call anything
+    assert bank.calls_of(gid) == {("01", "action"): 1}
+    bank.release("Action")
+    tx = await wait_final(coordinator, gid, within=5.0)  # A took the retry: no ten-minute wait
+    assert tx.status == pb.STATUS_SUCCEEDED
+    assert bank.calls_of(gid) == {("01", "action"): 2, ("02", "action"): 1}
+    assert [(e.actor, e.detail) for e in tx.history if e.kind == "admin"] == [
+        ("oncall", "retry now: vendor is back")
+    ]
+
+
+async def test_item4_force_fail_from_another_replica_is_applied_by_the_lease_holder(
+    coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await start_held(coordinator, bank, gid)
+    recorded = await act(replica_b, "ForceFail", gid, "settled by hand")
+    assert recorded.status == pb.STATUS_SUBMITTED  # the holder's call is still in flight
+    assert bank.calls_of(gid) == {("01", "action"): 1}
+    bank.release("Action")
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_FAILED
+    assert tx.reason == "force fail: settled by hand"
+    assert ("02", "action") not in bank.calls_of(gid)
+    assert bank.calls_of(gid) == {("01", "action"): 1}
+
+
+async def _step_done(coordinator: RunningCoordinator, gid: str, branch: str) -> bool:
+    tx = await coordinator.query(gid)
+    return any(op.branch_id == branch and op.status == "succeeded" for op in tx.ops)
+
+
+async def _released(coordinator: RunningCoordinator, gid: str) -> bool:
+    view = await coordinator.runtime.store.get(gid)
+    return view is not None and view.owner is None
