@@ -6,7 +6,8 @@ It does, outermost first:
 2. the call log - one structured line per call: method, code, duration, gid/branch/op;
 3. the transaction context - ``x-mesh-*`` metadata -> :data:`meshkit.txcontext.current_tx`
    (malformed -> ``INVALID_ARGUMENT`` before the handler runs);
-4. error mapping - domain errors -> status codes through :mod:`meshkit.status`;
+4. error mapping - domain errors -> status codes through :mod:`meshkit.status`; a request body that
+   did not decode is ``INVALID_ARGUMENT`` here too (:mod:`meshkit.decoding`), not grpc's ``UNKNOWN``;
 5. the default deadline - calls without a deadline get the configured one.
 
 They are one interceptor rather than five because gRPC runs each interceptor, and builds a new method
@@ -28,6 +29,7 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 
+from meshkit.decoding import decoded, tolerant
 from meshkit.errors import InvalidArgument, TransientError
 from meshkit.metrics import RpcMetrics
 from meshkit.status import status_of
@@ -101,7 +103,7 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
         wrapped = self._wrap(as_async(handler.unary_unary), handler_call_details)
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -139,7 +141,7 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
     async def _mapped(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
         """Run the call within its deadline; an escaping exception ends it with its mapped status."""
         try:
-            return await self._bounded(behavior, request, context)
+            return await self._bounded(behavior, decoded(request), context)
         except grpc.aio.AbortError:
             raise  # the handler chose its status itself
         except Exception as exc:

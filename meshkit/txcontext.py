@@ -72,14 +72,50 @@ class TxContext:
         return self.op in ORIGIN_OF
 
 
+CONTEXT_KEYS = (GID_KEY, BRANCH_KEY, OP_KEY, MODE_KEY)
+BINARY_SUFFIX = "-bin"
+
+# The operations each mode's branches are called with (the MSG check-back is "msg", its branches "action").
+OPS_OF_MODE: dict[TxMode, frozenset[Op]] = {
+    TxMode.TCC: frozenset({Op.TRY, Op.CONFIRM, Op.CANCEL}),
+    TxMode.SAGA: frozenset({Op.ACTION, Op.COMPENSATE}),
+    TxMode.MSG: frozenset({Op.MSG, Op.ACTION}),
+}
+
+
+def _context_key(key: str) -> str | None:
+    """The context key ``key`` names (its ``-bin`` form too), ``None`` for any other metadata."""
+    name = key.lower()
+    if name.endswith(BINARY_SUFFIX):
+        name = name[: -len(BINARY_SUFFIX)]
+    return name if name in CONTEXT_KEYS else None
+
+
 def _as_mapping(metadata: Metadata | Mapping[str, str] | None) -> dict[str, str]:
+    """The context keys of ``metadata``; each at most once, as text (other metadata is not read)."""
     if metadata is None:
         return {}
     items = metadata.items() if isinstance(metadata, Mapping) else metadata
     out: dict[str, str] = {}
     for key, value in items:
-        out[key.lower()] = value.decode() if isinstance(value, bytes) else value
+        name = _context_key(key)
+        if name is None:
+            continue
+        if key.lower() != name:
+            raise InvalidArgument(name, f"must be text metadata, not binary ({key.lower()})")
+        if name in out:
+            raise InvalidArgument(name, "given more than once")
+        out[name] = _text(name, value)
     return out
+
+
+def _text(name: str, value: str | bytes) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument(name, "not valid UTF-8") from None
 
 
 def _check_id(field: str, value: str, limit: int) -> str:
@@ -93,7 +129,8 @@ def _check_id(field: str, value: str, limit: int) -> str:
 def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | None:
     """Read the context from call metadata; ``None`` when the call carries no ``x-mesh-gid``.
 
-    Raises :class:`InvalidArgument` naming the key when the context is present but malformed.
+    Raises :class:`InvalidArgument` naming the key when the context is present but malformed: a key
+    given twice, a binary (``-bin``) context key, an unknown op or mode, an op the mode never calls.
     """
     md = _as_mapping(metadata)
     if GID_KEY not in md:
@@ -108,6 +145,9 @@ def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | 
         mode = TxMode(md.get(MODE_KEY, ""))
     except ValueError:
         raise InvalidArgument(MODE_KEY, f"must be one of {', '.join(m.value for m in TxMode)}") from None
+    if op not in OPS_OF_MODE[mode]:
+        allowed = ", ".join(sorted(o.value for o in OPS_OF_MODE[mode]))
+        raise InvalidArgument(OP_KEY, f"a {mode.value} transaction calls {allowed}, not {op.value}")
     return TxContext(gid=gid, branch_id=branch, op=op, mode=mode)
 
 

@@ -11,8 +11,12 @@ FinishRefund           REFUNDING -> REFUNDED (the cancel chain's last branch; id
 QueryPrepared          the cancel MSG's check-back
 =====================  =========================================================================
 
-Confirm and cancel never fail for business reasons: a state they do not expect is a bug, reported as a
-transient error so the coordinator keeps retrying and lists the transaction as stuck.
+Confirm and cancel never fail for business reasons. A confirm that comes before its try answers
+``FAILED_PRECONDITION`` (not yet; retried); one whose try cannot have succeeded (the orders belong to
+another gid or were voided, another payment holds the order) answers ``ABORTED``; both are logged at
+WARNING with the gid. Any other state they do not expect is a bug, reported as a transient error so the
+coordinator keeps retrying and lists the transaction as stuck. A try whose order id another gid already
+used is refused (``ABORTED``, naming the order id).
 """
 
 from __future__ import annotations
@@ -52,9 +56,16 @@ class MarkPaid:
     channel: Channel
 
 
-def _bug(ctx: TxContext, message: str) -> TransientError:
-    log.error("gid %s branch %s %s: %s", ctx.gid, ctx.branch_id, ctx.op.value, message)
-    return TransientError(f"{ctx.op.value} of gid {ctx.gid}: {message}", code="INTERNAL")
+def _not_yet(ctx: TxContext, message: str) -> BranchOngoing:
+    """A confirm that came before its try: ``FAILED_PRECONDITION``, the coordinator asks again later."""
+    log.warning("gid %s branch %s %s not yet: %s", ctx.gid, ctx.branch_id, ctx.op.value, message)
+    return BranchOngoing(f"{ctx.op.value} of gid {ctx.gid} not yet possible: {message}")
+
+
+def _never(ctx: TxContext, message: str) -> BranchFailure:
+    """A confirm whose try can never have succeeded (another gid's, rolled back): ``ABORTED``."""
+    log.warning("gid %s branch %s %s refused: %s", ctx.gid, ctx.branch_id, ctx.op.value, message)
+    return BranchFailure(f"{ctx.op.value} of gid {ctx.gid} can never succeed: {message}")
 
 
 class OrderBranches:
@@ -80,6 +91,8 @@ class OrderBranches:
         """Insert the orders hidden (PENDING)."""
 
         async def business(session: AsyncSession) -> None:
+            if await self._taken(session, ctx, new_orders):
+                return  # this gid inserted them before (its barrier row was cleaned up early)
             await self._repo.insert_orders(
                 session,
                 new_orders,
@@ -91,6 +104,16 @@ class OrderBranches:
 
         return (await self._barrier.call(ctx, business)).outcome
 
+    async def _taken(self, session: AsyncSession, ctx: TxContext, new_orders: Sequence[NewOrder]) -> bool:
+        """True when this gid already inserted the orders; an order id another gid used is refused."""
+        mine = 0
+        for new in new_orders:
+            order = await self._repo.get(session, new.order_id, with_items=False)
+            if order is not None and order.gid != ctx.gid:
+                raise BranchFailure(f"order_id {new.order_id} is already used by another transaction")
+            mine += order is not None
+        return mine == len(new_orders)
+
     async def confirm_create(self, ctx: TxContext, new_orders: Sequence[NewOrder]) -> Outcome:
         """Make the orders visible as CREATED with their pay deadline, then schedule the deadline message."""
         deadline = now_ms(self._clock) + round(self._settings.pay_timeout_seconds * MS)
@@ -98,8 +121,10 @@ class OrderBranches:
         async def business(session: AsyncSession) -> None:
             for new in new_orders:
                 order = await self._repo.get(session, new.order_id, with_items=False)
-                if order is None or order.status is OrderState.VOIDED:
-                    raise _bug(ctx, f"order {new.order_id} is {order.status if order else 'missing'}")
+                if order is None:
+                    raise _not_yet(ctx, f"order {new.order_id} has not been tried")
+                if order.gid != ctx.gid or order.status is OrderState.VOIDED:
+                    raise _never(ctx, f"order {new.order_id} is {order.status} under another try")
                 if order.status is OrderState.PENDING:
                     await transition(
                         self._repo,
@@ -180,12 +205,14 @@ class OrderBranches:
 
         async def business(session: AsyncSession) -> None:
             order = await self._repo.get(session, paid.order_id, with_items=False)
-            if order is None:
-                raise _bug(ctx, f"order {paid.order_id} missing")
+            if order is None or order.status is OrderState.PENDING:
+                raise _not_yet(ctx, f"order {paid.order_id} not found")
             if order.status is not OrderState.CREATED or order.paying_gid != ctx.gid:
                 if order.payment_id == paid.payment_id and order.status is not OrderState.CREATED:
                     return  # already confirmed (the barrier row was cleaned up early)
-                raise _bug(ctx, f"order {order.order_id} is {order.status} locked by {order.paying_gid}")
+                if order.status is OrderState.CREATED and order.paying_gid is None:
+                    raise _not_yet(ctx, f"order {order.order_id} is not locked by this payment's try")
+                raise _never(ctx, f"order {order.order_id} is {order.status} locked by {order.paying_gid}")
             now = now_ms(self._clock)
             await transition(
                 self._repo,

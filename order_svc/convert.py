@@ -127,8 +127,12 @@ def new_orders(message: pb.CreateOrdersBranch) -> tuple[str, tuple[NewOrder, ...
     if not 1 <= len(message.orders) <= MAX_ORDERS_PER_BRANCH:
         raise InvalidArgument("orders", f"must hold 1..{MAX_ORDERS_PER_BRANCH} orders")
     result = []
+    seen: set[str] = set()
     for index, o in enumerate(message.orders):
         check_id(f"orders[{index}].order_id", o.order_id, 32)
+        if o.order_id in seen:
+            raise InvalidArgument(f"orders[{index}].order_id", f"{o.order_id} is given twice")
+        seen.add(o.order_id)
         check_id(f"orders[{index}].user_id", o.user_id)
         check_id(f"orders[{index}].merchant_id", o.merchant_id)
         if not o.items:

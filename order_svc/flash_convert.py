@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshkit.pbtime import timestamp
+from meshkit.pbtime import timestamp, timestamp_ms
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.flash_rules import BuyRequest, FlashSale, FlashState, FlashTicket, SaleView
 
@@ -27,8 +27,8 @@ def sale(message: pb.PutFlashSaleRequest) -> FlashSale:
         price_cents=message.price_cents,
         quantity=message.quantity,
         per_user_limit=message.per_user_limit,
-        starts_at_ms=message.starts_at.ToMilliseconds() if message.HasField("starts_at") else 0,
-        ends_at_ms=message.ends_at.ToMilliseconds() if message.HasField("ends_at") else 0,
+        starts_at_ms=timestamp_ms(message.starts_at, "starts_at") if message.HasField("starts_at") else 0,
+        ends_at_ms=timestamp_ms(message.ends_at, "ends_at") if message.HasField("ends_at") else 0,
     )
 
 

@@ -12,7 +12,9 @@ Decisions (documented here because callers rely on them):
 * **Holds**: a try with an ``out_trade_no`` whose hold of that type is trying or confirmed under another
   gid is refused (``BranchFailure``: no double payment of one order). A *cancelled* hold is re-armed by
   the next try (a payment attempt that rolled back may be retried with a new gid).
-* **Confirm/Cancel** use the amount and user stored by the try, not the request's. A confirm or cancel
+* **Confirm/Cancel** use the amount and user stored by the try, not the request's. A confirm with no
+  hold yet answers ``FAILED_PRECONDITION`` (not yet: retried); a confirm of a hold another gid owns, or
+  that was cancelled, can never succeed: ``ABORTED``. Both are logged at WARNING with the gid. A cancel
   that finds no matching hold means the data is inconsistent: :class:`LedgerMismatch` (``INTERNAL``,
   retried by the coordinator and so listed as stuck) rather than a silent success.
 * **Refund cap**: a user's refunds may never exceed the user's confirmed spending (freezes + deducts).
@@ -137,9 +139,8 @@ class Points:
         move = _settling_movement(user_id, amount, out_trade_no)
 
         async def business(session: AsyncSession) -> str:
-            row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
-            if row is None or row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
-                raise LedgerMismatch(_no_hold(kind, move, ctx, row))
+            found = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+            row = _confirmable(kind, move, ctx, found)
             if row.entry.state is EntryState.CONFIRMED:
                 return NOTE_ALREADY
             await self._settle(session, row, EntryState.CONFIRMED)
@@ -275,6 +276,19 @@ def _key_taken(move: Movement, existing: LogRow | None) -> str:
         f"out_trade_no {move.out_trade_no}: already used for a {entry.type.value} of {entry.amount} "
         f"to user {entry.user_id}"
     )
+
+
+def _confirmable(kind: EntryType, move: Movement, ctx: TxContext, row: LogRow | None) -> LogRow:
+    """A confirm needs this gid's hold: none yet is "not yet", another gid's or a cancelled one never."""
+    if row is None:
+        message = _no_hold(kind, move, ctx, row)
+        log.warning("confirm before its try: %s", message, extra={"gid": ctx.gid})
+        raise BranchOngoing(message)
+    if row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
+        message = _no_hold(kind, move, ctx, row)
+        log.warning("confirm that can never succeed: %s", message, extra={"gid": ctx.gid})
+        raise BranchFailure(message)
+    return row
 
 
 def _no_hold(kind: EntryType, move: Movement, ctx: TxContext, row: LogRow | None) -> str:

@@ -22,7 +22,7 @@ from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
 from meshkit.clock import now_ms
 from meshkit.errors import InvalidArgument, Unauthenticated
-from meshkit.pbtime import timestamp_ms
+from meshkit.pbtime import duration_ms, timestamp_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
@@ -81,7 +81,7 @@ def _mode_filter(value: int) -> Mode | None:
 
 
 def _duration_ms(value: Duration, field: str) -> int:
-    ms = int(value.ToMilliseconds())
+    ms = duration_ms(value, field)
     if ms < 0:
         raise InvalidArgument(field, "must not be negative")
     return ms
@@ -114,8 +114,10 @@ class AdminService(coordinator_pb2_grpc.AdminServicer):
             self._store,
             status=_status_filter(request.status),
             mode=_mode_filter(request.mode),
-            created_after=timestamp_ms(request.created_after) if request.HasField("created_after") else None,
-            created_before=timestamp_ms(request.created_before)
+            created_after=timestamp_ms(request.created_after, "created_after")
+            if request.HasField("created_after")
+            else None,
+            created_before=timestamp_ms(request.created_before, "created_before")
             if request.HasField("created_before")
             else None,
             cursor=request.cursor,

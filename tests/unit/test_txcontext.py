@@ -12,6 +12,7 @@ from meshkit.txcontext import (
     MAX_GID_LEN,
     MODE_KEY,
     OP_KEY,
+    OPS_OF_MODE,
     ORIGIN_OF,
     Op,
     TxContext,
@@ -38,7 +39,7 @@ def _with(**changes: str | None) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("op", "mode"),
-    [(op, mode) for op in Op for mode in TxMode],
+    [(op, mode) for mode, ops in OPS_OF_MODE.items() for op in sorted(ops)],
 )
 def test_round_trip_through_metadata(op: Op, mode: TxMode) -> None:
     ctx = TxContext(gid="7263547236457", branch_id="02", op=op, mode=mode)
@@ -141,3 +142,64 @@ async def test_current_tx_defaults_to_none_and_resets() -> None:
     finally:
         current_tx.reset(token)
     assert current_tx.get() is None
+
+
+# --------------------------------------------------------------------------- issue 15 item 5
+
+
+def test_issue15_item5_every_mode_and_op_pair_is_either_valid_or_refused_naming_the_op() -> None:
+    valid = {(TxMode.TCC, o) for o in (Op.TRY, Op.CONFIRM, Op.CANCEL)}
+    valid |= {(TxMode.SAGA, Op.ACTION), (TxMode.SAGA, Op.COMPENSATE)}
+    valid |= {(TxMode.MSG, Op.MSG), (TxMode.MSG, Op.ACTION)}
+    for mode in TxMode:
+        for op in Op:
+            md = _with(x_mesh_op=op.value, x_mesh_mode=mode.value)
+            if (mode, op) in valid:
+                assert from_metadata(md) == TxContext("g-1", "01", op, mode)
+                continue
+            with pytest.raises(InvalidArgument) as info:
+                from_metadata(md)
+            assert info.value.field == OP_KEY, (mode, op)
+            assert f"a {mode.value} transaction" in info.value.message
+
+
+@pytest.mark.parametrize("key", [GID_KEY, BRANCH_KEY, OP_KEY, MODE_KEY])
+def test_issue15_item5_a_context_key_given_twice_is_refused_not_last_one_wins(key: str) -> None:
+    second = {GID_KEY: "g-2", BRANCH_KEY: "02", OP_KEY: "cancel", MODE_KEY: "tcc"}[key]
+    md = [*_with(), (key, second)]
+    with pytest.raises(InvalidArgument) as info:
+        from_metadata(md)
+    assert (info.value.field, info.value.message) == (key, "given more than once")
+
+
+def test_issue15_item5_duplicate_keys_differing_only_in_case_are_refused() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        from_metadata([*_with(), ("X-Mesh-Gid", "g-1")])
+    assert info.value.field == GID_KEY
+
+
+@pytest.mark.parametrize("value", [b"\xff\xfe", b"\xc3\x28", b"g-1"])
+def test_issue15_item5_a_binary_context_key_is_refused_naming_the_key(value: bytes) -> None:
+    md: list[tuple[str, str | bytes]] = [*_with(), ("x-mesh-gid-bin", value)]
+    with pytest.raises(InvalidArgument) as info:
+        from_metadata(md)
+    assert info.value.field == GID_KEY
+    assert "binary" in info.value.message
+
+
+def test_issue15_item5_a_non_utf8_value_of_a_context_key_is_invalid_argument() -> None:
+    md: list[tuple[str, str | bytes]] = [*_with(x_mesh_branch=None), (BRANCH_KEY, b"\xff")]
+    with pytest.raises(InvalidArgument) as info:
+        from_metadata(md)
+    assert (info.value.field, info.value.message) == (BRANCH_KEY, "not valid UTF-8")
+
+
+def test_issue15_item5_non_utf8_binary_metadata_of_others_is_not_read() -> None:
+    md: list[tuple[str, str | bytes]] = [
+        *_with(),
+        ("trace-bin", b"\xff\xfe"),
+        ("grpc-trace-bin", b"\x00\xff"),
+        ("authorization-bin", b"\xc3\x28"),
+    ]
+    assert from_metadata(md) == TxContext("g-1", "01", Op.TRY, TxMode.TCC)
+    assert from_metadata([("trace-bin", b"\xff")]) is None
