@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import pstats
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,8 +35,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from bench.participant import SERVICE, account_name
 from meshkit.branchcall import ChannelPool, branch_metadata
+from meshkit.config import AuthSettings
 from meshkit.embedded import free_port
 from meshkit.health import wait_serving
 from meshkit.initiator import CoordinatorClient, saga, tcc
@@ -48,6 +52,9 @@ READY_SECONDS = 60.0
 CALL_SECONDS = 10.0
 
 Work = Callable[[int], Awaitable[None]]
+
+# The Coordinator service is mesh-only (README "Threat model"): the bench holds the secret it gives it.
+BENCH_AUTH = AuthSettings(mesh_secret=SecretStr(secrets.token_hex(16)))
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,7 @@ def running_mesh(workdir: Path, profile_path: Path | None) -> Iterator[Mesh]:
             "MESH_DB__URL": f"sqlite+aiosqlite:///{workdir / 'coordinator.db'}",
             "MESH_NATS__ENABLED": "false",
             "MESH_LOG__LEVEL": "WARNING",
+            "MESH_AUTH__MESH_SECRET": BENCH_AUTH.mesh_secret.get_secret_value(),
         }
         profiler = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
         procs.append(_spawn([*profiler, "-m", "coordinator"], coordinator_env, workdir / "coordinator.log"))
@@ -261,8 +269,8 @@ async def measure(mesh: Mesh, name: str, work: Work, seconds: float, concurrency
 
 async def run_phases(mesh: Mesh, seconds: float, concurrency: int) -> list[Result]:
     """Every phase, direct and coordinated alternately."""
-    pool = ChannelPool()
-    client = CoordinatorClient(mesh.coordinator)
+    pool = ChannelPool(auth=BENCH_AUTH)  # direct calls sign too, so both sides pay for the credentials
+    client = CoordinatorClient(mesh.coordinator, auth=BENCH_AUTH)
     try:
         return [
             await measure(mesh, "TCC direct", tcc_direct(mesh, pool), seconds, concurrency),

@@ -8,12 +8,10 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSettings
-from coordinator.runtime import CoordinatorRuntime
+from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, PROTECTED, CoordinatorRuntime
 from meshkit.server import MeshServer, boot
-from meshpb.coordinator.v1 import coordinator_pb2
 
-COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
-ADMIN_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+__all__ = ["ADMIN_SERVICE", "COORDINATOR_SERVICE", "main", "serve"]
 
 
 async def serve(settings: CoordinatorSettings) -> None:
@@ -26,6 +24,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         [runtime.register],
         [COORDINATOR_SERVICE, ADMIN_SERVICE],
         registry=registry,
+        protected=PROTECTED,
     )
     server.add_stop_hook(runtime.stop)
     await server.run()

@@ -16,6 +16,7 @@ import grpc.aio
 
 from coordinator.engine.ports import BranchCall, BranchResult, Outcome
 from meshkit.branchcall import ChannelPool, branch_metadata
+from meshkit.config import AuthSettings
 from meshkit.errors import BranchFailure, BranchOngoing
 from meshkit.status import error_from_rpc
 from meshkit.target import TargetError
@@ -27,8 +28,8 @@ log = logging.getLogger(__name__)
 class GrpcBranchInvoker:
     """Makes branch calls; never raises for a failed call."""
 
-    def __init__(self, pool: ChannelPool | None = None) -> None:
-        self._pool = pool or ChannelPool()
+    def __init__(self, pool: ChannelPool | None = None, *, auth: AuthSettings | None = None) -> None:
+        self._pool = pool or ChannelPool(auth=auth)
         self._own_pool = pool is None
 
     async def invoke(self, call: BranchCall) -> BranchResult:

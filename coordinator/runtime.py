@@ -29,18 +29,31 @@ from coordinator.store.retention import FinishedTxCleaner
 from coordinator.store.sql import SqlTxStore, migrate
 from coordinator.timers.jetstream import JetStreamTimers
 from coordinator.timers.sweeper import Sweeper
+from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.nats import connect
 from meshkit.periodic import Periodic
-from meshpb.coordinator.v1 import coordinator_pb2_grpc
+from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 NATS_RETRY_SECONDS = 5.0
 NATS_MAX_RETRY_SECONDS = 60.0
 DRAIN_SECONDS = 5.0  # at most this long for running drives to finish on stop
+
+_SERVICES = coordinator_pb2.DESCRIPTOR.services_by_name
+COORDINATOR_SERVICE = _SERVICES["Coordinator"].full_name
+ADMIN_SERVICE = _SERVICES["Admin"].full_name
+# Whoever may start a transaction may make the coordinator call any branch with the mesh's credentials,
+# so the Coordinator service is mesh-only (Query, a read, also takes the admin token, for meshctl).
+# Admin is checked here too, before the body is decoded (the servicer checks again).
+PROTECTED: Protected = {
+    **protect(COORDINATOR_SERVICE, MESH, [m.name for m in _SERVICES["Coordinator"].methods]),
+    **protect(COORDINATOR_SERVICE, MESH_OR_ADMIN, ["Query"]),
+    **protect(ADMIN_SERVICE, ADMIN, [m.name for m in _SERVICES["Admin"].methods]),
+}
 
 
 def engine_settings(section: CoordinatorSection) -> EngineSettings:
@@ -85,7 +98,7 @@ class CoordinatorRuntime:
         db = create_engine(settings.db)
         await migrate(db)
         store = SqlTxStore(db)
-        invoker = GrpcBranchInvoker()
+        invoker = GrpcBranchInvoker(auth=settings.auth)
         section = settings.coordinator
         engine = TxEngine(store, invoker, clock, engine_settings(section), EngineMetrics(registry))
         sweeper = Sweeper(

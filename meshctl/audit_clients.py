@@ -6,10 +6,10 @@ from dataclasses import dataclass, fields, replace
 from types import TracebackType
 from typing import Self
 
-import grpc.aio
-
 from meshctl import layout
 from meshctl.stackfile import StackState
+from meshkit.auth import mesh_channel
+from meshkit.config import AuthSettings
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from meshpb.order.v1 import order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2_grpc
@@ -66,12 +66,21 @@ class MeshAddresses:
 
 
 class MeshClients:
-    """One channel per service and its typed async stubs; use as ``async with MeshClients(...)``."""
+    """One channel per service and its typed async stubs; use as ``async with MeshClients(...)``.
 
-    def __init__(self, addresses: MeshAddresses, admin_token: str = "") -> None:
+    An operator's clients: every call carries the admin token (when given), which the admin RPCs
+    (PutSku, Grant, Refund, PutFlashSale, Audit, Coordinator.Query, Admin) need. ``auth`` adds the mesh
+    credentials too, for a test that plays a service.
+    """
+
+    def __init__(
+        self, addresses: MeshAddresses, admin_token: str = "", auth: AuthSettings | None = None
+    ) -> None:
         self.addresses = addresses
         self.admin_token = admin_token
-        self._channels = {key: grpc.aio.insecure_channel(getattr(addresses, key)) for key in PROCESS_NAMES}
+        self._channels = {
+            key: mesh_channel(getattr(addresses, key), auth, admin_token=admin_token) for key in PROCESS_NAMES
+        }
         self.coordinator = coordinator_pb2_grpc.CoordinatorStub(self._channels["coordinator"])
         self.admin = coordinator_pb2_grpc.AdminStub(self._channels["coordinator"])
         self.order = order_pb2_grpc.OrderStub(self._channels["order"])

@@ -140,6 +140,7 @@ class StackLauncher:
             nats_url=nats.url,
             admin_token=layout.ensure_secret(self.data_dir / "admin.token"),
             pay_callback_secret=layout.ensure_secret(self.data_dir / "pay_callback.secret"),
+            mesh_secret=layout.ensure_secret(self.data_dir / layout.MESH_SECRET_FILE),
         )
         self._shared, self._detached = shared, detached
         for spec in layout.SERVICES:

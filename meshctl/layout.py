@@ -77,6 +77,9 @@ def log_path(data_dir: Path, name: str) -> Path:
     return data_dir / "logs" / f"{name}.log"
 
 
+MESH_SECRET_FILE = "mesh.secret"  # the stack's auth.mesh_secret, next to admin.token
+
+
 def ensure_secret(path: Path) -> str:
     """The secret stored in ``path``; generated (0600) the first time."""
     try:
@@ -100,6 +103,7 @@ class StackEnv:
     nats_url: str
     admin_token: str
     pay_callback_secret: str
+    mesh_secret: str
 
 
 def service_env(spec: ServiceSpec, shared: StackEnv, base: Mapping[str, str]) -> dict[str, str]:
@@ -116,13 +120,14 @@ def service_env(spec: ServiceSpec, shared: StackEnv, base: Mapping[str, str]) ->
             "MESH_REDIS__URL": shared.redis_url,
             "MESH_NATS__URL": shared.nats_url,
             "MESH_LOG__JSON": "true",
+            "MESH_ADMIN__TOKEN": shared.admin_token,
+            "MESH_AUTH__MESH_SECRET": shared.mesh_secret,
         }
     )
-    if spec.name == "coordinator":
-        env["MESH_ADMIN__TOKEN"] = shared.admin_token
-    else:
+    if spec.name != "coordinator":
         for key, peer in PEERS:
             env[f"MESH_PEERS__{key.upper()}"] = address(shared.base_port, peer)
     if spec.name == "pay_svc":
         env["MESH_PAY__CALLBACK_SECRET"] = shared.pay_callback_secret
+        env["MESH_PAY__SIMULATOR_ENABLED"] = "true"  # the local stack plays the gateway
     return env

@@ -2,7 +2,8 @@
 
 The coordinator calls participants without knowing their protobuf types: the request is the branch's
 payload bytes, sent with identity serializers, and only the status matters. Initiators (the
-:mod:`meshkit.initiator` builders) call tries the same way. Channels are pooled per ``host:port``.
+:mod:`meshkit.initiator` builders) call tries the same way. Channels are pooled per ``host:port`` and,
+given the ``auth`` settings, sign every call with the mesh credentials (:mod:`meshkit.auth`).
 
 W3C trace context: every call carries a ``traceparent``; a caller's one is continued (same trace id,
 new span id), otherwise a trace id derived from the gid is used, so all calls of one transaction share
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 import grpc
 import grpc.aio
 
+from meshkit.auth import client_interceptors
+from meshkit.config import AuthSettings
 from meshkit.target import Target, parse_target
 from meshkit.txcontext import TRACEPARENT_KEY, TxContext
 
@@ -70,8 +73,14 @@ def branch_metadata(
 class ChannelPool:
     """One ``grpc.aio`` channel per ``host:port`` and one raw method callable per target."""
 
-    def __init__(self, options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS) -> None:
+    def __init__(
+        self,
+        options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS,
+        *,
+        auth: AuthSettings | None = None,
+    ) -> None:
         self._options = list(options)
+        self._interceptors = client_interceptors(auth)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[str, tuple[Target, RawMethod]] = {}
 
@@ -79,7 +88,9 @@ class ChannelPool:
         """The pooled channel to ``address`` (``host:port``), created on first use."""
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                address, options=self._options, interceptors=self._interceptors
+            )
             self._channels[address] = channel
         return channel
 

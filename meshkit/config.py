@@ -66,10 +66,22 @@ class NatsSettings(Section):
 
 
 class AdminSettings(Section):
-    """The coordinator's Admin service."""
+    """The operators' admin token (the coordinator's Admin service and each service's admin RPCs)."""
 
     token: SecretStr = Field(
-        SecretStr(""), description="bearer token for Admin RPCs (empty = Admin refuses all)"
+        SecretStr(""), description="bearer token of the admin RPCs (empty = they are all refused)"
+    )
+
+
+class AuthSettings(Section):
+    """Mesh credentials: the shared secret that signs service-to-service and coordinator->branch calls."""
+
+    mesh_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC key of the x-mesh-auth header (empty = send none, refuse every mesh-only RPC)",
+    )
+    max_skew_seconds: float = Field(
+        300.0, gt=0, le=3600, description="a signature older or newer than this is refused"
     )
 
 
@@ -106,6 +118,7 @@ class MeshSettings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     nats: NatsSettings = NatsSettings()
     admin: AdminSettings = AdminSettings()
+    auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
     barrier: BarrierSettings = BarrierSettings()
 
@@ -131,7 +144,7 @@ S = TypeVar("S", bound=MeshSettings)
 # Sections some process of the mesh reads. One YAML file may configure the whole mesh (a Kubernetes
 # ConfigMap, say): each process skips the sections of the others, while a misspelt section still fails.
 MESH_SECTIONS = frozenset(
-    {"server", "db", "redis", "nats", "admin", "log", "barrier", "peers"}
+    {"server", "db", "redis", "nats", "admin", "auth", "log", "barrier", "peers"}
     | {"coordinator", "order", "stock", "pay", "points"}
 )
 

@@ -33,9 +33,11 @@ import grpc.aio
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from meshkit.auth import mesh_channel
 from meshkit.barrier.outcome import MSG_BRANCH, BarrierResult
 from meshkit.branchcall import ChannelPool, branch_metadata
 from meshkit.clock import Clock, SystemClock, now_ms
+from meshkit.config import AuthSettings
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError
 from meshkit.status import error_from_rpc
 from meshkit.txcontext import Op, TxContext, TxMode
@@ -54,13 +56,19 @@ MAX_ABORT_REASON = 500
 
 
 class CoordinatorClient:
-    """A connection to the coordinator plus a channel pool for the branch calls an initiator makes."""
+    """A connection to the coordinator plus a channel pool for the branch calls an initiator makes.
 
-    def __init__(self, address: str, pool: ChannelPool | None = None) -> None:
+    The Coordinator service is mesh-only: pass the process's ``auth`` settings so that every call (to the
+    coordinator and to the branches) carries the mesh credentials (:mod:`meshkit.auth`).
+    """
+
+    def __init__(
+        self, address: str, pool: ChannelPool | None = None, *, auth: AuthSettings | None = None
+    ) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = mesh_channel(address, auth)
         self.stub: CoordinatorAsyncStub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
-        self.pool = pool or ChannelPool()
+        self.pool = pool or ChannelPool(auth=auth)
         self._own_pool = pool is None
 
     @classmethod

@@ -2,6 +2,8 @@
 
 It does, outermost first:
 
+0. credentials - a protected method whose metadata the :class:`meshkit.auth.Gate` refuses answers
+   ``UNAUTHENTICATED`` without its body being decoded (still counted and logged);
 1. metrics - ``mesh_rpc_server_handled_total`` / ``mesh_rpc_server_handling_seconds``;
 2. the call log - one structured line per call: method, code, duration, gid/branch/op;
 3. the transaction context - ``x-mesh-*`` metadata -> :data:`meshkit.txcontext.current_tx`
@@ -29,8 +31,9 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 
+from meshkit.auth import Gate
 from meshkit.decoding import decoded, tolerant
-from meshkit.errors import InvalidArgument, TransientError
+from meshkit.errors import InvalidArgument, TransientError, Unauthenticated
 from meshkit.metrics import RpcMetrics
 from meshkit.status import status_of
 from meshkit.txcontext import TxContext, current_tx, from_metadata
@@ -87,8 +90,10 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
         *,
         call_log: logging.Logger | None = None,
         error_log: logging.Logger | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._metrics = metrics
+        self._gate = gate
         self._default_deadline = default_deadline_seconds
         self._call_log = call_log or logging.getLogger("meshkit.rpc")
         self._error_log = error_log or log
@@ -100,12 +105,34 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
+        refusal = self._refusal(handler_call_details)
+        if refusal is not None:  # refused on its metadata: the body is never decoded
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap(refusal, handler_call_details),
+                request_deserializer=None,
+                response_serializer=handler.response_serializer,
+            )
         wrapped = self._wrap(as_async(handler.unary_unary), handler_call_details)
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
             request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+    def _refusal(self, details: grpc.HandlerCallDetails) -> Behavior | None:
+        """A behavior answering UNAUTHENTICATED when the gate refuses the call's credentials, else None."""
+        if self._gate is None:
+            return None
+        try:
+            self._gate.check(details.method, details.invocation_metadata)
+        except Unauthenticated as exc:
+            error = exc
+
+            async def refuse(request: Any, context: Context) -> Any:
+                raise error
+
+            return refuse
+        return None
 
     def _wrap(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Behavior:
         method = details.method
@@ -186,7 +213,7 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
 
 
 def default_interceptors(
-    metrics: RpcMetrics, default_deadline_seconds: float
+    metrics: RpcMetrics, default_deadline_seconds: float, gate: Gate | None = None
 ) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors of a :class:`~meshkit.server.MeshServer`."""
-    return [MeshInterceptor(metrics, default_deadline_seconds)]
+    """The interceptors of a :class:`~meshkit.server.MeshServer` (``gate``: its protected methods)."""
+    return [MeshInterceptor(metrics, default_deadline_seconds, gate=gate)]

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from meshkit.auth import Gate, Protected
 from meshkit.config import ConfigError, MeshSettings, load_settings, log_settings
 from meshkit.interceptors import default_interceptors
 from meshkit.logging import setup_logging
@@ -48,7 +49,11 @@ def bind_address(host: str, port: int) -> str:
 
 
 class MeshServer:
-    """A process's gRPC server with health, reflection, interceptors, metrics and graceful stop."""
+    """A process's gRPC server with health, reflection, interceptors, metrics and graceful stop.
+
+    ``protected`` maps the full method paths that need credentials to the ones they accept
+    (:mod:`meshkit.auth`); every other method is open.
+    """
 
     def __init__(
         self,
@@ -58,8 +63,10 @@ class MeshServer:
         service_full_names: Sequence[str],
         *,
         registry: CollectorRegistry | None = None,
+        protected: Protected | None = None,
     ) -> None:
         self.settings = settings
+        self._gate = Gate(protected or {}, settings.auth, settings.admin.token.get_secret_value())
         self.service_name = service_name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = RpcMetrics(self.registry)
@@ -86,7 +93,7 @@ class MeshServer:
     def _build(self) -> grpc.aio.Server:
         cfg = self.settings.server
         server = grpc.aio.server(
-            interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds),
+            interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds, self._gate),
             options=[("grpc.max_receive_message_length", cfg.max_request_bytes)],
         )
         for register in self._registrations:

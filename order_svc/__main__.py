@@ -6,17 +6,16 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.server import MeshServer, boot
-from meshpb.order.v1 import order_pb2
 from order_svc.config import OrderSettings
-from order_svc.runtime import OrderRuntime
+from order_svc.runtime import PROTECTED, SERVICE_NAME, OrderRuntime
 
-SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["Order"].full_name
+__all__ = ["SERVICE_NAME", "main", "serve"]
 
 
 async def serve(settings: OrderSettings) -> None:
     """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
     runtime = await OrderRuntime.start(settings)
-    server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME])
+    server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
     server.add_stop_hook(runtime.stop)
     await server.run()
 

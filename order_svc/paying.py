@@ -157,6 +157,16 @@ class Payer:
     ) -> PaymentVerdict:
         if order.paying_gid is not None:
             raise refusal(order.order_id, order.status, OrderState.PAID, "a points payment is in progress")
+        if order.payment_id != payment_id or order.channel is not Channel.EXTERNAL:
+            # Only the payment pay_svc created for this order's Pay (recorded then) can pay it.
+            log.warning(
+                "order %s: payment %s is not the order's external payment (%s); not accepted",
+                order.order_id,
+                payment_id,
+                order.payment_id or "none",
+                extra={"order_id": order.order_id},
+            )
+            return PaymentVerdict(accepted=False, status=order.status)
         if amount_cents != order.amount_due_cents:
             log.warning(
                 "order %s: payment %s of %d cents does not match the amount due %d; not accepted",

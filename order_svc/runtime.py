@@ -19,6 +19,7 @@ import grpc.aio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.branchcall import DEFAULT_CHANNEL_OPTIONS
 from meshkit.clock import Clock, SystemClock
@@ -27,7 +28,7 @@ from meshkit.ids import Snowflake
 from meshkit.initiator import CoordinatorClient
 from meshkit.migrate import upgrade
 from meshkit.periodic import Periodic
-from meshpb.order.v1 import order_pb2_grpc
+from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from order_svc.branches import OrderBranches
 from order_svc.cancelling import Canceller
 from order_svc.config import OrderSettings
@@ -49,6 +50,18 @@ from order_svc.repo import OrderRepo
 from order_svc.servicer import OrderServicer
 
 REDIS_TIMEOUT_SECONDS = 2.0
+SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["Order"].full_name
+# Branch RPCs, the MSG check-back and pay_svc's notice: mesh credentials only; sales: operators only.
+PROTECTED: Protected = {
+    **protect(
+        SERVICE_NAME,
+        MESH,
+        ["TryCreate", "ConfirmCreate", "CancelCreate", "TryMarkPaid", "ConfirmMarkPaid", "CancelMarkPaid"],
+    ),
+    **protect(SERVICE_NAME, MESH, ["QueryPrepared", "FinishRefund", "PaymentSucceeded"]),
+    **protect(SERVICE_NAME, ADMIN, ["PutFlashSale"]),
+    **protect(SERVICE_NAME, MESH_OR_ADMIN, ["Audit"]),
+}
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -88,9 +101,9 @@ class OrderRuntime:
         section, peers = settings.order, settings.peers
         repo = OrderRepo(db)
         barrier = SqlBarrier(db, clock)
-        coordinator = CoordinatorClient(peers.coordinator)
-        stock = grpc.aio.insecure_channel(peers.stock, options=DEFAULT_CHANNEL_OPTIONS)
-        pay = grpc.aio.insecure_channel(peers.pay, options=DEFAULT_CHANNEL_OPTIONS)
+        coordinator = CoordinatorClient(peers.coordinator, auth=settings.auth)
+        stock = mesh_channel(peers.stock, settings.auth, options=DEFAULT_CHANNEL_OPTIONS)
+        pay = mesh_channel(peers.pay, settings.auth, options=DEFAULT_CHANNEL_OPTIONS)
         deadlines = NatsDeadlines(settings.nats, clock, section.pay_timeout_seconds)
         mesh = GrpcMesh(coordinator, peers, section, barrier)
         canceller = Canceller(repo, mesh, clock)

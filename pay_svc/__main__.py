@@ -6,17 +6,16 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.server import MeshServer, boot
-from meshpb.pay.v1 import pay_pb2
 from pay_svc.config import PaySettings
-from pay_svc.runtime import PayRuntime
+from pay_svc.runtime import PROTECTED, SERVICE_NAME, PayRuntime
 
-SERVICE_NAME = pay_pb2.DESCRIPTOR.services_by_name["Pay"].full_name
+__all__ = ["SERVICE_NAME", "main", "serve"]
 
 
 async def serve(settings: PaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
     runtime = await PayRuntime.start(settings)
-    server = MeshServer(settings, "pay_svc", [runtime.register], [SERVICE_NAME])
+    server = MeshServer(settings, "pay_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
     server.add_stop_hook(runtime.stop)
     try:
         port = await server.start()

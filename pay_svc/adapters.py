@@ -5,7 +5,9 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
+from meshkit.auth import mesh_channel
 from meshkit.branchcall import DEFAULT_CHANNEL_OPTIONS, child_traceparent
+from meshkit.config import AuthSettings
 from meshkit.status import error_from_rpc
 from meshkit.txcontext import TRACEPARENT_KEY
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
@@ -36,8 +38,8 @@ def own_address(host: str, port: int) -> str:
 class GrpcOrderClient:
     """:class:`pay_svc.ports.OrderPort` over gRPC to ``peers.order``."""
 
-    def __init__(self, address: str, call_seconds: float) -> None:
-        self._channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
+    def __init__(self, address: str, call_seconds: float, auth: AuthSettings | None = None) -> None:
+        self._channel = mesh_channel(address, auth, options=CHANNEL_OPTIONS)
         self._stub = order_pb2_grpc.OrderStub(self._channel)
         self._call_seconds = call_seconds
 

@@ -22,6 +22,9 @@ class PaySection(Section):
     callback_secret: SecretStr = Field(
         SecretStr(""), description="HMAC-SHA256 key of gateway callbacks (required to accept callbacks)"
     )
+    simulator_enabled: bool = Field(
+        False, description="serve SimulateGatewayPay (the local stack and tests; never production)"
+    )
     gateway_delay_seconds: float = Field(0.0, ge=0, description="simulated gateway: wait before calling back")
     callback_window_seconds: float = Field(
         300.0, gt=0, description="a callback's timestamp may differ from now by at most this much"

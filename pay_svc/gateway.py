@@ -62,8 +62,12 @@ class GatewaySimulator:
     async def pay(self, payment_id: str, outcome: PaymentStatus | None) -> Payment:
         """Have the gateway report ``outcome`` (default SUCCEEDED) for the payment; answers the payment.
 
+        Only with ``pay.simulator_enabled``; otherwise :class:`NotImplementedError` (``UNIMPLEMENTED``).
+
         Any payment may be reported again (a gateway re-sends); the callback decides what changes.
         """
+        if not self._settings.simulator_enabled:
+            raise NotImplementedError("SimulateGatewayPay is off (pay.simulator_enabled)")
         pid = validate.check_payment_id("payment_id", payment_id)
         chosen = validate.outcome(outcome)
         payment = await self._domain.payment(pid)

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.migrate import upgrade
-from meshpb.pay.v1 import pay_pb2_grpc
+from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc.adapters import GrpcCallbackClient, GrpcOrderClient, own_address
 from pay_svc.background import Background, run_periodically
 from pay_svc.config import PaySettings
@@ -24,6 +25,15 @@ from pay_svc.domain import PayDomain
 from pay_svc.gateway import GatewaySimulator
 from pay_svc.models import VERSIONS_DIR
 from pay_svc.servicer import PayServicer
+
+SERVICE_NAME = pay_pb2.DESCRIPTOR.services_by_name["Pay"].full_name
+# Payments are created by order_svc and refunded through the order's cancel chain; a refund by hand
+# is an operator's act. Callback carries the gateway's own signature; GetPayment is a read.
+PROTECTED: Protected = {
+    **protect(SERVICE_NAME, MESH, ["CreatePayment", "RefundBranch"]),
+    **protect(SERVICE_NAME, ADMIN, ["Refund"]),
+    **protect(SERVICE_NAME, MESH_OR_ADMIN, ["Audit"]),
+}
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -54,7 +64,7 @@ class PayRuntime:
         db = create_engine(settings.db)
         await migrate(db)
         section = settings.pay
-        order = GrpcOrderClient(settings.peers.order, section.order_call_seconds)
+        order = GrpcOrderClient(settings.peers.order, section.order_call_seconds, settings.auth)
         domain = PayDomain(
             db,
             settings=section,

@@ -6,17 +6,16 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.server import MeshServer, boot
-from meshpb.points.v1 import points_pb2
 from points_svc.config import PointsSettings
-from points_svc.runtime import PointsRuntime
+from points_svc.runtime import PROTECTED, SERVICE_NAME, PointsRuntime
 
-SERVICE_NAME = points_pb2.DESCRIPTOR.services_by_name["Points"].full_name
+__all__ = ["SERVICE_NAME", "main", "serve"]
 
 
 async def serve(settings: PointsSettings) -> None:
     """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
     runtime = await PointsRuntime.start(settings)
-    server = MeshServer(settings, "points_svc", [runtime.register], [SERVICE_NAME])
+    server = MeshServer(settings, "points_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
     server.add_stop_hook(runtime.stop)
     await server.run()
 

@@ -13,16 +13,30 @@ from dataclasses import dataclass, field
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
 from meshkit.migrate import upgrade
-from meshpb.points.v1 import points_pb2_grpc
+from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.config import PointsSettings
 from points_svc.domain import Points
 from points_svc.models import COMPONENT, POINTS_VERSIONS
 from points_svc.repo import PointsRepo
 from points_svc.servicer import PointsServicer
+
+SERVICE_NAME = points_pb2.DESCRIPTOR.services_by_name["Points"].full_name
+# Branch RPCs: mesh credentials only; granting and refunding by hand: operators only.
+PROTECTED: Protected = {
+    **protect(
+        SERVICE_NAME,
+        MESH,
+        ["TryFreeze", "ConfirmFreeze", "CancelFreeze", "TryDeduct", "ConfirmDeduct", "CancelDeduct"],
+    ),
+    **protect(SERVICE_NAME, MESH, ["RefundBranch"]),
+    **protect(SERVICE_NAME, ADMIN, ["Grant", "Refund"]),
+    **protect(SERVICE_NAME, MESH_OR_ADMIN, ["Audit"]),
+}
 
 
 async def migrate(engine: AsyncEngine) -> None:

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 from meshkit.server import MeshServer, boot
 from stock_svc.config import StockSettings
-from stock_svc.runtime import SERVICE_NAME, StockRuntime
+from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
 
 
 async def serve(settings: StockSettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully (server first, then Redis and the database)."""
     runtime = await StockRuntime.start(settings)
-    server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME])
+    server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
     server.add_stop_hook(runtime.stop)
     await server.run()
 

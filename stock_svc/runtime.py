@@ -15,6 +15,7 @@ import grpc.aio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
@@ -30,6 +31,12 @@ from stock_svc.servicer import StockServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = stock_pb2.DESCRIPTOR.services_by_name["Stock"].full_name
+# Branch RPCs: mesh credentials only; restocking: operators only (README "Threat model").
+PROTECTED: Protected = {
+    **protect(SERVICE_NAME, MESH, ["TryReserve", "ConfirmReserve", "CancelReserve", "ReleaseStock"]),
+    **protect(SERVICE_NAME, ADMIN, ["PutSku"]),
+    **protect(SERVICE_NAME, MESH_OR_ADMIN, ["Audit"]),
+}
 COMPONENT = "stock"
 # A Redis that stops answering fails the call (UNAVAILABLE, retried by the caller) instead of hanging it.
 REDIS_TIMEOUT_SECONDS = 5.0

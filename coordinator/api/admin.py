@@ -8,7 +8,6 @@ error-mapping interceptor.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import grpc.aio
@@ -20,38 +19,16 @@ from coordinator.engine.model import GlobalTx, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
+from meshkit.auth import check_admin
 from meshkit.clock import now_ms
-from meshkit.errors import InvalidArgument, Unauthenticated
+from meshkit.errors import InvalidArgument
 from meshkit.pbtime import duration_ms, timestamp_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-AUTHORIZATION_KEY = "authorization"
-BEARER = "bearer "
 DEFAULT_STUCK_LIMIT = 100
-
-
-def bearer_token(context: Context) -> str | None:
-    """The token of the call's ``authorization: Bearer <token>`` metadata, if any."""
-    for key, value in context.invocation_metadata() or ():
-        if key.lower() != AUTHORIZATION_KEY:
-            continue
-        text = value if isinstance(value, str) else value.decode(errors="replace")
-        if text[: len(BEARER)].lower() == BEARER:
-            return text[len(BEARER) :].strip()
-    return None
-
-
-def check_token(expected: str, presented: str | None) -> None:
-    """Refuse with :class:`Unauthenticated` unless ``presented`` equals the configured token."""
-    if not expected:
-        raise Unauthenticated("the admin API is disabled: set admin.token (MESH_ADMIN__TOKEN)")
-    if presented is None:
-        raise Unauthenticated("admin calls need metadata 'authorization: Bearer <admin.token>'")
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthenticated("wrong admin token")
 
 
 def actor_of(request: pb.AdminActionRequest, context: Context) -> str:
@@ -97,7 +74,7 @@ class AdminService(coordinator_pb2_grpc.AdminServicer):
         self._token = token
 
     def _authenticate(self, context: Context) -> None:
-        check_token(self._token, bearer_token(context))
+        check_admin(self._token, context.invocation_metadata())
 
     async def _with_ops(self, txs: list[GlobalTx]) -> list[pb.Transaction]:
         ops = await queries.ops_of(self._store, [tx.gid for tx in txs])

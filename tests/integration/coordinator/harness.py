@@ -13,12 +13,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSection, CoordinatorServerSettings, CoordinatorSettings
-from coordinator.runtime import CoordinatorRuntime
+from coordinator.runtime import PROTECTED, CoordinatorRuntime
+from meshkit.auth import mesh_channel
 from meshkit.clock import Clock
 from meshkit.config import AdminSettings, DbSettings, NatsSettings
+from meshkit.initiator import CoordinatorClient
 from meshkit.server import MeshServer
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
+from tests.integration.creds import AUTH
 
 FINAL = (pb.STATUS_SUCCEEDED, pb.STATUS_FAILED)
 COORDINATOR_SERVICE = pb.DESCRIPTOR.services_by_name["Coordinator"].full_name
@@ -47,6 +50,7 @@ def coordinator_settings(
         nats=NatsSettings(url=nats_url or "nats://127.0.0.1:1", enabled=nats_url is not None),
         coordinator=CoordinatorSection(**{**FAST, **section}),
         admin=AdminSettings(token=ADMIN_TOKEN),
+        auth=AUTH,
     )
 
 
@@ -60,6 +64,7 @@ class RunningCoordinator:
     channel: grpc.aio.Channel
     stub: Any  # CoordinatorAsyncStub
     admin: Any  # AdminAsyncStub (calls need admin_metadata())
+    initiator: CoordinatorClient  # for tcc()/saga()/msg(): signs coordinator and branch calls
 
     @property
     def address(self) -> str:
@@ -77,10 +82,12 @@ class RunningCoordinator:
             [runtime.register],
             [COORDINATOR_SERVICE, ADMIN_SERVICE],
             registry=registry,
+            protected=PROTECTED,
         )
         server.add_stop_hook(runtime.stop)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        # An initiator's channel: mesh credentials, no admin token (Admin calls pass admin_metadata()).
+        channel = mesh_channel(f"127.0.0.1:{server.port}", AUTH)
         return cls(
             runtime,
             server,
@@ -88,10 +95,12 @@ class RunningCoordinator:
             channel,
             coordinator_pb2_grpc.CoordinatorStub(channel),
             coordinator_pb2_grpc.AdminStub(channel),
+            CoordinatorClient(f"127.0.0.1:{server.port}", auth=AUTH),
         )
 
     async def stop(self) -> None:
         """Stop the server (and with it the runtime)."""
+        await self.initiator.close()
         await self.channel.close()
         await self.server.stop(0.5)
 

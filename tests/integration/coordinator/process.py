@@ -10,6 +10,7 @@ from pathlib import Path
 
 from meshkit.embedded import free_port, log_tail
 from meshkit.health import wait_serving
+from tests.integration.creds import ENV as CREDENTIALS_ENV
 
 START_SECONDS = 30.0
 
@@ -44,6 +45,7 @@ class CoordinatorProcess:
                 "MESH_COORDINATOR__REQUEST_TIMEOUT_SECONDS": "1",
                 "MESH_COORDINATOR__LEASE_SECONDS": "0.5",
                 "MESH_COORDINATOR__SWEEP_INTERVAL_SECONDS": "0.2",
+                **CREDENTIALS_ENV,
             }
         )
         env.update({f"MESH_COORDINATOR__{k.upper()}": str(v) for k, v in section.items()})

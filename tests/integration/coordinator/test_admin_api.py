@@ -10,6 +10,7 @@ from meshkit.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, admin_metadata, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.creds import AUTH
 
 
 async def submit_saga(coordinator: RunningCoordinator, gid: str, bank: Bank, **options: int) -> None:
@@ -27,7 +28,7 @@ async def stuck_tcc(coordinator: RunningCoordinator, bank: Bank, gid: str) -> No
     """A TCC whose confirm keeps failing past its retry limit (so it is flagged stuck)."""
     bank.fail("Confirm", grpc.StatusCode.UNAVAILABLE, times=10_000, gid=gid)
     async with (
-        CoordinatorClient(coordinator.address) as client,
+        CoordinatorClient(coordinator.address, auth=AUTH) as client,
         tcc(client, gid=gid, retry_interval_ms=20, retry_limit=2) as t,
     ):
         await t.call_branch(

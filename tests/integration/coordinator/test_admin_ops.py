@@ -14,6 +14,7 @@ from meshkit.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.creds import AUTH
 
 
 def steps(bank: Bank, count: int) -> list[pb.Branch]:
@@ -102,7 +103,7 @@ async def test_force_abort_refused_for_a_submitted_tcc(
 ) -> None:
     bank.fail("Confirm", grpc.StatusCode.UNAVAILABLE, times=1000, gid=gid)
     async with (
-        CoordinatorClient(coordinator.address) as client,
+        CoordinatorClient(coordinator.address, auth=AUTH) as client,
         tcc(client, gid=gid, retry_interval_ms=50) as t,
     ):
         await t.call_branch(
@@ -117,7 +118,7 @@ async def test_force_fail_gives_up_without_compensation(
 ) -> None:
     bank.fail("Confirm", grpc.StatusCode.UNAVAILABLE, times=1000, gid=gid)
     async with (
-        CoordinatorClient(coordinator.address) as client,
+        CoordinatorClient(coordinator.address, auth=AUTH) as client,
         tcc(client, gid=gid, retry_interval_ms=50) as t,
     ):
         await t.call_branch(

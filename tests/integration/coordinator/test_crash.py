@@ -16,6 +16,7 @@ from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from tests.integration.coordinator.harness import FINAL, wait_for
 from tests.integration.coordinator.participants import Bank, payload
 from tests.integration.coordinator.process import CoordinatorProcess
+from tests.integration.creds import AUTH, trusted_channel
 
 
 @contextlib.asynccontextmanager
@@ -29,7 +30,7 @@ async def processes() -> AsyncIterator[list[CoordinatorProcess]]:
 
 
 async def final_state(address: str, gid: str, within: float = 20.0) -> pb.Transaction:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with trusted_channel(address) as channel:
         stub = coordinator_pb2_grpc.CoordinatorStub(channel)
         holder: list[pb.Transaction] = []
 
@@ -50,7 +51,7 @@ async def test_kill9_mid_confirm_restart_completes(db_url: str, bank: Bank, gid:
         first = await CoordinatorProcess(db_url, tmp_path / "first.log").start()
         procs.append(first)
         bank.hold("Confirm")
-        async with CoordinatorClient(first.address) as client, tcc(client, gid=gid) as t:
+        async with CoordinatorClient(first.address, auth=AUTH) as client, tcc(client, gid=gid) as t:
             await t.call_branch(
                 bank.target("Try"), bank.target("Confirm"), bank.target("Cancel"), payload("a", 10)
             )
@@ -92,7 +93,7 @@ async def test_kill9_mid_compensate_restart_completes(
         first = await CoordinatorProcess(db_url, tmp_path / "first.log").start()
         procs.append(first)
         bank.hold("Compensate")
-        async with grpc.aio.insecure_channel(first.address) as channel:
+        async with trusted_channel(first.address) as channel:
             stub = coordinator_pb2_grpc.CoordinatorStub(channel)
             await stub.Submit(pb.SubmitRequest(gid=gid, mode=pb.MODE_SAGA, branches=steps))
         await wait_for(lambda: bank.calls_of(gid)[("03", "compensate")] == 1)

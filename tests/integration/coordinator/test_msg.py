@@ -18,6 +18,7 @@ from meshkit.txcontext import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, apply_to_account, payload
+from tests.integration.creds import AUTH
 
 
 def ops_by_key(tx: pb.Transaction) -> dict[tuple[str, str], pb.BranchOp]:
@@ -49,7 +50,7 @@ async def prepare(coordinator: RunningCoordinator, bank: Bank, gid: str, **optio
 
 
 async def test_msg_do_and_submit(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"))
         message.add(bank.target("Action"), payload("x", 5)).add(bank.target("Action"), payload("y", 5))
         result = await message.do_and_submit(bank.barrier, debit_local, wait=True)
@@ -101,7 +102,7 @@ async def test_msg_check_back_ongoing_asks_again(
 async def test_msg_local_transaction_refused_after_failing_check_back(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"), timeout_ms=200)
         message.add(bank.target("Action"), payload("x", 5))
         await message.prepare()
@@ -121,7 +122,7 @@ async def test_msg_local_business_failure_aborts(
         await apply_to_account(session, "local", -5, 0)
         raise BranchFailure("insufficient funds")
 
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"))
         message.add(bank.target("Action"), payload("x", 5))
         with pytest.raises(BranchFailure):
@@ -181,7 +182,7 @@ async def test_item9_3_msg_dependent_branch_waits_for_its_dependency(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
     bank.fail("Action", grpc.StatusCode.UNAVAILABLE, times=3, gid=gid, branch="01")
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"), retry_interval_ms=20)
         message.add(bank.target("Action"), payload("x", 5))  # 01
         message.add(bank.target("Action"), payload("y", 5))  # 02, independent

@@ -24,6 +24,7 @@ from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import FINAL, wait_for
 from tests.integration.coordinator.participants import Bank, payload
 from tests.integration.coordinator.process import CoordinatorProcess
+from tests.integration.creds import AUTH
 
 pytestmark = [pytest.mark.mysql, pytest.mark.timeout(600)]
 
@@ -65,7 +66,7 @@ async def test_two_replicas_finish_everything_exactly_once(
     ]
     try:
         await asyncio.gather(*(r.start() for r in replicas))
-        clients = [CoordinatorClient(r.address) for r in replicas]
+        clients = [CoordinatorClient(r.address, auth=AUTH) for r in replicas]
         plan: dict[str, tuple[str, bool]] = {}
         for i in range(TRANSACTIONS):
             gid = f"rep-{i:05d}"

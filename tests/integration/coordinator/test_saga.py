@@ -10,6 +10,7 @@ from meshkit.initiator import CoordinatorClient, saga
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.creds import AUTH
 
 
 def step(bank: Bank, branch_id: str, name: str, amount: int, depends_on: tuple[str, ...] = ()) -> pb.Branch:
@@ -32,7 +33,7 @@ async def submit(coordinator: RunningCoordinator, gid: str, steps: list[pb.Branc
 
 
 async def test_saga_normal(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         built = saga(client, gid=gid)
         for i, name in enumerate(("a", "b", "c"), start=1):
             built.add(bank.target("Action"), bank.target("Compensate"), payload(name, i))

@@ -13,6 +13,7 @@ from meshkit.txcontext import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.creds import AUTH
 
 
 def ops_by_key(tx: pb.Transaction) -> dict[tuple[str, str], pb.BranchOp]:
@@ -30,7 +31,7 @@ def branch(bank: Bank, branch_id: str, name: str, amount: int) -> pb.Branch:
 
 
 async def test_tcc_normal(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
-    async with CoordinatorClient(coordinator.address) as client, tcc(client, gid=gid) as t:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client, tcc(client, gid=gid) as t:
         await t.call_branch(
             bank.target("Try"), bank.target("Confirm"), bank.target("Cancel"), payload("a", 10)
         )
@@ -68,7 +69,7 @@ async def test_tcc_normal(coordinator: RunningCoordinator, bank: Bank, gid: str)
 
 async def test_tcc_rollback(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
     bank.fail("Try", grpc.StatusCode.ABORTED, gid=gid, branch="02")
-    async with CoordinatorClient(coordinator.address) as client:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
         with pytest.raises(BranchFailure):
             async with tcc(client, gid=gid) as t:
                 await t.call_branch(
@@ -198,7 +199,7 @@ async def test_tcc_duplicate_prepare_and_submit(
 
 
 async def test_tcc_submit_after_abort_refused(coordinator: RunningCoordinator, gid: str) -> None:
-    client = CoordinatorClient(coordinator.address)
+    client = CoordinatorClient(coordinator.address, auth=AUTH)
     try:
         with pytest.raises(RuntimeError):
             async with tcc(client, gid=gid):

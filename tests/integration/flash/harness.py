@@ -25,6 +25,7 @@ from meshpb.order.v1 import order_pb2 as pb
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
 from order_svc.flash_queue import QueueNames, job_payload
 from order_svc.flash_rules import FlashTicket
+from tests.integration.creds import ADMIN, AUTH
 from tests.integration.order.harness import RunningOrder
 
 T = TypeVar("T")
@@ -71,6 +72,8 @@ def node_settings(
             coordinator=coordinator, order=f"127.0.0.1:{port}", stock=stock, pay=dead, points=dead
         ),
         order=OrderSection(**{**FAST_FLASH, "flash_namespace": namespace, **section}),
+        auth=AUTH,
+        admin=ADMIN,
     )
 
 

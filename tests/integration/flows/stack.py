@@ -26,6 +26,7 @@ from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
 from meshpb.points.v1 import points_pb2 as ppb
 from meshpb.stock.v1 import stock_pb2 as spb
+from tests.integration.creds import stack_auth
 
 T = TypeVar("T")
 RPC_SECONDS = 20.0
@@ -241,6 +242,7 @@ async def whole_stack(data_dir: Path, order_env: Mapping[str, str] | None = None
     clients = MeshClients(
         MeshAddresses.for_base_port(launcher.base_port),
         (launcher.data_dir / "admin.token").read_text().strip(),
+        stack_auth(launcher.data_dir),  # the tests play operator and service: both credentials
     )
     try:
         yield Stack(launcher, clients)

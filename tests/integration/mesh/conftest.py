@@ -18,6 +18,7 @@ from meshctl.launcher import StackLauncher, free_base_port
 from meshctl.procs import tail_lines
 from meshctl.stackfile import StackState
 from meshkit.clock import SystemClock
+from tests.integration.creds import stack_auth
 
 FAST_COORDINATOR = {
     "MESH_COORDINATOR__RETRY_INTERVAL_SECONDS": "0.2",
@@ -68,7 +69,9 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     )
     state = await launcher.start(detached=True)
     clients = MeshClients(
-        MeshAddresses.from_stack(state), (launcher.data_dir / TOKEN_FILE).read_text().strip()
+        MeshAddresses.from_stack(state),
+        (launcher.data_dir / TOKEN_FILE).read_text().strip(),
+        stack_auth(launcher.data_dir),
     )
     try:
         yield Mesh(launcher, state, clients)

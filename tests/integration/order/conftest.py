@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from meshkit.embedded import free_port
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
 from tests.integration.order.harness import RunningOrder, order_settings
+from tests.integration.pay.harness import RunningPay, pay_settings
 
 
 @pytest.fixture
@@ -31,3 +33,24 @@ async def order(db_url: str, coordinator: RunningCoordinator) -> AsyncIterator[R
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def paying_order(
+    db_url: str, tmp_path: Path, coordinator: RunningCoordinator
+) -> AsyncIterator[RunningOrder]:
+    """order_svc on ``db_url`` next to a real pay_svc (its own SQLite file) that order_svc pays through."""
+    port = free_port()
+    pay = await RunningPay.start(
+        pay_settings(f"sqlite+aiosqlite:///{tmp_path / 'pay.db'}", f"127.0.0.1:{port}"), background=False
+    )
+    try:
+        running = await RunningOrder.start(
+            order_settings(db_url, coordinator.address, port=port, pay=pay.address)
+        )
+        try:
+            yield running
+        finally:
+            await running.stop()
+    finally:
+        await pay.stop()

@@ -28,8 +28,9 @@ from meshpb.order.v1 import order_pb2_grpc
 from order_svc.__main__ import SERVICE_NAME
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
 from order_svc.entities import HistoryEntry
-from order_svc.runtime import OrderRuntime
+from order_svc.runtime import PROTECTED, OrderRuntime
 from order_svc.states import OrderState
+from tests.integration.creds import ADMIN, AUTH, trusted_channel
 
 NOWHERE = "127.0.0.1:1"
 
@@ -40,9 +41,10 @@ def order_settings(
     *,
     nats_url: str | None = None,
     port: int | None = None,
+    pay: str | None = None,
     **section: Any,
 ) -> OrderSettings:
-    """Settings of a test order_svc on ``db_url`` (peers other than the coordinator unreachable)."""
+    """Settings of a test order_svc on ``db_url`` (peers but the coordinator and ``pay`` unreachable)."""
     port = port or free_port()
     dead = f"127.0.0.1:{free_port()}"
     section.setdefault("sweep_interval_seconds", 3600.0)
@@ -53,9 +55,11 @@ def order_settings(
         db=DbSettings(url=db_url),
         nats=NatsSettings(url=nats_url or NOWHERE, enabled=nats_url is not None),
         peers=PeersSection(
-            coordinator=coordinator, order=f"127.0.0.1:{port}", stock=dead, pay=dead, points=dead
+            coordinator=coordinator, order=f"127.0.0.1:{port}", stock=dead, pay=pay or dead, points=dead
         ),
         order=OrderSection(**section),
+        auth=AUTH,
+        admin=ADMIN,
     )
 
 
@@ -77,10 +81,10 @@ class RunningOrder:
     async def start(cls, settings: OrderSettings) -> RunningOrder:
         """Start the runtime and its server."""
         runtime = await OrderRuntime.start(settings)
-        server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME])
+        server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
         server.add_stop_hook(runtime.stop)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        channel = trusted_channel(f"127.0.0.1:{server.port}")
         return cls(runtime, server, channel, order_pb2_grpc.OrderStub(channel))
 
     async def stop(self) -> None:

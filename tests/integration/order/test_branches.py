@@ -189,10 +189,19 @@ async def test_concurrent_ships_exactly_one_wins(order: RunningOrder) -> None:
     assert [t for t in await order.transitions(info.order_id) if t[1] == "SHIPPED"] == [("PAID", "SHIPPED")]
 
 
-async def test_payment_succeeded_is_idempotent_and_refuses_others(order: RunningOrder) -> None:
+async def pay_externally(order: RunningOrder, info: pb.OrderInfo) -> str:
+    """Pay EXTERNAL (pay_svc creates the payment, the order records it); the payment id."""
+    reply = await order.stub.Pay(pb.PayRequest(order_id=info.order_id, channel=pb.PAY_CHANNEL_EXTERNAL))
+    assert reply.payment_id
+    return str(reply.payment_id)
+
+
+async def test_payment_succeeded_is_idempotent_and_refuses_others(paying_order: RunningOrder) -> None:
+    order = paying_order
     info = await created(order)
     due = info.total_cents
-    request = pb.PaymentSucceededRequest(order_id=info.order_id, payment_id="pay-1", amount_cents=due)
+    payment_id = await pay_externally(order, info)
+    request = pb.PaymentSucceededRequest(order_id=info.order_id, payment_id=payment_id, amount_cents=due)
     first = await order.stub.PaymentSucceeded(request)
     assert first.accepted and first.status == pb.ORDER_STATUS_PAID
     again = await order.stub.PaymentSucceeded(request)
@@ -203,7 +212,7 @@ async def test_payment_succeeded_is_idempotent_and_refuses_others(order: Running
     assert not other.accepted
     assert other.status == pb.ORDER_STATUS_PAID
     got = await order.stub.GetOrder(pb.GetOrderRequest(order_id=info.order_id))
-    assert got.payment_id == "pay-1"
+    assert got.payment_id == payment_id
 
 
 async def test_cancel_created_order_runs_the_cancel_chain(
@@ -268,12 +277,16 @@ async def test_cancel_paid_order_refunds_then_finishes(
     )
 
 
-async def test_cancel_racing_payment_never_both(order: RunningOrder) -> None:
+async def test_cancel_racing_payment_never_both(paying_order: RunningOrder) -> None:
+    order = paying_order
     for _ in range(5):
         info = await created(order)
+        payment_id = await pay_externally(order, info)
         cancel = order.stub.Cancel(pb.CancelRequest(order_id=info.order_id))
         pay = order.stub.PaymentSucceeded(
-            pb.PaymentSucceededRequest(order_id=info.order_id, payment_id="p", amount_cents=info.total_cents)
+            pb.PaymentSucceededRequest(
+                order_id=info.order_id, payment_id=payment_id, amount_cents=info.total_cents
+            )
         )
         results: list[object] = list(await asyncio.gather(cancel, pay, return_exceptions=True))
         cancel_result, pay_result = results

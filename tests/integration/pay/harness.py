@@ -22,6 +22,7 @@ import grpc.aio
 import pytest
 from pydantic import SecretStr
 
+from meshkit.auth import MESH, protect
 from meshkit.clock import Clock, SystemClock
 from meshkit.config import DbSettings, MeshSettings, ServerSettings
 from meshkit.errors import TransientError
@@ -32,7 +33,8 @@ from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc.config import PaySection, PayServerSettings, PaySettings
 from pay_svc.records import Payment
-from pay_svc.runtime import PayRuntime
+from pay_svc.runtime import PROTECTED, PayRuntime
+from tests.integration.creds import ADMIN, AUTH, trusted_channel
 
 SECRET = "test-callback-secret-0123456789"
 PAY_SERVICE = pay_pb2.DESCRIPTOR.services_by_name["Pay"].full_name
@@ -65,12 +67,15 @@ class FakeOrder(order_pb2_grpc.OrderServicer):
 
     async def start(self) -> FakeOrder:
         """Serve on a free 127.0.0.1 port (or on :attr:`port` if set)."""
-        settings = MeshSettings(server=ServerSettings(host="127.0.0.1", port=self.port, grace_seconds=0.2))
+        settings = MeshSettings(
+            server=ServerSettings(host="127.0.0.1", port=self.port, grace_seconds=0.2), auth=AUTH
+        )
         self._server = MeshServer(
             settings,
             "fake-order",
             [lambda s: order_pb2_grpc.add_OrderServicer_to_server(self, s)],
             [ORDER_SERVICE],
+            protected=protect(ORDER_SERVICE, MESH, ["PaymentSucceeded"]),  # as order_svc declares it
         )
         self.port = await self._server.start()
         return self
@@ -127,8 +132,10 @@ def pay_settings(db_url: str, order_address: str, *, secret: str = SECRET, **pay
     return PaySettings(
         server=PayServerSettings(host="127.0.0.1", port=0, grace_seconds=0.5, worker_id=3),
         db=DbSettings(url=db_url),
-        pay=PaySection(callback_secret=SecretStr(secret), **pay),
+        pay=PaySection(callback_secret=SecretStr(secret), **{"simulator_enabled": True, **pay}),
         peers=PeersSection(order=order_address),
+        auth=AUTH,
+        admin=ADMIN,
     )
 
 
@@ -147,11 +154,11 @@ class RunningPay:
     ) -> RunningPay:
         """Start the runtime and its server (like ``python -m pay_svc``)."""
         runtime = await PayRuntime.start(settings, clock=clock or SystemClock(), background=background)
-        server = MeshServer(settings, "pay_svc", [runtime.register], [PAY_SERVICE])
+        server = MeshServer(settings, "pay_svc", [runtime.register], [PAY_SERVICE], protected=PROTECTED)
         server.add_stop_hook(runtime.stop)
         port = await server.start()
         runtime.bind(port)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        channel = trusted_channel(f"127.0.0.1:{port}")
         return cls(runtime, server, channel, pay_pb2_grpc.PayStub(channel))
 
     @property

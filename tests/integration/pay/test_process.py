@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc.aio
-
 from meshkit.embedded import free_port, log_tail
 from meshkit.health import wait_serving
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
+from tests.integration.creds import ENV as CREDENTIALS_ENV
+from tests.integration.creds import MESH_SECRET, trusted_channel
 from tests.integration.pay.harness import SECRET, FakeOrder
 
 
@@ -31,6 +31,8 @@ async def test_pay_svc_process_pays_through_its_own_callback(tmp_path: Path, fak
             "MESH_PAY__CALLBACK_SECRET": SECRET,
             "MESH_PEERS__ORDER": fake_order.address,
             "MESH_LOG__JSON": "true",
+            "MESH_PAY__SIMULATOR_ENABLED": "true",
+            **CREDENTIALS_ENV,
         }
     )
     with log_path.open("ab") as log:
@@ -50,7 +52,7 @@ async def test_pay_svc_process_pays_through_its_own_callback(tmp_path: Path, fak
             return None if code is None else f"pay_svc exited with {code}: {log_tail(log_path)}"
 
         await wait_serving([f"127.0.0.1:{port}"], 30, give_up=exited)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with trusted_channel(f"127.0.0.1:{port}") as channel:
             stub = pay_pb2_grpc.PayStub(channel)
             created = await stub.CreatePayment(
                 pay_pb2.CreatePaymentRequest(
@@ -67,6 +69,7 @@ async def test_pay_svc_process_pays_through_its_own_callback(tmp_path: Path, fak
         code = await asyncio.wait_for(proc.wait(), 15)
         assert code == 0, log_tail(log_path)
         assert SECRET not in log_path.read_text()
+        assert MESH_SECRET not in log_path.read_text()
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -13,6 +13,7 @@ from meshkit.txcontext import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.pay.v1 import pay_pb2
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final
+from tests.integration.creds import AUTH
 from tests.integration.pay.harness import FakeOrder, RunningPay, rpc_error
 
 REFUNDED = pay_pb2.PAYMENT_STATUS_REFUNDED
@@ -168,7 +169,7 @@ async def test_refund_branch_driven_by_the_coordinator(pay: RunningPay, sqlite_u
     try:
         payment = await paid_payment(pay, amount_cents=1500)
         target = f"{pay.address}/meshpb.pay.v1.Pay/RefundBranch"
-        async with CoordinatorClient(coordinator.address) as client:
+        async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
             message = msg(
                 client, gid=gid, query_prepared=f"{pay.address}/meshpb.order.v1.Order/QueryPrepared"
             )

@@ -22,7 +22,8 @@ from meshpb.common.v1 import common_pb2
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.__main__ import SERVICE_NAME
 from points_svc.config import PointsServerSettings, PointsSettings
-from points_svc.runtime import PointsRuntime
+from points_svc.runtime import PROTECTED, PointsRuntime
+from tests.integration.creds import ADMIN, AUTH, trusted_channel
 
 POINTS_BRANCH = "points"  # the branch id order_svc gives the points branch
 
@@ -30,7 +31,10 @@ POINTS_BRANCH = "points"  # the branch id order_svc gives the points branch
 def points_settings(db_url: str) -> PointsSettings:
     """Settings of a test points_svc on ``db_url``, serving on a free 127.0.0.1 port."""
     return PointsSettings(
-        server=PointsServerSettings(host="127.0.0.1", port=0, grace_seconds=0.5), db=DbSettings(url=db_url)
+        server=PointsServerSettings(host="127.0.0.1", port=0, grace_seconds=0.5),
+        db=DbSettings(url=db_url),
+        auth=AUTH,
+        admin=ADMIN,
     )
 
 
@@ -114,10 +118,10 @@ class RunningPoints(PointsClient):
     async def start(cls, settings: PointsSettings, *, clock: Clock | None = None) -> RunningPoints:
         """Start the runtime and its server."""
         runtime = await PointsRuntime.start(settings, clock=clock)
-        server = MeshServer(settings, "points_svc", [runtime.register], [SERVICE_NAME])
+        server = MeshServer(settings, "points_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
         server.add_stop_hook(runtime.stop)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        channel = trusted_channel(f"127.0.0.1:{server.port}")
         return cls(points_pb2_grpc.PointsStub(channel), runtime, server, channel)
 
     async def stop(self) -> None:

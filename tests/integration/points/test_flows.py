@@ -45,7 +45,7 @@ async def freeze(
     coordinator: RunningCoordinator, points: RunningPoints, gid: str, user: str, amount: int
 ) -> None:
     """One TCC with the points branch of PlaceOrder (out_trade_no = gid)."""
-    async with tcc(coordinator.address, gid=gid, wait_result=True) as t:
+    async with tcc(coordinator.initiator, gid=gid, wait_result=True) as t:
         await t.call_branch(
             points.target("TryFreeze"),
             points.target("ConfirmFreeze"),
@@ -70,7 +70,7 @@ async def test_aborted_tcc_gives_the_frozen_points_back(
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
     with pytest.raises(Rollback):
-        async with tcc(coordinator.address, gid=gid) as t:
+        async with tcc(coordinator.initiator, gid=gid) as t:
             await t.call_branch(
                 points.target("TryDeduct"),
                 points.target("ConfirmDeduct"),
@@ -104,7 +104,7 @@ async def test_msg_refund_branch_refunds_once(
     refund = points_pb2.RefundRequest(user_id=user, amount=50, out_trade_no=f"order-{gid}:discount")
     for _ in range(2):  # a second cancel chain for the same order refunds nothing more
         cancel = msg(
-            coordinator.address, query_prepared=points.target("Audit"), gid=f"cancel-{uuid.uuid4().hex}"
+            coordinator.initiator, query_prepared=points.target("Audit"), gid=f"cancel-{uuid.uuid4().hex}"
         )
         cancel.add(points.target("RefundBranch"), refund.SerializeToString(), branch_id=POINTS_BRANCH)
         await cancel.prepare()

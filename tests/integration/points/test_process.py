@@ -18,6 +18,8 @@ from meshkit.embedded import free_port, log_tail
 from meshkit.health import wait_serving
 from meshkit.txcontext import Op
 from meshpb.points.v1 import points_pb2_grpc
+from tests.integration.creds import ENV as CREDENTIALS_ENV
+from tests.integration.creds import trusted_channel
 from tests.integration.points.harness import PointsClient, expect_error, tcc
 
 START_SECONDS = 30.0
@@ -38,6 +40,7 @@ class PointsProcess:
                 "MESH_SERVER__GRACE_SECONDS": "0.5",
                 "MESH_DB__URL": db_url,
                 "MESH_POINTS__MAX_AMOUNT": str(max_amount),
+                **CREDENTIALS_ENV,
             }
         )
         self._env = env
@@ -79,7 +82,7 @@ async def test_points_process_keeps_its_state_across_a_kill_and_stops_on_sigterm
     url = f"sqlite+aiosqlite:///{tmp_path / 'points.db'}"
     first = await PointsProcess(url, tmp_path / "points.log", max_amount=1000).start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+        async with trusted_channel(f"127.0.0.1:{first.port}") as channel:
             client = PointsClient(points_pb2_grpc.PointsStub(channel))
             await client.grant(user, 1000, f"grant-{gid}")
             await client.branch("TryFreeze", tcc(gid, Op.TRY), user, 300, gid)
@@ -90,7 +93,7 @@ async def test_points_process_keeps_its_state_across_a_kill_and_stops_on_sigterm
 
     second = await PointsProcess(url, tmp_path / "points.log", max_amount=100).start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+        async with trusted_channel(f"127.0.0.1:{second.port}") as channel:
             client = PointsClient(points_pb2_grpc.PointsStub(channel))
             assert await client.account(user) == (700, 300)
             await expect_error(client.grant(user, 101, f"grant-{gid}-2"), INVALID)

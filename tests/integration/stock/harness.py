@@ -23,7 +23,8 @@ from meshkit.txcontext import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSection, StockServerSettings, StockSettings
-from stock_svc.runtime import SERVICE_NAME, StockRuntime
+from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
+from tests.integration.creds import ADMIN, AUTH, trusted_channel
 
 BRANCH = "stock"
 MERCHANT = "m-1"
@@ -49,6 +50,8 @@ def stock_settings(
         db=DbSettings(url=db_url),
         redis=RedisSettings(url=redis_url),
         stock=StockSection(redis_namespace=namespace or f"t{uuid.uuid4().hex[:12]}", **section),
+        auth=AUTH,
+        admin=ADMIN,
     )
 
 
@@ -95,10 +98,10 @@ class RunningStock:
     async def start(cls, settings: StockSettings) -> RunningStock:
         """Start the runtime and its server."""
         runtime = await StockRuntime.start(settings)
-        server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME])
+        server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
         server.add_stop_hook(runtime.stop)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        channel = trusted_channel(f"127.0.0.1:{server.port}")
         redis = aioredis.Redis.from_url(settings.redis.url)
         return cls(runtime, server, channel, stock_pb2_grpc.StockStub(channel), redis)
 

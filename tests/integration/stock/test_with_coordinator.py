@@ -40,7 +40,7 @@ async def coordinator(tmp_path: Path) -> AsyncIterator[RunningCoordinator]:
 
 
 async def place(coordinator: RunningCoordinator, stock: RunningStock, items: list[tuple[str, int]]) -> str:
-    async with tcc(coordinator.stub, wait_result=True) as t:
+    async with tcc(coordinator.initiator, wait_result=True) as t:
         await t.call_branch(
             stock.target("TryReserve"),
             stock.target("ConfirmReserve"),
@@ -73,7 +73,7 @@ async def test_tcc_aborted_after_the_stock_try_cancels_the_reservation(
     await stock.put("apple", 10)
 
     with pytest.raises(LaterBranchFailed):
-        async with tcc(coordinator.stub) as t:
+        async with tcc(coordinator.initiator) as t:
             await t.call_branch(
                 stock.target("TryReserve"),
                 stock.target("ConfirmReserve"),
@@ -97,7 +97,7 @@ async def test_tcc_with_a_short_sku_rolls_back_with_nothing_reserved(
     await stock.put("pear", 1)
 
     with pytest.raises(BranchFailure, match="insufficient stock for sku pear"):
-        async with tcc(coordinator.stub) as t:
+        async with tcc(coordinator.initiator) as t:
             await t.call_branch(
                 stock.target("TryReserve"),
                 stock.target("ConfirmReserve"),
@@ -125,7 +125,7 @@ async def test_cancel_chain_releases_the_sold_stock_through_a_msg_transaction(
         """The initiator's local transaction (order -> CANCELLED in order_svc)."""
 
     try:
-        message = msg(coordinator.stub, query_prepared=f"{stock.address}/test.Order/QueryPrepared").add(
+        message = msg(coordinator.initiator, query_prepared=f"{stock.address}/test.Order/QueryPrepared").add(
             stock.target("ReleaseStock"), release_request([("apple", 3)], "o-1"), branch_id="stock"
         )
         await message.do_and_submit(SqlBarrier(local_db, SystemClock()), cancel_order, wait=True)
