@@ -24,6 +24,7 @@ from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.branchcall import DEFAULT_CHANNEL_OPTIONS
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
+from meshkit.finality import CoordinatorFinality
 from meshkit.ids import Snowflake
 from meshkit.initiator import CoordinatorClient
 from meshkit.migrate import upgrade
@@ -87,6 +88,7 @@ class OrderRuntime:
     flash_queue: NatsFlashQueue
     flash_sweeper: Periodic
     _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
+    _finality: CoordinatorFinality | None = field(default=None, repr=False)
 
     @classmethod
     async def start(cls, settings: OrderSettings, *, clock: Clock | None = None) -> OrderRuntime:
@@ -153,8 +155,10 @@ class OrderRuntime:
         sweeper.start()
         queue.start(jobs.run, flash.on_restocked)
         flash_sweeper.start()
+        runtime._finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
+        cleaner = BarrierCleaner(db, settings.barrier, clock, runtime._finality)
         runtime._cleanup = asyncio.get_running_loop().create_task(
-            BarrierCleaner(db, settings.barrier, clock).run_forever(), name="barrier-cleanup"
+            cleaner.run_forever(), name="barrier-cleanup"
         )
         return runtime
 
@@ -211,6 +215,8 @@ class OrderRuntime:
             self._cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
+        if self._finality is not None:
+            await self._finality.close()
         await self.coordinator.close()
         await asyncio.gather(*(channel.close() for channel in self.channels), return_exceptions=True)
         await self.redis.aclose()

@@ -15,6 +15,7 @@ from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
+from meshkit.finality import CoordinatorFinality
 from meshkit.ids import Snowflake
 from meshkit.migrate import upgrade
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
@@ -54,6 +55,7 @@ class PayRuntime:
     order: GrpcOrderClient
     callbacks: GrpcCallbackClient
     background: Background
+    finality: CoordinatorFinality  # the barrier cleaner's view of the coordinator
 
     @classmethod
     async def start(
@@ -75,7 +77,8 @@ class PayRuntime:
         )
         callbacks = GrpcCallbackClient(settings.server.default_deadline_seconds)
         gateway = GatewaySimulator(domain, callbacks, clock, section)
-        runtime = cls(settings, clock, db, domain, gateway, order, callbacks, Background())
+        finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
+        runtime = cls(settings, clock, db, domain, gateway, order, callbacks, Background(), finality)
         if background:
             runtime.start_background()
         return runtime
@@ -95,7 +98,7 @@ class PayRuntime:
                 "nonce cleanup", self.domain.clean_nonces, self.clock, section.nonce_cleanup_interval_seconds
             ),
         )
-        cleaner = BarrierCleaner(self.db, self.settings.barrier, self.clock)
+        cleaner = BarrierCleaner(self.db, self.settings.barrier, self.clock, self.finality)
         self.background.start("pay-barrier-cleanup", cleaner.run_forever())
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -112,4 +115,5 @@ class PayRuntime:
         await self.gateway.close()
         await self.callbacks.close()
         await self.order.close()
+        await self.finality.close()
         await self.db.dispose()

@@ -17,6 +17,7 @@ from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
+from meshkit.finality import CoordinatorFinality
 from meshkit.migrate import upgrade
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.config import PointsSettings
@@ -53,6 +54,7 @@ class PointsRuntime:
     db: AsyncEngine
     points: Points
     cleaner: BarrierCleaner
+    finality: CoordinatorFinality
     _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -66,8 +68,9 @@ class PointsRuntime:
             await db.dispose()
             raise
         points = Points(PointsRepo(db), SqlBarrier(db, clock), clock, settings.points)
-        cleaner = BarrierCleaner(db, settings.barrier, clock)
-        runtime = cls(settings, db, points, cleaner)
+        finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
+        cleaner = BarrierCleaner(db, settings.barrier, clock, finality)
+        runtime = cls(settings, db, points, cleaner, finality)
         runtime._cleanup = asyncio.get_running_loop().create_task(
             cleaner.run_forever(), name="barrier-cleanup"
         )
@@ -83,4 +86,5 @@ class PointsRuntime:
             self._cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
+        await self.finality.close()
         await self.db.dispose()

@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, RedisBarrierCleaner, SqlBarrier
 from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
+from meshkit.finality import CoordinatorFinality
 from meshkit.migrate import upgrade
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSettings
@@ -51,8 +52,10 @@ class StockRuntime:
     redis: Redis
     domain: StockDomain
     cleaner: BarrierCleaner
+    redis_cleaner: RedisBarrierCleaner
+    finality: CoordinatorFinality
     clock: Clock
-    _cleaner_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _cleaner_tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     @classmethod
     async def start(cls, settings: StockSettings, *, clock: Clock | None = None) -> StockRuntime:
@@ -68,18 +71,22 @@ class StockRuntime:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            hot = HotStock(redis, RedisBarrier(redis, settings.barrier), settings.stock.redis_namespace)
+            hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace)
             domain = StockDomain(StockRepo(db, clock), hot, SqlBarrier(db, clock), settings.stock)
         except BaseException:
             if redis is not None:
                 await redis.aclose()
             await db.dispose()
             raise
-        cleaner = BarrierCleaner(db, settings.barrier, clock)
-        runtime = cls(settings, db, redis, domain, cleaner, clock)
-        runtime._cleaner_task = asyncio.get_running_loop().create_task(
-            cleaner.run_forever(), name="stock-barrier-cleanup"
-        )
+        finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
+        cleaner = BarrierCleaner(db, settings.barrier, clock, finality)
+        redis_cleaner = RedisBarrierCleaner(redis, settings.barrier, clock, finality)
+        runtime = cls(settings, db, redis, domain, cleaner, redis_cleaner, finality, clock)
+        loop = asyncio.get_running_loop()
+        runtime._cleaner_tasks = [
+            loop.create_task(cleaner.run_forever(), name="stock-barrier-cleanup"),
+            loop.create_task(redis_cleaner.run_forever(), name="stock-redis-barrier-cleanup"),
+        ]
         log.info("stock_svc ready")
         return runtime
 
@@ -88,10 +95,11 @@ class StockRuntime:
         stock_pb2_grpc.add_StockServicer_to_server(StockServicer(self.domain), server)
 
     async def stop(self) -> None:
-        """Stop the cleanup, close Redis and the database pool."""
-        if self._cleaner_task is not None:
-            self._cleaner_task.cancel()
+        """Stop the cleanups, close the coordinator channel, Redis and the database pool."""
+        for task in self._cleaner_tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._cleaner_task
+                await task
+        await self.finality.close()
         await self.redis.aclose()
         await self.db.dispose()

@@ -3,12 +3,15 @@
 * :class:`SqlBarrier` - the barrier table ``tx_barrier`` in the participant's own SQL database,
   written in the same local transaction as the business change.
 * :class:`RedisBarrier` - the same rules in one Lua script for resources kept in Redis.
-* :class:`BarrierCleaner` - deletes rows past the retention period in batches.
+* :class:`BarrierCleaner` / :class:`RedisBarrierCleaner` - delete the entries of final transactions
+  past the retention period, in batches; finality comes from a :class:`FinalityOracle` (the
+  coordinator, through :class:`meshkit.finality.CoordinatorFinality`).
 
 Run ``await meshkit.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS)`` before using the SQL barrier.
 """
 
 from meshkit.barrier.cleanup import BarrierCleaner
+from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.outcome import (
     BarrierResult,
     DuplicateMessage,
@@ -17,6 +20,7 @@ from meshkit.barrier.outcome import (
     Outcome,
 )
 from meshkit.barrier.redis import RedisBarrier, RedisBarrierScript
+from meshkit.barrier.redis_cleanup import RedisBarrierCleaner
 from meshkit.barrier.sql import SqlBarrier
 from meshkit.barrier.table import BARRIER_VERSIONS, tx_barrier
 
@@ -25,10 +29,13 @@ __all__ = [
     "BarrierCleaner",
     "BarrierResult",
     "DuplicateMessage",
+    "FinalityOracle",
+    "FinalityUnavailable",
     "LateTryRejected",
     "MessageRolledBack",
     "Outcome",
     "RedisBarrier",
+    "RedisBarrierCleaner",
     "RedisBarrierScript",
     "SqlBarrier",
     "tx_barrier",

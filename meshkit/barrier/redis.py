@@ -2,8 +2,7 @@
 
 A service supplies the business body of each branch op as Lua (e.g. stock's all-or-nothing multi-SKU
 reserve) and gets a :class:`RedisBarrierScript` that first applies the barrier rules (the same as
-:mod:`meshkit.barrier.sql`), runs the body only when due, and only then writes the barrier key
-``mesh:barrier:{gid}:<branch>:<op>`` (value = reason, TTL = the retention period)::
+:mod:`meshkit.barrier.sql`), runs the body only when due, and only then writes the barrier entry::
 
     reserve = barrier.script('''
         for i, key in ipairs(KEYS) do
@@ -16,13 +15,24 @@ reserve) and gets a :class:`RedisBarrierScript` that first applies the barrier r
     ''')
     result = await reserve.call(ctx, keys=["stock:{sku1}", ...], args=[2, ...])
 
+Key layout (no TTL on any of them):
+
+* ``mesh:barrier:{gid}`` - one hash per global transaction; field ``<branch>:<op>``, value = reason.
+* ``mesh:barrier:index`` - a sorted set: member = gid, score = the epoch ms (injected clock) of the
+  gid's first entry, written by the same script (``ZADD NX``).
+
+Entries never expire on their own: :class:`meshkit.barrier.redis_cleanup.RedisBarrierCleaner` deletes
+a gid's hash and index member only when it is older than the retention period AND the coordinator says
+the gid is final. A key of the former layout ``mesh:barrier:{gid}:<branch>:<op>`` (with a TTL) is moved
+into the hash the first time a call of that gid touches it, so an upgrade keeps in-flight transactions.
+
 The body sees its own ``KEYS``/``ARGV`` (1-based as usual). It fails a branch with
 ``return redis.error_reply('why')`` -> :class:`BranchFailure`, and must fail before writing anything
-(check all, then write): Redis does not undo a script's writes, and the barrier key is then not written.
+(check all, then write): Redis does not undo a script's writes, and the barrier entry is then not written.
 Lua numbers come back to Python as integers (return strings for anything else).
 
-Redis Cluster: the barrier keys of a transaction share the hash tag ``{gid}``; every key of one call
-must hash to one slot, so in cluster mode the body's keys must carry the same tag (or run single-node).
+Redis Cluster: the script touches the gid's hash (tag ``{gid}``), the shared index and the body's keys
+in one call, which must all hash to one slot; run the barrier on a single node (with replicas/Sentinel).
 """
 
 from __future__ import annotations
@@ -45,13 +55,13 @@ from meshkit.barrier.outcome import (
     MessageRolledBack,
     Outcome,
 )
-from meshkit.config import BarrierSettings
+from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, TransientError
 from meshkit.txcontext import ORIGIN_OF, Op, TxContext
 
 _HERE = Path(__file__).resolve().parent
 _BODY_MARKER = "-- @@BUSINESS_BODY@@"
-MS_PER_DAY = 86_400_000
+INDEX_KEY = "mesh:barrier:index"
 
 ScriptArg = str | int | float | bytes
 
@@ -62,8 +72,18 @@ _OUTCOMES = {
 }
 
 
-def barrier_key(gid: str, branch_id: str, op: str) -> str:
-    """The Redis key of one barrier entry; ``{gid}`` is the cluster hash tag."""
+def barrier_key(gid: str) -> str:
+    """The Redis hash of one global transaction's barrier entries; ``{gid}`` is the cluster hash tag."""
+    return f"mesh:barrier:{{{gid}}}"
+
+
+def barrier_field(branch_id: str, op: str) -> str:
+    """The field of one barrier entry in :func:`barrier_key`'s hash."""
+    return f"{branch_id}:{op}"
+
+
+def legacy_key(gid: str, branch_id: str, op: str) -> str:
+    """The key of one entry in the former one-key-per-entry layout (adopted into the hash on use)."""
     return f"mesh:barrier:{{{gid}}}:{branch_id}:{op}"
 
 
@@ -74,9 +94,9 @@ def _text(value: Any) -> str:
 class RedisBarrierScript:
     """One business op wrapped in the barrier; build it with :meth:`RedisBarrier.script`."""
 
-    def __init__(self, script: AsyncScript, ttl_ms: int) -> None:
+    def __init__(self, script: AsyncScript, clock: Clock) -> None:
         self._script = script
-        self._ttl_ms = ttl_ms
+        self._clock = clock
 
     async def call(
         self, ctx: TxContext, keys: Sequence[str] = (), args: Sequence[ScriptArg] = ()
@@ -87,12 +107,19 @@ class RedisBarrierScript:
         :class:`LateTryRejected`, :class:`DuplicateMessage`, :class:`MessageRolledBack`,
         :class:`BranchFailure` (the body's error reply) or :class:`TransientError` (Redis unreachable).
         """
-        own = barrier_key(ctx.gid, ctx.branch_id, ctx.op.value)
         origin_op = ORIGIN_OF.get(ctx.op)
-        origin = barrier_key(ctx.gid, ctx.branch_id, origin_op.value) if origin_op else own
-        barrier_args: list[ScriptArg] = [ctx.op.value, origin_op.value if origin_op else "", self._ttl_ms]
+        own_legacy = legacy_key(ctx.gid, ctx.branch_id, ctx.op.value)
+        origin_legacy = legacy_key(ctx.gid, ctx.branch_id, origin_op.value) if origin_op else own_legacy
+        barrier_keys = [barrier_key(ctx.gid), INDEX_KEY, own_legacy, origin_legacy]
+        barrier_args: list[ScriptArg] = [
+            ctx.op.value,
+            origin_op.value if origin_op else "",
+            ctx.branch_id,
+            ctx.gid,
+            now_ms(self._clock),
+        ]
         try:
-            reply = await self._script(keys=[own, origin, *keys], args=[*barrier_args, *args])
+            reply = await self._script(keys=[*barrier_keys, *keys], args=[*barrier_args, *args])
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise TransientError(f"barrier {ctx.gid}: redis unavailable: {exc}") from exc
         return _result(ctx, reply)
@@ -115,34 +142,34 @@ def _result(ctx: TxContext, reply: Any) -> BarrierResult[Any]:
 
 
 class RedisBarrier:
-    """Factory of barrier-wrapped Lua scripts on one Redis client, plus the MSG check-back."""
+    """Factory of barrier-wrapped Lua scripts on one Redis client, plus the MSG check-back.
 
-    def __init__(self, client: Redis, settings: BarrierSettings) -> None:
+    ``clock`` stamps each gid's first entry in the index (the age the cleaner compares with the
+    retention period).
+    """
+
+    def __init__(self, client: Redis, clock: Clock) -> None:
         self._client = client
-        self._ttl_ms = max(1, int(settings.retention_days * MS_PER_DAY))
+        self._clock = clock
         self._template = (_HERE / "barrier.lua").read_text()
         self._query_prepared = client.register_script((_HERE / "query_prepared.lua").read_text())
-
-    @property
-    def ttl_ms(self) -> int:
-        """The TTL of every barrier key (the retention period) in milliseconds."""
-        return self._ttl_ms
 
     def script(self, body: str) -> RedisBarrierScript:
         """Wrap the Lua ``body`` of one branch op in the barrier (see the module docstring)."""
         if _BODY_MARKER in body:
             raise ValueError("business body must not contain the barrier's body marker")
         source = self._template.replace(_BODY_MARKER, body)
-        return RedisBarrierScript(self._client.register_script(source), self._ttl_ms)
+        return RedisBarrierScript(self._client.register_script(source), self._clock)
 
     async def query_prepared(self, gid: str) -> None:
         """MSG check-back: return when the local transaction (op msg) committed, else BranchFailure.
 
         When it has not run yet, the ``rollback`` mark written here makes it refuse to run later.
         """
-        key = barrier_key(gid, MSG_BRANCH, Op.MSG.value)
+        keys = [barrier_key(gid), INDEX_KEY, legacy_key(gid, MSG_BRANCH, Op.MSG.value)]
+        args: list[ScriptArg] = [barrier_field(MSG_BRANCH, Op.MSG.value), gid, now_ms(self._clock)]
         try:
-            reason = _text(await self._query_prepared(keys=[key], args=[self._ttl_ms]))
+            reason = _text(await self._query_prepared(keys=keys, args=args))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise TransientError(f"barrier {gid}: redis unavailable: {exc}") from exc
         if reason == REASON_ROLLBACK:

@@ -8,27 +8,34 @@ gid hash tag, as they must in cluster mode.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from meshkit.barrier import (
     DuplicateMessage,
+    FinalityUnavailable,
     LateTryRejected,
     MessageRolledBack,
     Outcome,
     RedisBarrier,
+    RedisBarrierCleaner,
     RedisBarrierScript,
 )
-from meshkit.barrier.redis import barrier_key
+from meshkit.barrier.redis import INDEX_KEY, barrier_key, legacy_key
+from meshkit.clock import Clock, ManualClock, SystemClock
 from meshkit.config import BarrierSettings
 from meshkit.errors import BranchFailure
 from meshkit.txcontext import Op, TxContext, TxMode
+from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 
 TIMEOUT = 10.0
 POLL_SECONDS = 0.02
 AMOUNT = 10
 START_BALANCE = 100
+DAY = 86_400.0
 
 TRY_BODY = """
 local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or '0')
@@ -60,10 +67,10 @@ BODIES = {
 class Bank:
     """Barrier scripts for the account ops of one test, and the account's keys."""
 
-    def __init__(self, client: aioredis.Redis, gid: str, settings: BarrierSettings | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, gid: str, clock: Clock | None = None) -> None:
         self.client = client
         self.gid = gid
-        self.barrier = RedisBarrier(client, settings or BarrierSettings())
+        self.barrier = RedisBarrier(client, clock or SystemClock())
         self.scripts: dict[Op, RedisBarrierScript] = {op: self.barrier.script(b) for op, b in BODIES.items()}
         self.msg_script = self.barrier.script(MSG_BODY)
         self.account_key = f"acct:{{{gid}}}"
@@ -95,16 +102,20 @@ class Bank:
         return int(await self.client.get(self.msg_runs_key) or 0)
 
     async def barrier_keys(self) -> dict[str, str]:
-        found = {}
-        async for key in self.client.scan_iter(match=f"mesh:barrier:{{{self.gid}}}:*"):
-            value = await self.client.get(key)
-            if value is not None:
-                found[text(key).split("}:", 1)[1]] = text(value)
-        return found
+        """The gid's barrier entries, ``<branch>:<op>`` -> reason."""
+        entries = await self.client.hgetall(barrier_key(self.gid))
+        return {text(field): text(reason) for field, reason in entries.items()}
 
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    """A real coordinator that tells the cleaner which gids are final."""
+    async with running_ledger(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -191,31 +202,87 @@ async def test_concurrent_identical_cancels_apply_once(bank: Bank) -> None:
     assert await bank.account() == (START_BALANCE, 0)
 
 
-async def test_cleanup_removes_only_keys_past_retention(redis_client: aioredis.Redis, gid: str) -> None:
-    retention_seconds = 1.0
-    bank = Bank(redis_client, gid, BarrierSettings(retention_days=retention_seconds / 86_400))
-    await bank.open()
-    assert await bank.run(Op.TRY, "01") is Outcome.APPLIED
-    await asyncio.sleep(0.5)
-    assert await bank.run(Op.TRY, "02") is Outcome.APPLIED
-
-    ttl_ms = await redis_client.pttl(barrier_key(gid, "02", "try"))
-    assert 0 < ttl_ms <= bank.barrier.ttl_ms == 1000
-
-    for _ in range(int(TIMEOUT / POLL_SECONDS)):
-        if not await redis_client.exists(barrier_key(gid, "01", "try")):
-            break
-        await asyncio.sleep(POLL_SECONDS)
-    assert await bank.barrier_keys() == {"02:try": "try"}
-
-
-async def test_default_retention_is_seven_days(bank: Bank) -> None:
+async def test_item1_entries_have_no_ttl_and_the_index_holds_the_first_write(
+    redis_client: aioredis.Redis, gid: str
+) -> None:
+    clock = ManualClock()
+    bank = Bank(redis_client, gid, clock)
     await bank.open()
     assert await bank.run(Op.TRY) is Outcome.APPLIED
+    clock.advance(DAY)
+    assert await bank.run(Op.CANCEL) is Outcome.APPLIED
 
-    ttl_ms = await bank.client.pttl(barrier_key(bank.gid, "01", "try"))
+    assert await redis_client.pttl(barrier_key(gid)) == -1  # no expiry: only the cleaner deletes
+    assert await redis_client.zscore(INDEX_KEY, gid) == int(clock.now() * 1000 - DAY * 1000)
+    assert await bank.barrier_keys() == {"01:try": "try", "01:cancel": "cancel"}
 
-    assert 7 * 86_400_000 - 60_000 < ttl_ms <= 7 * 86_400_000
+
+async def test_item1_legacy_key_of_an_in_flight_transaction_is_adopted(bank: Bank) -> None:
+    await bank.open(START_BALANCE - AMOUNT)
+    await bank.client.hset(bank.account_key, "frozen", AMOUNT)  # a try applied before the upgrade
+    await bank.client.set(legacy_key(bank.gid, "01", "try"), "try", px=60_000)
+
+    assert await bank.run(Op.CANCEL) is Outcome.APPLIED  # not an empty rollback
+
+    assert await bank.account() == (START_BALANCE, 0)
+    assert await bank.barrier_keys() == {"01:try": "try", "01:cancel": "cancel"}
+    assert not await bank.client.exists(legacy_key(bank.gid, "01", "try"))
+
+
+async def test_item1_cleaner_deletes_final_and_unknown_gids_and_keeps_unfinished_ones(
+    redis_client: aioredis.Redis, gid: str, ledger: Ledger
+) -> None:
+    clock = ManualClock(start=3_000_000_000.0)  # later than every other test's entries in this Redis
+    banks = {
+        name: Bank(redis_client, f"{gid}-{name}", clock) for name in ("open0", "open1", "final", "unknown")
+    }
+    for name, bank in banks.items():
+        if name.startswith("open"):
+            await ledger.open(bank.gid)
+        elif name == "final":
+            await ledger.finish(bank.gid)
+        await bank.open()
+        assert await bank.run(Op.TRY, "01") is Outcome.APPLIED
+        assert await bank.run(Op.TRY, "02") is Outcome.APPLIED
+        clock.advance(1)
+    young = Bank(redis_client, f"{gid}-young", clock)
+    clock.advance(30 * DAY)
+    await ledger.finish(young.gid)
+    await young.open()
+    assert await young.run(Op.TRY) is Outcome.APPLIED
+    cleaner = RedisBarrierCleaner(
+        redis_client, BarrierSettings(retention_days=7, cleanup_batch=2), clock, ledger.oracle
+    )
+
+    await cleaner.run_once()
+
+    for name in ("final", "unknown"):
+        assert await banks[name].barrier_keys() == {}
+        assert await redis_client.zscore(INDEX_KEY, banks[name].gid) is None
+    assert await young.barrier_keys() == {"01:try": "try"}
+    for name in ("open0", "open1"):
+        bank = banks[name]
+        assert await bank.barrier_keys() == {"01:try": "try", "02:try": "try"}
+        assert await bank.run(Op.CANCEL, "01") is Outcome.APPLIED  # the undo still happens
+        assert await bank.account() == (START_BALANCE - AMOUNT, AMOUNT)
+
+
+async def test_item1_cleaner_deletes_nothing_when_the_coordinator_is_unreachable(
+    redis_client: aioredis.Redis, gid: str
+) -> None:
+    clock = ManualClock(start=3_000_000_000.0)
+    bank = Bank(redis_client, gid, clock)
+    await bank.open()
+    assert await bank.run(Op.TRY) is Outcome.APPLIED
+    clock.advance(30 * DAY)
+    oracle = unreachable_oracle()
+    try:
+        cleaner = RedisBarrierCleaner(redis_client, BarrierSettings(retention_days=1), clock, oracle)
+        with pytest.raises(FinalityUnavailable):
+            await cleaner.run_once()
+    finally:
+        await oracle.close()
+    assert await bank.barrier_keys() == {"01:try": "try"}
 
 
 async def test_msg_local_transaction_then_query_prepared_ok(bank: Bank) -> None:

@@ -7,7 +7,8 @@ frozen 10, cancel gives it back; so "applied once" is checked on real data.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +18,7 @@ from meshkit.barrier import (
     BARRIER_VERSIONS,
     BarrierCleaner,
     DuplicateMessage,
+    FinalityUnavailable,
     LateTryRejected,
     MessageRolledBack,
     Outcome,
@@ -27,6 +29,7 @@ from meshkit.config import BarrierSettings
 from meshkit.errors import BranchFailure
 from meshkit.migrate import upgrade
 from meshkit.txcontext import Op, TxContext, TxMode
+from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 
 TIMEOUT = 10.0
 POLL_SECONDS = 0.02
@@ -42,6 +45,13 @@ DELTAS = {
     Op.MSG: (-AMOUNT, 0),
 }
 DAY = 86_400.0
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    """A real coordinator that tells the cleaners which gids are final."""
+    async with running_ledger(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -262,13 +272,16 @@ async def test_concurrent_try_and_cancel_never_both_skip_and_run(engine: AsyncEn
     assert await account(engine, gid) == (START_BALANCE, 0)
 
 
-async def test_cleanup_removes_only_rows_past_retention(engine: AsyncEngine, gid: str) -> None:
+async def test_cleanup_removes_only_rows_past_retention(
+    engine: AsyncEngine, gid: str, ledger: Ledger
+) -> None:
     clock = ManualClock()
     barrier = SqlBarrier(engine, clock)
     settings = BarrierSettings(retention_days=7, cleanup_batch=2)
     old, new = f"{gid}-old", f"{gid}-new"
     for owner in (old, new):
         await open_account(engine, owner)
+        await ledger.finish(owner)
     for branch in ("01", "02", "03"):
         await run_op(barrier, old, Op.TRY, branch)  # 3 rows, 2 per batch: more than one batch
     await run_op(barrier, old, Op.CANCEL, "04")  # empty rollback: 2 rows
@@ -276,22 +289,80 @@ async def test_cleanup_removes_only_rows_past_retention(engine: AsyncEngine, gid
     await run_op(barrier, new, Op.TRY)
     clock.advance(1 * DAY + 1)
 
-    deleted = await BarrierCleaner(engine, settings, clock).run_once()
+    deleted = await BarrierCleaner(engine, settings, clock, ledger.oracle).run_once()
 
     assert deleted == 5
     assert await barrier_rows(engine, old) == {}
     assert await barrier_rows(engine, new) == {("01", "try"): "try"}
-    assert await BarrierCleaner(engine, settings, clock).run_once() == 0
+    assert await BarrierCleaner(engine, settings, clock, ledger.oracle).run_once() == 0
 
 
-async def test_cleanup_runs_every_interval(engine: AsyncEngine, gid: str) -> None:
+async def test_item1_cleanup_deletes_final_and_unknown_gids_and_keeps_unfinished_ones(
+    engine: AsyncEngine, gid: str, ledger: Ledger
+) -> None:
+    clock = ManualClock()
+    barrier = SqlBarrier(engine, clock)
+    settings = BarrierSettings(retention_days=7, cleanup_batch=2)
+    unfinished = [f"{gid}-open{i}" for i in range(3)]  # oldest first: the cursor must walk past them
+    final, unknown = f"{gid}-final", f"{gid}-unknown"
+    for owner in unfinished:
+        await ledger.open(owner)
+    await ledger.finish(final)
+    for owner in [*unfinished, final, unknown]:
+        await open_account(engine, owner)
+        await run_op(barrier, owner, Op.TRY, "01")
+        await run_op(barrier, owner, Op.TRY, "02")
+        clock.advance(1)
+    clock.advance(30 * DAY)  # far past retention: age alone would delete everything
+
+    deleted = await BarrierCleaner(engine, settings, clock, ledger.oracle).run_once()
+
+    assert deleted == 4
+    assert await barrier_rows(engine, final) == {}
+    assert await barrier_rows(engine, unknown) == {}
+    for owner in unfinished:
+        assert await barrier_rows(engine, owner) == {("01", "try"): "try", ("02", "try"): "try"}
+        # The transaction is still being driven: its late cancel undoes the try (not an empty rollback).
+        assert await run_op(barrier, owner, Op.CANCEL, "01") is Outcome.APPLIED
+        assert await account(engine, owner) == (START_BALANCE - AMOUNT, AMOUNT)
+
+
+async def test_item1_cleanup_deletes_nothing_when_the_coordinator_is_unreachable(
+    engine: AsyncEngine, gid: str
+) -> None:
+    clock = ManualClock()
+    barrier = SqlBarrier(engine, clock)
+    await open_account(engine, gid)
+    await run_op(barrier, gid, Op.TRY, "01")
+    clock.advance(30 * DAY)
+    oracle = unreachable_oracle()
+    cleaner = BarrierCleaner(engine, BarrierSettings(retention_days=1), clock, oracle)
+    try:
+        with pytest.raises(FinalityUnavailable):
+            await cleaner.run_once()
+        task = asyncio.create_task(cleaner.run_forever())
+        try:
+            for _ in range(int(TIMEOUT / POLL_SECONDS)):  # a round that gives up still ends
+                if cleaner.rounds:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+            assert cleaner.rounds == 1
+        finally:
+            task.cancel()
+    finally:
+        await oracle.close()
+    assert await barrier_rows(engine, gid) == {("01", "try"): "try"}
+
+
+async def test_cleanup_runs_every_interval(engine: AsyncEngine, gid: str, ledger: Ledger) -> None:
     clock = ManualClock()
     barrier = SqlBarrier(engine, clock)
     settings = BarrierSettings(retention_days=1, cleanup_interval_seconds=3600)
     await open_account(engine, gid)
+    await ledger.finish(gid)
     await run_op(barrier, gid, Op.TRY, "01")
     clock.advance(DAY + 1)
-    task = asyncio.create_task(BarrierCleaner(engine, settings, clock).run_forever())
+    task = asyncio.create_task(BarrierCleaner(engine, settings, clock, ledger.oracle).run_forever())
     try:
         await wait_until_no_rows(engine, gid, "01")
         await run_op(barrier, gid, Op.TRY, "02")

@@ -16,7 +16,7 @@ from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.states import OrderState
-from tests.integration.coordinator.harness import RunningCoordinator
+from tests.integration.coordinator.harness import RunningCoordinator, wait_for
 from tests.integration.order.harness import RunningOrder, expect_code, orders_branch, wait_for_status
 
 CREATED = pb.ORDER_STATUS_CREATED
@@ -252,29 +252,43 @@ async def test_cancel_created_order_runs_the_cancel_chain(
     assert refused.status == pb.ORDER_STATUS_CANCELLED
 
 
-async def test_cancel_paid_order_refunds_then_finishes(
+async def test_item3_cancel_paid_order_finishes_only_after_the_refund(
     order: RunningOrder, coordinator: RunningCoordinator
 ) -> None:
     info = await paid(order)
     refunding = await order.stub.Cancel(pb.CancelRequest(order_id=info.order_id, reason="return"))
-    assert refunding.status in (pb.ORDER_STATUS_REFUNDING, pb.ORDER_STATUS_REFUNDED)
-    # the finish branch reaches this order_svc; the other branches wait for their services
-    await wait_for_status(order, info.order_id, OrderState.REFUNDED)
+    assert refunding.status == pb.ORDER_STATUS_REFUNDING
     gid_ = (await order.history(info.order_id))[-1].gid
     tx = await coordinator.query(gid_)
     assert {b.branch_id for b in tx.branches} == {"stock", "refund", "finish"}
     refund = next(b for b in tx.branches if b.branch_id == "refund")
     assert refund.action.endswith("/meshpb.points.v1.Points/RefundBranch")
+    finish = next(b for b in tx.branches if b.branch_id == "finish")
+    assert list(finish.depends_on) == ["refund"]
+
+    # No points_svc here: the refund keeps failing, so finish is never called and the order stays
+    # REFUNDING (before, finish ran at once and the order was REFUNDED without its refund).
+    async def refund_retried() -> bool:
+        ops = (await coordinator.query(gid_)).ops
+        return any(op.branch_id == "refund" and op.attempts >= 2 for op in ops)
+
+    await wait_for(refund_retried, what="the refund to be retried")
+    ops = (await coordinator.query(gid_)).ops
+    assert [(op.status, op.attempts) for op in ops if op.branch_id == "finish"] == [("pending", 0)]
+    await wait_for_status(order, info.order_id, OrderState.REFUNDING)
+
+    # What the coordinator sends once the refund succeeded; FinishRefund is idempotent.
+    for _ in range(2):
+        await order.branch(
+            "FinishRefund",
+            pb.OrderIdRequest(order_id=info.order_id),
+            gid_,
+            Op.ACTION,
+            mode=TxMode.MSG,
+            branch_id="finish",
+        )
+    await wait_for_status(order, info.order_id, OrderState.REFUNDED)
     assert [t[1] for t in await order.transitions(info.order_id)][-2:] == ["REFUNDING", "REFUNDED"]
-    # FinishRefund is idempotent
-    await order.branch(
-        "FinishRefund",
-        pb.OrderIdRequest(order_id=info.order_id),
-        gid_,
-        Op.ACTION,
-        mode=TxMode.MSG,
-        branch_id="finish",
-    )
 
 
 async def test_cancel_racing_payment_never_both(paying_order: RunningOrder) -> None:

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from meshkit.branchcall import branch_metadata
+from meshkit.clock import Clock
 from meshkit.config import DbSettings, RedisSettings
 from meshkit.server import MeshServer
 from meshkit.txcontext import Op, TxContext, TxMode
@@ -95,9 +96,9 @@ class RunningStock:
     redis: aioredis.Redis
 
     @classmethod
-    async def start(cls, settings: StockSettings) -> RunningStock:
-        """Start the runtime and its server."""
-        runtime = await StockRuntime.start(settings)
+    async def start(cls, settings: StockSettings, *, clock: Clock | None = None) -> RunningStock:
+        """Start the runtime (on ``clock``, default the system's) and its server."""
+        runtime = await StockRuntime.start(settings, clock=clock)
         server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
         server.add_stop_hook(runtime.stop)
         await server.start()

@@ -59,7 +59,7 @@ async def test_multi_sku_reserve_is_all_or_nothing_when_one_sku_is_short(
     assert "apple" not in (error.details() or "")
     for sku, total in (("apple", 10), ("pear", 1), ("plum", 10)):
         assert await stock.level(sku) == (total, 0, 0)
-    assert not await stock.redis.exists(barrier_key(gid, BRANCH, "try"))
+    assert not await stock.redis.hexists(barrier_key(gid), f"{BRANCH}:try")
     # The initiator aborts: the coordinator's cancel finds no try (empty rollback) and changes nothing.
     assert (
         await stock.branch("CancelReserve", gid, [("apple", 2), ("pear", 2), ("plum", 3)]) == "empty_rollback"

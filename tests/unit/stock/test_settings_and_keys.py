@@ -45,7 +45,7 @@ def test_every_sku_key_shares_the_namespace_hash_tag() -> None:
 
 def test_barrier_keys_hash_on_the_gid_not_on_the_stock_tag() -> None:
     # Documented limitation: one script touches both tags, so Redis Cluster needs them in one slot.
-    assert hash_tag(barrier_key("g-1", "stock", "try")) == "g-1"
+    assert hash_tag(barrier_key("g-1")) == "g-1"
 
 
 @pytest.mark.parametrize("body", [RESERVE_BODY, CONFIRM_BODY, CANCEL_BODY, ADD_AVAILABLE_BODY])

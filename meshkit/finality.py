@@ -1,0 +1,70 @@
+"""The gRPC adapter of :class:`meshkit.barrier.finality.FinalityOracle`: ``Coordinator.FinishedGids``.
+
+Business services build one with :meth:`CoordinatorFinality.of` (their ``peers.coordinator`` address
+and ``auth`` settings: FinishedGids is a mesh-only RPC) and hand it to their barrier cleaner;
+:meth:`CoordinatorFinality.close` closes its channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+import grpc.aio
+
+from meshkit.auth import client_interceptors
+from meshkit.barrier.finality import FinalityUnavailable
+from meshkit.config import AuthSettings
+from meshpb.coordinator.v1 import coordinator_pb2 as pb
+from meshpb.coordinator.v1 import coordinator_pb2_grpc
+
+if TYPE_CHECKING:
+    from meshpb.coordinator.v1.coordinator_pb2_grpc import CoordinatorAsyncStub
+
+# The coordinator answers at most this many gids per FinishedGids call.
+MAX_GIDS_PER_CALL = 1000
+CALL_TIMEOUT_SECONDS = 10.0
+
+
+class CoordinatorFinality:
+    """Asks the coordinator which gids are finished (or unknown to it) with ``FinishedGids``."""
+
+    def __init__(
+        self,
+        address: str,
+        timeout_seconds: float = CALL_TIMEOUT_SECONDS,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+    ) -> None:
+        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        self._stub: CoordinatorAsyncStub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self._timeout = timeout_seconds
+        self.address = address
+
+    @classmethod
+    def of(cls, address: str, auth: AuthSettings | None) -> CoordinatorFinality:
+        """An oracle on the coordinator at ``address`` whose calls carry the mesh credentials ``auth``."""
+        return cls(address, interceptors=client_interceptors(auth))
+
+    async def final(self, gids: Sequence[str]) -> set[str]:
+        """The gids the coordinator reports as finished or unknown; unfinished ones are left out.
+
+        Raises :class:`FinalityUnavailable` when any call fails (unreachable, timeout, an old
+        coordinator without the RPC): the caller then deletes nothing.
+        """
+        final: set[str] = set()
+        for start in range(0, len(gids), MAX_GIDS_PER_CALL):
+            request = pb.FinishedGidsRequest(gids=list(gids[start : start + MAX_GIDS_PER_CALL]))
+            try:
+                reply: pb.FinishedGidsResponse = await self._stub.FinishedGids(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise FinalityUnavailable(
+                    f"coordinator {self.address}: FinishedGids failed: {exc.code().name} {exc.details()}"
+                ) from exc
+            final.update(reply.finished)
+            final.update(reply.unknown)
+        return final
+
+    async def close(self) -> None:
+        """Close the channel to the coordinator."""
+        await self._channel.close()
