@@ -26,7 +26,11 @@ class CoordinatorSection(Section):
     )
     request_timeout_seconds: float = Field(3.0, gt=0, description="deadline of one branch call")
     sweep_interval_seconds: float = Field(3.0, gt=0, description="how often the store sweeper finds due work")
-    lease_seconds: float = Field(30.0, gt=0, description="how long a replica owns the work it claimed")
+    lease_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how long a replica owns the work it claimed; renewed each round, plus the call deadline",
+    )
     retry_jitter: float = Field(0.2, ge=0, le=1, description="backoff randomisation: +- this fraction")
     sweep_batch: int = Field(100, ge=1, le=10_000, description="due transactions claimed per sweep")
     max_concurrent_drives: int = Field(512, ge=1, description="transactions one replica drives at once")
@@ -39,7 +43,14 @@ class CoordinatorSection(Section):
     retention_batch: int = Field(
         500, ge=1, le=10_000, description="transactions deleted per cleanup statement"
     )
-    replica_id: str = Field("", max_length=64, description="name in owner/history columns (empty = host-pid)")
+    replica_id: str = Field(
+        "",
+        max_length=64,
+        description=(
+            "stable name of this replica (owner of its leases; a restart with the same id takes them over"
+            " at once). Never shared by two live replicas. Empty = <hostname>:<server.port>"
+        ),
+    )
 
 
 class CoordinatorSettings(MeshSettings):

@@ -22,7 +22,7 @@ from coordinator.api.admin import AdminService
 from coordinator.api.coordinator import CoordinatorService
 from coordinator.config import CoordinatorSection, CoordinatorSettings
 from coordinator.engine.metrics import EngineMetrics
-from coordinator.engine.service import TxEngine
+from coordinator.engine.service import TxEngine, default_replica_id
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
 from coordinator.store.retention import FinishedTxCleaner
@@ -30,7 +30,7 @@ from coordinator.store.sql import SqlTxStore, migrate
 from coordinator.timers.jetstream import JetStreamTimers
 from coordinator.timers.sweeper import Sweeper
 from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
-from meshkit.clock import Clock, SystemClock
+from meshkit.clock import Clock, SystemClock, now_ms
 from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.nats import connect
@@ -56,10 +56,13 @@ PROTECTED: Protected = {
 }
 
 
-def engine_settings(section: CoordinatorSection) -> EngineSettings:
-    """The engine's settings from the ``coordinator`` config section (seconds -> milliseconds)."""
+def engine_settings(section: CoordinatorSection, port: int = 0) -> EngineSettings:
+    """The engine's settings from the ``coordinator`` config section (seconds -> milliseconds).
+
+    ``port`` (the configured gRPC port) makes the default replica id stable: ``<hostname>:<port>``.
+    """
     return EngineSettings(
-        replica_id=section.replica_id,
+        replica_id=section.replica_id or default_replica_id(port),
         default_timeout_ms=max(10, round(section.default_timeout_seconds * 1000)),
         default_retry_interval_ms=max(1, round(section.retry_interval_seconds * 1000)),
         default_retry_limit=section.retry_limit,
@@ -100,7 +103,12 @@ class CoordinatorRuntime:
         store = SqlTxStore(db)
         invoker = GrpcBranchInvoker(auth=settings.auth)
         section = settings.coordinator
-        engine = TxEngine(store, invoker, clock, engine_settings(section), EngineMetrics(registry))
+        engine = TxEngine(
+            store, invoker, clock, engine_settings(section, settings.server.port), EngineMetrics(registry)
+        )
+        taken = await store.take_over(engine.owner, now_ms(clock))
+        if taken:
+            log.info("replica %s took over %d transactions it held before it restarted", engine.owner, taken)
         sweeper = Sweeper(
             engine, store, clock, interval_seconds=section.sweep_interval_seconds, batch=section.sweep_batch
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,10 @@ def service_env(spec: ServiceSpec, shared: StackEnv, base: Mapping[str, str]) ->
             "MESH_AUTH__MESH_SECRET": shared.mesh_secret,
         }
     )
-    if spec.name != "coordinator":
+    if spec.name == "coordinator":
+        # Stable across restarts of the stack on this host: a restart takes its own leases over at once.
+        env["MESH_COORDINATOR__REPLICA_ID"] = f"{socket.gethostname()[:40]}:{spec.port(shared.base_port)}"
+    else:
         for key, peer in PEERS:
             env[f"MESH_PEERS__{key.upper()}"] = address(shared.base_port, peer)
     if spec.name == "pay_svc":

@@ -95,11 +95,18 @@ class LogSettings(Section):
 
 
 class BarrierSettings(Section):
-    """The subtransaction barrier table's background cleanup."""
+    """The background cleanup of the subtransaction barrier (SQL table and Redis entries)."""
 
-    retention_days: float = Field(7.0, gt=0, description="rows of finished transactions older than this go")
+    retention_days: float = Field(
+        7.0, gt=0, description="rows older than this go once the coordinator says their transaction is final"
+    )
     cleanup_interval_seconds: float = Field(3600.0, gt=0, description="how often the cleanup runs")
-    cleanup_batch: int = Field(1000, ge=1, le=100_000, description="rows deleted per statement")
+    cleanup_batch: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="old rows (Redis: gids) per batch: one coordinator call, one delete",
+    )
 
 
 class MeshSettings(BaseSettings):

@@ -71,9 +71,15 @@ MAX_CAS_RETRIES = 8
 INITIATOR = "initiator"
 
 
-def default_replica_id() -> str:
-    """``<hostname>-<pid>``: unique enough per process to tell replicas apart in owner columns."""
-    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+def default_replica_id(port: int = 0) -> str:
+    """The replica id when none is configured: ``<hostname>:<port>``, else ``<hostname>-<pid>`` for port 0.
+
+    With a fixed port it is stable across restarts of the same pod or host (so a restart takes over
+    its own leases at once) and unique among live processes (two cannot listen on one port of one
+    host). With port 0 (a random port) nothing is stable anyway, and the pid keeps it unique.
+    """
+    host = socket.gethostname()[:40]
+    return f"{host}:{port}" if port else f"{host}-{os.getpid()}"
 
 
 def resolve_options(options: OptionsInput, settings: EngineSettings) -> TxOptions:

@@ -198,6 +198,21 @@ class SqlTxStore:
         locked = self._locked(stmt, skip_locked=True)
         return await self.run(lambda conn: _claim(conn, locked, owner, lease_until))
 
+    async def take_over(self, owner: str, now: int) -> int:
+        """At start: release the leases a previous process with this replica id held, due now.
+
+        The process that held them is gone (replica ids are unique among live replicas), so its work
+        need not wait for the leases to lapse; the version bump fences any write it might still make.
+        Returns how many transactions were released.
+        """
+        stmt = (
+            update(trans_global)
+            # next_run_at is set on every owned unfinished row: the due-work index finds them.
+            .where(g.next_run_at.is_not(None), g.owner == owner, g.finished_at.is_(None))
+            .values(owner=None, lease_until=None, next_run_at=now, version=g.version + 1)
+        )
+        return await self.run(lambda conn: rowcount(conn.execute(stmt)))
+
     def _locked(self, stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
         if not self.mysql:
             return stmt  # SQLite: the BEGIN IMMEDIATE write lock already excludes other writers
