@@ -14,9 +14,10 @@ Decisions (documented here because callers rely on them):
   the next try (a payment attempt that rolled back may be retried with a new gid).
 * **Confirm/Cancel** use the amount and user stored by the try, not the request's. A confirm with no
   hold yet answers ``FAILED_PRECONDITION`` (not yet: retried); a confirm of a hold another gid owns, or
-  that was cancelled, can never succeed: ``ABORTED``. Both are logged at WARNING with the gid. A cancel
-  that finds no matching hold means the data is inconsistent: :class:`LedgerMismatch` (``INTERNAL``,
-  retried by the coordinator and so listed as stuck) rather than a silent success.
+  that was cancelled, can never succeed: ``ABORTED``. So can a cancel whose try ran (the barrier says so)
+  but left no hold of this kind, or whose hold this gid confirmed: ``ABORTED`` too, never a silent
+  success. All are logged at WARNING with the gid. Frozen points below a hold mean the data is
+  inconsistent: :class:`LedgerMismatch` (``INTERNAL``, retried by the coordinator and listed as stuck).
 * **Refund cap**: a user's refunds may never exceed the user's confirmed spending (freezes + deducts).
   ``Refund`` answers ``FAILED_PRECONDITION`` beyond that; ``RefundBranch`` answers ``BranchOngoing``
   (retry later), because in the cancel chain the spend it gives back may not be confirmed yet.
@@ -160,9 +161,8 @@ class Points:
 
         async def business(session: AsyncSession) -> str:
             move = _settling_movement(user_id, amount, out_trade_no)
-            row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
-            if row is None or (row.entry.gid == ctx.gid and row.entry.state is EntryState.CONFIRMED):
-                raise LedgerMismatch(_no_hold(kind, move, ctx, row))
+            found = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+            row = _cancellable(kind, move, ctx, found)
             if row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
                 return NOTE_ALREADY  # this gid's hold was cancelled before (and maybe re-armed since)
             await self._settle(session, row, EntryState.CANCELLED)
@@ -287,6 +287,19 @@ def _confirmable(kind: EntryType, move: Movement, ctx: TxContext, row: LogRow | 
     if row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
         message = _no_hold(kind, move, ctx, row)
         log.warning("confirm that can never succeed: %s", message, extra={"gid": ctx.gid})
+        raise BranchFailure(message)
+    return row
+
+
+def _cancellable(kind: EntryType, move: Movement, ctx: TxContext, row: LogRow | None) -> LogRow:
+    """A cancel after a try needs a hold; none, or this gid's hold confirmed, can never be cancelled.
+
+    No hold behind a try the barrier saw means another method's try ran under this gid and branch.
+    Either way the answer is ``ABORTED``, not an ``INTERNAL`` the coordinator would retry forever.
+    """
+    if row is None or (row.entry.gid == ctx.gid and row.entry.state is EntryState.CONFIRMED):
+        message = _no_hold(kind, move, ctx, row)
+        log.warning("cancel that can never succeed: %s", message, extra={"gid": ctx.gid})
         raise BranchFailure(message)
     return row
 
