@@ -158,9 +158,9 @@ class MeshSigner(grpc.aio.UnaryUnaryClientInterceptor):
         self._clock = clock or SystemClock()
 
     def headers(self, method: str, metadata: MetadataItems | None) -> list[tuple[str, str]]:
-        """The credential headers a call of ``method`` with ``metadata`` gets."""
+        """The credential headers a call of ``method`` with ``metadata`` gets (ones it carries win)."""
         added: list[tuple[str, str]] = []
-        if self._secret:
+        if self._secret and not _values(metadata, AUTH_KEY):
             gids = _values(metadata, GID_KEY)
             added.append((AUTH_KEY, auth_header(self._secret, now_ms(self._clock), method, gids)))
         if self._admin_token and not _values(metadata, AUTHORIZATION_KEY):

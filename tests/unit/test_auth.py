@@ -65,6 +65,14 @@ def test_item6_verifier_refuses(metadata: list[tuple[str, str]], reason: str) ->
         MeshVerifier(SETTINGS, ManualClock()).check(METHOD, metadata)
 
 
+def test_item6_signer_adds_both_credentials_but_never_over_the_callers_own() -> None:
+    signer = MeshSigner(SECRET, "tok", clock=ManualClock())
+    keys = [key for key, _ in signer.headers(METHOD, [])]
+    assert keys == ["x-mesh-auth", "authorization"]
+    own = [("x-mesh-auth", "v1.1.ab"), ("authorization", "Bearer mine")]
+    assert signer.headers(METHOD, own) == []
+
+
 def test_item6_a_process_without_secret_refuses_mesh_calls_and_signs_nothing() -> None:
     header = auth_header(SECRET, 1_800_000_000_000, METHOD, [])
     with pytest.raises(Unauthenticated, match="mesh_secret"):
