@@ -36,7 +36,12 @@ async def replica_b(db_url: str, coordinator: RunningCoordinator) -> AsyncIterat
 
 def two_steps(bank: Bank) -> list[pb.Branch]:
     return [
-        pb.Branch(branch_id=f"0{i}", action=bank.target("Action"), payload=payload(f"s{i}", 1))
+        pb.Branch(
+            branch_id=f"0{i}",
+            action=bank.target("Action"),
+            cancel=bank.target("Compensate"),
+            payload=payload(f"s{i}", 1),
+        )
         for i in (1, 2)
     ]
 
@@ -116,6 +121,21 @@ async def test_item4_force_fail_from_another_replica_is_applied_by_the_lease_hol
     assert tx.reason == "force fail: settled by hand"
     assert ("02", "action") not in bank.calls_of(gid)
     assert bank.calls_of(gid) == {("01", "action"): 1}
+
+
+async def test_item4_force_abort_from_another_replica_is_applied_by_the_lease_holder(
+    coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await start_held(coordinator, bank, gid)
+    recorded = await act(replica_b, "ForceAbort", gid, "wrong customer")
+    assert recorded.status == pb.STATUS_SUBMITTED  # the holder's call is still in flight
+    bank.release("Action")
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_FAILED
+    assert tx.reason == "force abort: wrong customer"
+    # Step 01 ran once and was compensated once; step 02 never started.
+    assert bank.calls_of(gid) == {("01", "action"): 1, ("01", "compensate"): 1}
+    assert await bank.balance("s1") == (0, 0)
 
 
 async def _step_done(coordinator: RunningCoordinator, gid: str, branch: str) -> bool:
