@@ -5,8 +5,9 @@ initiator's ``query_prepared`` target (the check-back op, branch ``00`` op ``msg
 transaction committed, submit; ABORTED -> it did not and never will, fail; anything else -> ask again
 later. ``SUBMITTED`` calls every branch action until each succeeds, concurrently, except that a branch
 with ``depends_on`` is called only once every branch it depends on has succeeded (a dependency that
-keeps failing transiently holds its dependents back). ``ABORTING`` (only from an operator's
-force-abort) has nothing to undo and fails at once.
+keeps failing transiently holds its dependents back). ``ABORTING`` (the initiator's Abort) has
+nothing to undo and fails at once. An answer of the check-back decides even before the timeout: an
+operator's force-abort asks it early (:meth:`coordinator.engine.admin.AdminOps.force_abort`).
 """
 
 from __future__ import annotations
