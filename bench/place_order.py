@@ -53,9 +53,15 @@ BACKENDS = ("sqlite", "mariadb")
 async def seed(clients: MeshClients, users: Sequence[str], run_id: str) -> None:
     """Stock for every SKU and points for every user."""
     for sku, merchant, price in SKUS:
-        for _ in range(STOCK_PUTS):
+        for put in range(STOCK_PUTS):
             await clients.stock.PutSku(
-                spb.PutSkuRequest(sku=sku, merchant_id=merchant, price_cents=price, quantity=STOCK_PER_PUT),
+                spb.PutSkuRequest(
+                    sku=sku,
+                    merchant_id=merchant,
+                    price_cents=price,
+                    quantity=STOCK_PER_PUT,
+                    request_id=f"bench-{run_id}-{sku}-{put}",
+                ),
                 timeout=RPC_SECONDS,
             )
     await asyncio.gather(

@@ -196,6 +196,7 @@ class DemoStory:
                         merchant_id=sku.merchant_id,
                         price_cents=sku.price_cents,
                         quantity=sku.quantity,
+                        request_id=sku.sku,  # one seeding per demo SKU, even when re-run
                     ),
                     timeout=RPC_SECONDS,
                 )

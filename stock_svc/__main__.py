@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from prometheus_client import CollectorRegistry
+
 from meshkit.server import MeshServer, boot
 from stock_svc.config import StockSettings
 from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
@@ -12,8 +14,11 @@ from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
 
 async def serve(settings: StockSettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully (server first, then Redis and the database)."""
-    runtime = await StockRuntime.start(settings)
-    server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    registry = CollectorRegistry()
+    runtime = await StockRuntime.start(settings, registry=registry)
+    server = MeshServer(
+        settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED, registry=registry
+    )
     server.add_stop_hook(runtime.stop)
     await server.run()
 

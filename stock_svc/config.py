@@ -45,6 +45,25 @@ class StockSection(Section):
     load_attempts: int = Field(
         3, ge=1, le=20, description="tries of a Redis stock script whose SKU hash vanished meanwhile"
     )
+    reconcile_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how often the reconciler repairs drift between the database and Redis (also at start)",
+    )
+    reconcile_batch: int = Field(
+        1000, ge=1, le=100_000, description="owed PutSku Redis halves the reconciler finishes per round"
+    )
+    reconcile_max_changes: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="log rows one SKU check may read; a SKU with more is left for a later round",
+    )
+    restock_marker_ttl_seconds: float = Field(
+        7 * 86_400.0,
+        ge=3600.0,
+        description="life of the Redis marker that makes a PutSku's Redis half apply once per request_id",
+    )
 
 
 class StockSettings(MeshSettings):

@@ -3,8 +3,10 @@
 =================  ===========================================================================
 op                 effect
 =================  ===========================================================================
-PutSku             DB: create, or restock (initial += q, available += q, price updated);
-                   Redis: available += q (version-gated, see :mod:`stock_svc.hot`)
+PutSku             DB: create, or restock (initial += q, available += q, price updated), and a
+                   ``stock_restock`` row for the request id; then Redis: available += q
+                   (version-gated and once per request id, see :mod:`stock_svc.hot`), and the
+                   row is marked ``redis_done``
 TryReserve         Redis (barrier ``try``): all items or none, available -= q, reserved += q
 ConfirmReserve     DB (SQL barrier ``confirm``): available -= q, sold += q, log row per SKU;
                    then Redis (barrier ``confirm``): reserved -= q
@@ -18,6 +20,12 @@ Confirm and release run their two halves in order; each half has its own barrier
 Redis half is version-gated, so a retry after a crash between the two skips the database half
 (duplicate) and applies only the missing Redis half. Both halves run on every call (the Redis half of
 a duplicate is itself a duplicate), so the retry needs no memory of where the crash happened.
+
+PutSku is idempotent per ``request_id``: a retry finds its ``stock_restock`` row, changes nothing in the
+database (the same request id with another sku, merchant, price or quantity is FAILED_PRECONDITION: the
+request is well formed, it conflicts with what that id already did) and finishes the Redis half if it is
+not recorded as done. The Redis half writes a per-request marker in the same script, so it adds the units
+once however often it runs; a half no client retries is finished by :mod:`stock_svc.reconcile`.
 
 Every Redis script refuses to run on a SKU whose hash is missing; the domain then loads the missing
 hashes from the database (atomic set-if-absent) and runs the script again, up to
@@ -53,7 +61,7 @@ from meshkit.txcontext import OP_KEY, Op, TxContext
 from stock_svc.config import StockSection
 from stock_svc.hot import HotLevel, HotStock, StockNotLoaded
 from stock_svc.models import KIND_CONFIRM, KIND_RELEASE
-from stock_svc.repo import LogEntry, SkuRow, StockRepo
+from stock_svc.repo import LogEntry, Restock, SkuRow, StockRepo
 from stock_svc.validate import (
     HARD_LIMITS,
     Item,
@@ -116,6 +124,18 @@ def _expect_op(ctx: TxContext, rpc: str, op: Op) -> None:
         raise InvalidArgument(OP_KEY, f"{rpc} is the {op.value} op, called as {ctx.op.value}")
 
 
+def _require_same_request(recorded: Restock, put: PutSkuInput) -> None:
+    """A PutSku retry must repeat its request; a request id reused for another one is refused."""
+    asked = (put.sku, put.merchant_id, put.price_cents, put.quantity)
+    done = (recorded.sku, recorded.merchant_id, recorded.price_cents, recorded.quantity)
+    if asked != done:
+        raise FailedPrecondition(
+            f"request_id {put.request_id} was already used for sku {recorded.sku} (merchant "
+            f"{recorded.merchant_id}, price_cents {recorded.price_cents}, quantity {recorded.quantity}); "
+            "use a new request_id for a different PutSku"
+        )
+
+
 def _note(*results: BarrierResult[Any]) -> str:
     return "/".join(r.outcome.value for r in results)
 
@@ -132,13 +152,25 @@ class StockDomain:
 
     # ------------------------------------------------------------------ admin and reads
 
-    async def put_sku(self, sku: str, merchant_id: str, price_cents: int, quantity: int) -> StockLevel:
-        """Create a SKU or restock it (see the module docstring); its level afterwards."""
-        put = check_put_sku(sku, merchant_id, price_cents, quantity, self._limits)
-        version = await self._put_in_db(put)
-        if put.quantity:
-            await self._loaded([put.sku], lambda: self._hot.restock(put.sku, put.quantity, version))
+    async def put_sku(
+        self, sku: str, merchant_id: str, price_cents: int, quantity: int, request_id: str
+    ) -> StockLevel:
+        """Create a SKU or restock it, once per ``request_id`` (see the module docstring); its level after."""
+        put = check_put_sku(sku, merchant_id, price_cents, quantity, request_id, limits=self._limits)
+        record = await self._put_in_db(put)
+        if not record.redis_done:
+            await self.finish_restock(record)
         return await self.get_stock(put.sku)
+
+    async def finish_restock(self, record: Restock) -> bool:
+        """Apply a recorded restock's Redis half (once: its marker) and record it done; True if it added."""
+        added = await self._loaded(
+            [record.sku],
+            lambda: self._hot.restock(record.sku, record.request_id, record.quantity, record.version),
+        )
+        async with self._repo.transaction() as session:
+            await self._repo.mark_restock_done(session, record.request_id)
+        return added
 
     async def get_stock(self, sku: str) -> StockLevel:
         """One SKU's level (NotFound when unknown); loads its Redis copy when missing."""
@@ -235,23 +267,34 @@ class StockDomain:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _put_in_db(self, put: PutSkuInput) -> int:
-        """Insert or restock the row; the version it now has."""
+    async def _put_in_db(self, put: PutSkuInput) -> Restock:
+        """Insert or restock the row and record the request, in one transaction; or find it recorded."""
         for attempt in range(PUT_ATTEMPTS):
             try:
                 async with self._repo.transaction() as session:
-                    row = await self._repo.sku_for_update(session, put.sku)
-                    if row is None:
-                        return await self._repo.insert_sku(session, put)
-                    if row.merchant_id != put.merchant_id:
-                        raise FailedPrecondition(
-                            f"sku {put.sku} belongs to merchant {row.merchant_id}, not {put.merchant_id}"
-                        )
-                    return await self._repo.restock(session, row, put.price_cents, put.quantity)
+                    return await self._put_once(session, put)
             except (IntegrityError, TransientError):
+                # A concurrent create of the SKU, or a concurrent attempt of the same request (its
+                # restock row's key): the retry finds the row, or the request, committed.
                 if attempt == PUT_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def _put_once(self, session: AsyncSession, put: PutSkuInput) -> Restock:
+        recorded = await self._repo.restock_record(session, put.request_id)
+        if recorded is not None:
+            _require_same_request(recorded, put)
+            return recorded
+        row = await self._repo.sku_for_update(session, put.sku)
+        if row is None:
+            version = await self._repo.insert_sku(session, put)
+        elif row.merchant_id != put.merchant_id:
+            raise FailedPrecondition(
+                f"sku {put.sku} belongs to merchant {row.merchant_id}, not {put.merchant_id}"
+            )
+        else:
+            version = await self._repo.restock(session, row, put.price_cents, put.quantity)
+        return await self._repo.add_restock(session, put, version)
 
     async def _row(self, sku: str) -> SkuRow:
         async with self._repo.transaction() as session:

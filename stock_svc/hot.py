@@ -22,7 +22,10 @@ script is simply loaded again. The common case (loaded) costs one EVALSHA.
 Version gate: a change that is persisted in the database first (confirm, release, restock) carries the
 version its database transaction produced, and its Redis half applies only when that version is newer
 than the copy's ``base``. A copy loaded after the database change already contains it, so a reload racing
-with a change, or a retry after a crash between the two halves, never counts a change twice.
+with a change never counts it twice. A retry is absorbed by the Redis barrier (confirm, release) or, for
+PutSku, which is no branch, by a per-request marker ``{<namespace>}:restock:<request_id>`` written in the
+same script (:data:`RESTOCK_SCRIPT`). The reconciler (:mod:`stock_svc.reconcile`) checks a copy against
+the database with :data:`REPAIR_SCRIPT`, and moves ``base`` up when nothing is owed to it.
 
 After a Redis loss the reservations that were in flight are gone: the reloaded copy counts their units as
 available (the database has not deducted them yet). Their confirm and cancel then clamp at the
@@ -45,8 +48,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from meshkit.barrier import BarrierResult, RedisBarrier, RedisBarrierScript
+from meshkit.barrier.redis import barrier_field, barrier_key, legacy_key
 from meshkit.errors import BranchFailure, TransientError
-from meshkit.txcontext import TxContext
+from meshkit.txcontext import Op, TxContext
 from stock_svc.validate import Item
 
 # The error every script answers when a SKU hash is missing; never a business failure.
@@ -121,7 +125,7 @@ return n
 """
 )
 
-# ReleaseStock's Redis half and PutSku's restock. ARGV = quantities (n), versions (n), skus (n).
+# ReleaseStock's Redis half. ARGV = quantities (n), versions (n), skus (n).
 ADD_AVAILABLE_BODY = (
     _CHECK_LOADED
     + f"""
@@ -133,6 +137,63 @@ end
 return n
 """
 )
+
+# PutSku's Redis half, exactly once per request: KEYS = stock hash, the request's marker; ARGV = quantity,
+# version, marker TTL (ms), sku. The marker (written whether or not the version gate let the units in)
+# makes a retry, or the reconciler finishing the same request, a no-op. Returns 1 when it added the units.
+RESTOCK_SCRIPT = f"""
+if redis.call('HEXISTS', KEYS[1], '{FIELD_BASE}') == 0 then
+  return redis.error_reply('{NOT_LOADED}: ' .. ARGV[4])
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local added = 0
+if tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[1], '{FIELD_BASE}')) then
+  redis.call('HINCRBY', KEYS[1], '{FIELD_AVAILABLE}', tonumber(ARGV[1]))
+  added = 1
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
+return added
+"""
+
+# The reconciler's check and repair of one SKU, atomic with every stock script. KEYS = stock hash, then a
+# pair per database change whose Redis half may be owed (barrier hash + legacy barrier key of a branch
+# op, or the marker twice for a restock); ARGV = database version, database available, sku, then
+# (version, delta, barrier field or '' for a marker) per pair. A half is owed when it is newer than the
+# copy (version > base) and its barrier entry / marker is absent. Redis must hold ``db available - owed``
+# in available + reserved; only ``available`` is corrected (``reserved`` is the tries in flight). When
+# nothing is owed the copy now reflects every change up to the database version, so ``base`` moves up to
+# it (later checks read fewer log rows). The caller holds the database row lock, so the database figures
+# cannot move meanwhile. Returns {loaded, available before, reserved, available after, owed, drift}.
+REPAIR_SCRIPT = f"""
+local key = KEYS[1]
+if redis.call('HEXISTS', key, '{FIELD_BASE}') == 0 then return {{0, 0, 0, 0, 0, 0}} end
+local base = tonumber(redis.call('HGET', key, '{FIELD_BASE}'))
+local available = tonumber(redis.call('HGET', key, '{FIELD_AVAILABLE}'))
+local reserved = tonumber(redis.call('HGET', key, '{FIELD_RESERVED}'))
+local owed = 0
+for i = 1, (#KEYS - 1) / 2 do
+  if tonumber(ARGV[3 * i + 1]) > base then
+    local hash, legacy, field = KEYS[2 * i], KEYS[2 * i + 1], ARGV[3 * i + 3]
+    local done
+    if field == '' then
+      done = redis.call('EXISTS', hash) == 1
+    else
+      done = redis.call('HEXISTS', hash, field) == 1 or redis.call('EXISTS', legacy) == 1
+    end
+    if not done then owed = owed + tonumber(ARGV[3 * i + 2]) end
+  end
+end
+local fixed = available
+local drift = tonumber(ARGV[2]) - owed - available - reserved
+if drift ~= 0 then
+  fixed = math.max(0, available + drift)
+  redis.call('HSET', key, '{FIELD_AVAILABLE}', fixed)
+end
+if owed == 0 and tonumber(ARGV[1]) > base then
+  redis.call('HSET', key, '{FIELD_BASE}', ARGV[1])
+end
+return {{1, available, reserved, fixed, owed, drift}}
+"""
 
 # Set-if-absent load (absent = no ``base``, the field every script checks). ARGV = available, version for
 # each key in turn. Returns how many it loaded.
@@ -149,6 +210,9 @@ return loaded
 """
 
 AUDIT_CHUNK = 500
+# A restock marker only has to outlive the step that records the Redis half as done in the database
+# (or, after a crash, the reconciler's next round): a week is far more than that.
+DEFAULT_MARKER_TTL_MS = 7 * 86_400_000
 
 
 class StockNotLoaded(TransientError):
@@ -162,6 +226,7 @@ class HotLevel:
     available: int
     reserved: int
     loaded: bool
+    base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +237,57 @@ class Snapshot:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class OwedHalf:
+    """A database change whose Redis half may be owed: where its barrier entry or marker lives.
+
+    ``field`` names the entry in the barrier hash ``key`` (``legacy_key`` is the pre-hash layout); an
+    empty ``field`` means ``key`` is a restock marker. ``delta`` is what the half adds to
+    ``available + reserved`` (a confirm takes units away, a release or restock adds them).
+    """
+
+    key: str
+    legacy_key: str
+    field: str
+    version: int
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What :meth:`HotStock.repair` found and did.
+
+    ``drift`` is what ``available`` lacked (negative: had too much); ``available_after`` is
+    ``available_before + drift`` unless that would be negative (then 0: the surplus is reserved in flight).
+    """
+
+    loaded: bool
+    available_before: int
+    reserved: int
+    available_after: int
+    owed: int
+    drift: int
+
+
 def stock_key(namespace: str, sku: str) -> str:
     """The Redis hash of one SKU: ``{<namespace>}:sku:<sku>`` (the namespace is the hash tag)."""
     return f"{{{namespace}}}:sku:{sku}"
+
+
+def restock_marker(namespace: str, request_id: str) -> str:
+    """The marker of one applied restock Redis half (same hash tag as the stock hashes)."""
+    return f"{{{namespace}}}:restock:{request_id}"
+
+
+def branch_half(gid: str, branch_id: str, op: Op, version: int, delta: int) -> OwedHalf:
+    """The Redis half of a confirm or release, as the reconciler checks it (its barrier entry)."""
+    return OwedHalf(
+        barrier_key(gid),
+        legacy_key(gid, branch_id, op.value),
+        barrier_field(branch_id, op.value),
+        version,
+        delta,
+    )
 
 
 def _is_not_loaded(exc: Exception) -> bool:
@@ -193,19 +306,28 @@ async def redis_errors(what: str) -> AsyncIterator[None]:
 class HotStock:
     """The Redis side of the stock: loading, the barrier-wrapped branch scripts, reads."""
 
-    def __init__(self, client: Redis, barrier: RedisBarrier, namespace: str) -> None:
+    def __init__(
+        self, client: Redis, barrier: RedisBarrier, namespace: str, marker_ttl_ms: int = DEFAULT_MARKER_TTL_MS
+    ) -> None:
         self._client = client
         self._namespace = namespace
+        self._marker_ttl_ms = marker_ttl_ms
         self._reserve = barrier.script(RESERVE_BODY)
         self._confirm = barrier.script(CONFIRM_BODY)
         self._cancel = barrier.script(CANCEL_BODY)
         self._release = barrier.script(ADD_AVAILABLE_BODY)
-        self._restock = client.register_script(ADD_AVAILABLE_BODY)
+        self._restock = client.register_script(RESTOCK_SCRIPT)
+        self._repair = client.register_script(REPAIR_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
 
     def key(self, sku: str) -> str:
         """The hash of ``sku``."""
         return stock_key(self._namespace, sku)
+
+    def restock_half(self, request_id: str, version: int, quantity: int) -> OwedHalf:
+        """The Redis half of a restock, as the reconciler checks it (its marker tells whether it ran)."""
+        marker = restock_marker(self._namespace, request_id)
+        return OwedHalf(marker, marker, "", version, quantity)
 
     async def missing(self, skus: Sequence[str]) -> list[str]:
         """The SKUs among ``skus`` that have no Redis copy."""
@@ -259,15 +381,29 @@ class HotStock:
         ]
         return await self._barrier_call(self._release, ctx, items, args)
 
-    async def restock(self, sku: str, quantity: int, version: int) -> None:
-        """PutSku's Redis half (no barrier: PutSku is not a branch)."""
+    async def restock(self, sku: str, request_id: str, quantity: int, version: int) -> bool:
+        """PutSku's Redis half, once per request (its marker); True when it added the units just now."""
+        keys = [self.key(sku), restock_marker(self._namespace, request_id)]
         async with redis_errors("stock restock"):
             try:
-                await self._restock(keys=[self.key(sku)], args=[quantity, version, sku])
+                added = await self._restock(keys=keys, args=[quantity, version, self._marker_ttl_ms, sku])
             except ResponseError as exc:
                 if _is_not_loaded(exc):
                     raise StockNotLoaded(str(exc)) from exc
                 raise
+        return bool(added)
+
+    async def repair(self, sku: str, db: Snapshot, owed: Sequence[OwedHalf]) -> Repair:
+        """Make ``available + reserved`` equal ``db.available`` less the halves still owed (atomically)."""
+        keys = [self.key(sku)]
+        args: list[int | str] = [db.version, db.available, sku]
+        for half in owed:
+            keys += [half.key, half.legacy_key]
+            args += [half.version, half.delta, half.field]
+        async with redis_errors("stock repair"):
+            reply = await self._repair(keys=keys, args=args)
+        loaded, before, reserved, after, pending, drift = (int(v) for v in reply)
+        return Repair(bool(loaded), before, reserved, after, pending, drift)
 
     async def levels(self, skus: Sequence[str]) -> dict[str, HotLevel]:
         """The Redis copies of ``skus`` (read only: nothing is loaded)."""
@@ -280,7 +416,7 @@ class HotStock:
                     pipe.hmget(self.key(sku), [FIELD_AVAILABLE, FIELD_RESERVED, FIELD_BASE])
                 for sku, (available, reserved, base) in zip(chunk, await pipe.execute(), strict=True):
                     loaded = base is not None
-                    out[sku] = HotLevel(int(available or 0), int(reserved or 0), loaded)
+                    out[sku] = HotLevel(int(available or 0), int(reserved or 0), loaded, int(base or 0))
         return out
 
     async def _barrier_call(

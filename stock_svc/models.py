@@ -6,17 +6,32 @@
   change of ``available``; the Redis copy remembers the version it was loaded at (see :mod:`.hot`).
 * ``stock_log`` - one row per ``(gid, branch, sku, kind)`` for each persisted change made by a branch:
   ``confirm`` (a reservation became a sale) and ``release`` (a sale given back by the cancel chain).
+* ``stock_restock`` - one row per PutSku ``request_id``, written in the transaction that changed the SKU:
+  what it asked for (a retry must ask the same), the ``stock_sku.version`` it produced, and whether its
+  Redis half is done (``redis_done``; the reconciler applies the halves still owed).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from meshkit.barrier.table import BRANCH_LEN, GID_LEN
 
 SKU_LEN = 64
 MERCHANT_LEN = 64
 KIND_LEN = 16
+REQUEST_ID_LEN = 64
 
 KIND_CONFIRM = "confirm"
 KIND_RELEASE = "release"
@@ -51,4 +66,19 @@ stock_log = Table(
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("gid", "branch_id", "sku", "kind", name="uq_stock_log_branch_sku"),
     Index("ix_stock_log_sku", "sku", "id"),
+)
+
+stock_restock = Table(
+    "stock_restock",
+    metadata,
+    Column("request_id", String(REQUEST_ID_LEN), primary_key=True),
+    Column("sku", String(SKU_LEN), nullable=False),
+    Column("merchant_id", String(MERCHANT_LEN), nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("version", BigInteger, nullable=False),  # stock_sku.version this restock produced
+    Column("redis_done", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("done_at", BigInteger, nullable=True),
+    Index("ix_stock_restock_owed", "redis_done", "created_at"),
 )

@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, false, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.clock import Clock, now_ms
 from meshkit.db import rowcount, session_factory
 from meshkit.db import transaction as db_transaction
 from stock_svc.hot import Snapshot
-from stock_svc.models import stock_log, stock_sku
+from stock_svc.models import stock_log, stock_restock, stock_sku
 from stock_svc.validate import Item, PutSkuInput
 
 ORDER_IDS_SEPARATOR = ","
@@ -47,6 +47,53 @@ class LogEntry:
     items: Sequence[Item]
     versions: Mapping[str, int]
     order_ids: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Restock:
+    """One ``stock_restock`` row: a PutSku request as applied, and whether its Redis half is done."""
+
+    request_id: str
+    sku: str
+    merchant_id: str
+    price_cents: int
+    quantity: int
+    version: int
+    redis_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedChange:
+    """One ``stock_log`` row of a SKU: a branch op's database half, whose Redis half may still be owed."""
+
+    gid: str
+    branch_id: str
+    kind: str
+    quantity: int
+    version: int
+
+
+_RESTOCK_COLUMNS = (
+    stock_restock.c.request_id,
+    stock_restock.c.sku,
+    stock_restock.c.merchant_id,
+    stock_restock.c.price_cents,
+    stock_restock.c.quantity,
+    stock_restock.c.version,
+    stock_restock.c.redis_done,
+)
+
+
+def _restock(row: Row[*tuple[Any, ...]]) -> Restock:
+    return Restock(
+        request_id=str(row.request_id),
+        sku=str(row.sku),
+        merchant_id=str(row.merchant_id),
+        price_cents=int(row.price_cents),
+        quantity=int(row.quantity),
+        version=int(row.version),
+        redis_done=bool(row.redis_done),
+    )
 
 
 _COLUMNS = (
@@ -119,7 +166,80 @@ class StockRepo:
         )
         return {str(r.sku): int(r.version) for r in (await session.execute(stmt)).all()}
 
+    async def restock_record(self, session: AsyncSession, request_id: str) -> Restock | None:
+        """The restock recorded under ``request_id`` (None when that request never committed)."""
+        stmt = select(*_RESTOCK_COLUMNS).where(stock_restock.c.request_id == request_id)
+        row = (await session.execute(stmt)).first()
+        return _restock(row) if row is not None else None
+
+    async def owed_restocks(self, session: AsyncSession, limit: int, sku: str | None = None) -> list[Restock]:
+        """Restocks whose Redis half is not recorded as done (oldest first; of one SKU if given)."""
+        stmt = select(*_RESTOCK_COLUMNS).where(stock_restock.c.redis_done == false())
+        if sku is not None:
+            stmt = stmt.where(stock_restock.c.sku == sku)
+        stmt = stmt.order_by(stock_restock.c.created_at, stock_restock.c.request_id).limit(limit)
+        return [_restock(r) for r in (await session.execute(stmt)).all()]
+
+    async def changes_since(
+        self, session: AsyncSession, sku: str, above_version: int, since_ms: int, limit: int
+    ) -> list[LoggedChange]:
+        """Up to ``limit`` log rows of ``sku`` above ``above_version``, written at or after ``since_ms``."""
+        stmt = (
+            select(
+                stock_log.c.gid,
+                stock_log.c.branch_id,
+                stock_log.c.kind,
+                stock_log.c.quantity,
+                stock_log.c.version,
+            )
+            .where(
+                stock_log.c.sku == sku,
+                stock_log.c.version > above_version,
+                stock_log.c.created_at >= since_ms,
+            )
+            .limit(limit)
+        )
+        return [
+            LoggedChange(str(r.gid), str(r.branch_id), str(r.kind), int(r.quantity), int(r.version))
+            for r in (await session.execute(stmt)).all()
+        ]
+
     # ------------------------------------------------------------------ writes
+
+    async def add_restock(self, session: AsyncSession, put: PutSkuInput, version: int) -> Restock:
+        """Record ``put`` as applied at ``version``; its Redis half is owed unless there is nothing to add."""
+        record = Restock(
+            request_id=put.request_id,
+            sku=put.sku,
+            merchant_id=put.merchant_id,
+            price_cents=put.price_cents,
+            quantity=put.quantity,
+            version=version,
+            redis_done=put.quantity == 0,
+        )
+        now = now_ms(self._clock)
+        await session.execute(
+            stock_restock.insert().values(
+                request_id=record.request_id,
+                sku=record.sku,
+                merchant_id=record.merchant_id,
+                price_cents=record.price_cents,
+                quantity=record.quantity,
+                version=record.version,
+                redis_done=record.redis_done,
+                created_at=now,
+                done_at=now if record.redis_done else None,
+            )
+        )
+        return record
+
+    async def mark_restock_done(self, session: AsyncSession, request_id: str) -> None:
+        """Record that the Redis half of a restock is applied."""
+        await session.execute(
+            update(stock_restock)
+            .where(stock_restock.c.request_id == request_id, stock_restock.c.redis_done == false())
+            .values(redis_done=True, done_at=now_ms(self._clock))
+        )
 
     async def insert_sku(self, session: AsyncSession, put: PutSkuInput) -> int:
         """Create a SKU with ``put.quantity`` units; its version (1)."""

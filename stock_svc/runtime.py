@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc.aio
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,11 +22,13 @@ from meshkit.clock import Clock, SystemClock
 from meshkit.db import create_engine
 from meshkit.finality import CoordinatorFinality
 from meshkit.migrate import upgrade
+from meshkit.periodic import Periodic
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSettings
 from stock_svc.domain import StockDomain
 from stock_svc.hot import HotStock
 from stock_svc.migrations import STOCK_VERSIONS
+from stock_svc.reconcile import StockReconciler
 from stock_svc.repo import StockRepo
 from stock_svc.servicer import StockServicer
 
@@ -56,10 +59,14 @@ class StockRuntime:
     finality: CoordinatorFinality
     clock: Clock
     _cleaner_tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    reconciler: StockReconciler = field(init=False, repr=False)
+    _reconcile: Periodic | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    async def start(cls, settings: StockSettings, *, clock: Clock | None = None) -> StockRuntime:
-        """Migrate the database, connect Redis, build the domain, start the barrier cleanup."""
+    async def start(
+        cls, settings: StockSettings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+    ) -> StockRuntime:
+        """Migrate the database, connect Redis, build the domain, start the barrier cleanup and reconciler."""
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         redis: Redis | None = None
@@ -71,8 +78,10 @@ class StockRuntime:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace)
-            domain = StockDomain(StockRepo(db, clock), hot, SqlBarrier(db, clock), settings.stock)
+            marker_ttl_ms = int(settings.stock.restock_marker_ttl_seconds * 1000)
+            hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace, marker_ttl_ms)
+            repo = StockRepo(db, clock)
+            domain = StockDomain(repo, hot, SqlBarrier(db, clock), settings.stock)
         except BaseException:
             if redis is not None:
                 await redis.aclose()
@@ -87,6 +96,11 @@ class StockRuntime:
             loop.create_task(cleaner.run_forever(), name="stock-barrier-cleanup"),
             loop.create_task(redis_cleaner.run_forever(), name="stock-redis-barrier-cleanup"),
         ]
+        runtime.reconciler = StockReconciler.build(
+            settings, (domain, repo, hot), clock, registry if registry is not None else CollectorRegistry()
+        )
+        runtime._reconcile = runtime.reconciler.periodic(settings.stock.reconcile_interval_seconds)
+        runtime._reconcile.start()
         log.info("stock_svc ready")
         return runtime
 
@@ -95,7 +109,9 @@ class StockRuntime:
         stock_pb2_grpc.add_StockServicer_to_server(StockServicer(self.domain), server)
 
     async def stop(self) -> None:
-        """Stop the cleanups, close the coordinator channel, Redis and the database pool."""
+        """Stop the cleanups and reconciler, close the coordinator channel, Redis and the database pool."""
+        if self._reconcile is not None:
+            await self._reconcile.stop()
         for task in self._cleaner_tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

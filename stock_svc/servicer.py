@@ -58,9 +58,9 @@ class StockServicer(stock_pb2_grpc.StockServicer):
     async def PutSku(  # noqa: N802
         self, request: stock_pb2.PutSkuRequest, context: Context
     ) -> stock_pb2.StockLevel:
-        """Create or restock a SKU."""
+        """Create or restock a SKU, once per request id."""
         level = await self._domain.put_sku(
-            request.sku, request.merchant_id, request.price_cents, request.quantity
+            request.sku, request.merchant_id, request.price_cents, request.quantity, request.request_id
         )
         return _level(level)
 

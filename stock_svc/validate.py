@@ -56,6 +56,7 @@ class PutSkuInput:
     merchant_id: str
     price_cents: int
     quantity: int
+    request_id: str
 
 
 def check_id(field: str, value: str, limit: int = MAX_ID_LEN) -> str:
@@ -106,14 +107,17 @@ def check_order_ids(order_ids: Sequence[str], limit: int, field: str = "order_id
     return [check_id(f"{field}[{i}]", oid) for i, oid in enumerate(order_ids)]
 
 
-def check_put_sku(sku: str, merchant_id: str, price_cents: int, quantity: int, limits: Limits) -> PutSkuInput:
-    """A PutSku request: quantity 0..max (0 = create empty, or change the price only)."""
+def check_put_sku(
+    sku: str, merchant_id: str, price_cents: int, quantity: int, request_id: str, *, limits: Limits
+) -> PutSkuInput:
+    """A PutSku request: quantity 0..max (0 = create empty, or change the price only), a request id."""
     check_sku("sku", sku)
     check_id("merchant_id", merchant_id)
     if not 0 <= price_cents <= MAX_PRICE_CENTS:
         raise InvalidArgument("price_cents", f"must be 0..{MAX_PRICE_CENTS}, got {price_cents}")
     check_quantity("quantity", quantity, limits.max_quantity, minimum=0)
-    return PutSkuInput(sku, merchant_id, price_cents, quantity)
+    check_id("request_id", request_id)
+    return PutSkuInput(sku, merchant_id, price_cents, quantity, request_id)
 
 
 def check_sku_list(skus: Sequence[str], limits: Limits, field: str = "skus") -> list[str]:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from meshpb.common.v1 import common_pb2 as meshpb_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshpb/stock/v1/stock.proto\x12\x0fmeshpb.stock.v1\x1a\x1dmeshpb/common/v1/common.proto\"X\n\rPutSkuRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"<\n\x03Sku\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\"\x1e\n\x0fGetStockRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\"v\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x0c\n\x04sold\x18\x04 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x05 \x01(\t\x12\x13\n\x0bprice_cents\x18\x06 \x01(\x03\"\x1e\n\x0eGetSkusRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\"5\n\x0fGetSkusResponse\x12\"\n\x04skus\x18\x01 \x03(\x0b\x32\x14.meshpb.stock.v1.Sku\"Q\n\x0eReserveRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.meshpb.common.v1.SkuQuantity\x12\x11\n\torder_ids\x18\x02 \x03(\t\"U\n\x13ReleaseStockRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.meshpb.common.v1.SkuQuantity\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\x96\x01\n\x08SkuAudit\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0f\n\x07initial\x18\x02 \x01(\x03\x12\x17\n\x0fredis_available\x18\x03 \x01(\x03\x12\x16\n\x0eredis_reserved\x18\x04 \x01(\x03\x12\x14\n\x0c\x64\x62_available\x18\x05 \x01(\x03\x12\x0f\n\x07\x64\x62_sold\x18\x06 \x01(\x03\x12\x14\n\x0credis_loaded\x18\x07 \x01(\x08\"5\n\nStockAudit\x12\'\n\x04skus\x18\x01 \x03(\x0b\x32\x19.meshpb.stock.v1.SkuAudit2\xf3\x04\n\x05Stock\x12\x45\n\x06PutSku\x12\x1e.meshpb.stock.v1.PutSkuRequest\x1a\x1b.meshpb.stock.v1.StockLevel\x12I\n\x08GetStock\x12 .meshpb.stock.v1.GetStockRequest\x1a\x1b.meshpb.stock.v1.StockLevel\x12L\n\x07GetSkus\x12\x1f.meshpb.stock.v1.GetSkusRequest\x1a .meshpb.stock.v1.GetSkusResponse\x12L\n\nTryReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12P\n\x0e\x43onfirmReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12O\n\rCancelReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12S\n\x0cReleaseStock\x12$.meshpb.stock.v1.ReleaseStockRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12\x44\n\x05\x41udit\x12\x1e.meshpb.common.v1.AuditRequest\x1a\x1b.meshpb.stock.v1.StockAuditb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshpb/stock/v1/stock.proto\x12\x0fmeshpb.stock.v1\x1a\x1dmeshpb/common/v1/common.proto\"l\n\rPutSkuRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"<\n\x03Sku\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\"\x1e\n\x0fGetStockRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\"v\n\nStockLevel\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x0c\n\x04sold\x18\x04 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x05 \x01(\t\x12\x13\n\x0bprice_cents\x18\x06 \x01(\x03\"\x1e\n\x0eGetSkusRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\"5\n\x0fGetSkusResponse\x12\"\n\x04skus\x18\x01 \x03(\x0b\x32\x14.meshpb.stock.v1.Sku\"Q\n\x0eReserveRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.meshpb.common.v1.SkuQuantity\x12\x11\n\torder_ids\x18\x02 \x03(\t\"U\n\x13ReleaseStockRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.meshpb.common.v1.SkuQuantity\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\x96\x01\n\x08SkuAudit\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0f\n\x07initial\x18\x02 \x01(\x03\x12\x17\n\x0fredis_available\x18\x03 \x01(\x03\x12\x16\n\x0eredis_reserved\x18\x04 \x01(\x03\x12\x14\n\x0c\x64\x62_available\x18\x05 \x01(\x03\x12\x0f\n\x07\x64\x62_sold\x18\x06 \x01(\x03\x12\x14\n\x0credis_loaded\x18\x07 \x01(\x08\"5\n\nStockAudit\x12\'\n\x04skus\x18\x01 \x03(\x0b\x32\x19.meshpb.stock.v1.SkuAudit2\xf3\x04\n\x05Stock\x12\x45\n\x06PutSku\x12\x1e.meshpb.stock.v1.PutSkuRequest\x1a\x1b.meshpb.stock.v1.StockLevel\x12I\n\x08GetStock\x12 .meshpb.stock.v1.GetStockRequest\x1a\x1b.meshpb.stock.v1.StockLevel\x12L\n\x07GetSkus\x12\x1f.meshpb.stock.v1.GetSkusRequest\x1a .meshpb.stock.v1.GetSkusResponse\x12L\n\nTryReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12P\n\x0e\x43onfirmReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12O\n\rCancelReserve\x12\x1f.meshpb.stock.v1.ReserveRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12S\n\x0cReleaseStock\x12$.meshpb.stock.v1.ReleaseStockRequest\x1a\x1d.meshpb.common.v1.BranchReply\x12\x44\n\x05\x41udit\x12\x1e.meshpb.common.v1.AuditRequest\x1a\x1b.meshpb.stock.v1.StockAuditb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshpb.stock.v1.stock_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUTSKUREQUEST']._serialized_start=79
-  _globals['_PUTSKUREQUEST']._serialized_end=167
-  _globals['_SKU']._serialized_start=169
-  _globals['_SKU']._serialized_end=229
-  _globals['_GETSTOCKREQUEST']._serialized_start=231
-  _globals['_GETSTOCKREQUEST']._serialized_end=261
-  _globals['_STOCKLEVEL']._serialized_start=263
-  _globals['_STOCKLEVEL']._serialized_end=381
-  _globals['_GETSKUSREQUEST']._serialized_start=383
-  _globals['_GETSKUSREQUEST']._serialized_end=413
-  _globals['_GETSKUSRESPONSE']._serialized_start=415
-  _globals['_GETSKUSRESPONSE']._serialized_end=468
-  _globals['_RESERVEREQUEST']._serialized_start=470
-  _globals['_RESERVEREQUEST']._serialized_end=551
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=553
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=638
-  _globals['_SKUAUDIT']._serialized_start=641
-  _globals['_SKUAUDIT']._serialized_end=791
-  _globals['_STOCKAUDIT']._serialized_start=793
-  _globals['_STOCKAUDIT']._serialized_end=846
-  _globals['_STOCK']._serialized_start=849
-  _globals['_STOCK']._serialized_end=1476
+  _globals['_PUTSKUREQUEST']._serialized_end=187
+  _globals['_SKU']._serialized_start=189
+  _globals['_SKU']._serialized_end=249
+  _globals['_GETSTOCKREQUEST']._serialized_start=251
+  _globals['_GETSTOCKREQUEST']._serialized_end=281
+  _globals['_STOCKLEVEL']._serialized_start=283
+  _globals['_STOCKLEVEL']._serialized_end=401
+  _globals['_GETSKUSREQUEST']._serialized_start=403
+  _globals['_GETSKUSREQUEST']._serialized_end=433
+  _globals['_GETSKUSRESPONSE']._serialized_start=435
+  _globals['_GETSKUSRESPONSE']._serialized_end=488
+  _globals['_RESERVEREQUEST']._serialized_start=490
+  _globals['_RESERVEREQUEST']._serialized_end=571
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=573
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=658
+  _globals['_SKUAUDIT']._serialized_start=661
+  _globals['_SKUAUDIT']._serialized_end=811
+  _globals['_STOCKAUDIT']._serialized_start=813
+  _globals['_STOCKAUDIT']._serialized_end=866
+  _globals['_STOCK']._serialized_start=869
+  _globals['_STOCK']._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

@@ -27,11 +27,18 @@ class PutSkuRequest(_message.Message):
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
     PRICE_CENTS_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     merchant_id: _builtins.str
     price_cents: _builtins.int
     quantity: _builtins.int
     """units added to available stock (on create: the initial stock)"""
+    request_id: _builtins.str
+    """Required, 1..64 printable characters without whitespace; the client picks a fresh one per restock
+    and sends the same one on a retry. A retry with the same request_id is applied once (database and
+    Redis; it finishes a Redis half an earlier attempt missed). The same request_id with another sku,
+    quantity or price is FAILED_PRECONDITION.
+    """
     def __init__(
         self,
         *,
@@ -39,10 +46,11 @@ class PutSkuRequest(_message.Message):
         merchant_id: _builtins.str = ...,
         price_cents: _builtins.int = ...,
         quantity: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "price_cents", b"price_cents", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "price_cents", b"price_cents", "quantity", b"quantity", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -83,7 +83,13 @@ class Stack:
         """A fresh SKU of ``merchant`` with ``quantity`` units at ``price`` cents."""
         sku = f"{prefix}-{uuid.uuid4().hex[:10]}"
         await self.stock.PutSku(
-            spb.PutSkuRequest(sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity),
+            spb.PutSkuRequest(
+                sku=sku,
+                merchant_id=merchant,
+                price_cents=price,
+                quantity=quantity,
+                request_id=uuid.uuid4().hex,
+            ),
             timeout=RPC_SECONDS,
         )
         return sku

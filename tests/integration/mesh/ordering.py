@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -82,7 +83,9 @@ async def wait_until(check: Callable[[], bool], within: float) -> bool:
 async def put_sku(clients: MeshClients, sku: str, merchant: str, price: int, quantity: int) -> None:
     """Create (or restock) a SKU."""
     await clients.stock.PutSku(
-        spb.PutSkuRequest(sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity),
+        spb.PutSkuRequest(
+            sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity, request_id=uuid.uuid4().hex
+        ),
         timeout=CALL_SECONDS,
     )
 

@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from meshkit.branchcall import branch_metadata
 from meshkit.clock import Clock
@@ -94,17 +95,21 @@ class RunningStock:
     channel: grpc.aio.Channel
     stub: Any  # StockAsyncStub
     redis: aioredis.Redis
+    registry: CollectorRegistry
 
     @classmethod
     async def start(cls, settings: StockSettings, *, clock: Clock | None = None) -> RunningStock:
         """Start the runtime (on ``clock``, default the system's) and its server."""
-        runtime = await StockRuntime.start(settings, clock=clock)
-        server = MeshServer(settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+        registry = CollectorRegistry()
+        runtime = await StockRuntime.start(settings, clock=clock, registry=registry)
+        server = MeshServer(
+            settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED, registry=registry
+        )
         server.add_stop_hook(runtime.stop)
         await server.start()
         channel = trusted_channel(f"127.0.0.1:{server.port}")
         redis = aioredis.Redis.from_url(settings.redis.url)
-        return cls(runtime, server, channel, stock_pb2_grpc.StockStub(channel), redis)
+        return cls(runtime, server, channel, stock_pb2_grpc.StockStub(channel), redis, registry)
 
     async def stop(self) -> None:
         """Stop the server (and with it the runtime)."""
@@ -129,10 +134,21 @@ class RunningStock:
     # ------------------------------------------------------------------ calls
 
     async def put(
-        self, sku: str, quantity: int, merchant: str = MERCHANT, price: int = PRICE
+        self,
+        sku: str,
+        quantity: int,
+        merchant: str = MERCHANT,
+        price: int = PRICE,
+        request_id: str | None = None,
     ) -> stock_pb2.StockLevel:
-        """PutSku."""
-        request = stock_pb2.PutSkuRequest(sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity)
+        """PutSku (a fresh request id unless one is given, e.g. to retry)."""
+        request = stock_pb2.PutSkuRequest(
+            sku=sku,
+            merchant_id=merchant,
+            price_cents=price,
+            quantity=quantity,
+            request_id=request_id or uuid.uuid4().hex,
+        )
         level: stock_pb2.StockLevel = await self.stub.PutSku(request)
         return level
 
@@ -180,6 +196,9 @@ class RunningStock:
     # ------------------------------------------------------------------ Redis
 
     async def drop_hot_copies(self) -> int:
-        """Delete every stock hash of this service from Redis (as a Redis restart without data would)."""
+        """Delete every key of this service's namespace (as a Redis restart without data would); the
+        number of stock hashes among them."""
         keys = [key async for key in self.redis.scan_iter(match=f"{{{self.namespace}}}:*")]
-        return int(await self.redis.delete(*keys)) if keys else 0
+        if keys:
+            await self.redis.delete(*keys)
+        return sum(1 for key in keys if key.startswith(f"{{{self.namespace}}}:sku:".encode()))

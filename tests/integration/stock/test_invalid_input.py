@@ -27,8 +27,12 @@ TOO_MANY = [(f"sku-{i}", 1) for i in range(101)]
 Case = tuple[str, Callable[[RunningStock, str], Awaitable[Any]], str]
 
 
-def put(sku: str = "apple", merchant: str = "m-1", price: int = 100, quantity: int = 1) -> Any:
-    request = stock_pb2.PutSkuRequest(sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity)
+def put(
+    sku: str = "apple", merchant: str = "m-1", price: int = 100, quantity: int = 1, request_id: str = "r-1"
+) -> Any:
+    request = stock_pb2.PutSkuRequest(
+        sku=sku, merchant_id=merchant, price_cents=price, quantity=quantity, request_id=request_id
+    )
     return lambda s, _gid: s.stub.PutSku(request)
 
 
@@ -51,6 +55,8 @@ CASES: list[Case] = [
     ("put negative price", put(price=-1), "price_cents"),
     ("put negative quantity", put(quantity=-1), "quantity"),
     ("put too many units", put(quantity=10_001), "quantity"),
+    ("put without a request id", put(request_id=""), "request_id"),
+    ("put long request id", put(request_id=LONG), "request_id"),
     ("get empty sku", lambda s, _g: s.stub.GetStock(stock_pb2.GetStockRequest(sku="")), "sku"),
     (
         "get skus with an empty one",

@@ -76,24 +76,27 @@ def test_order_ids_may_be_empty_but_not_blank() -> None:
 
 
 def test_put_sku_accepts_zero_quantity_and_price() -> None:
-    assert check_put_sku("a", "m", 0, 0, LIMITS) == PutSkuInput("a", "m", 0, 0)
+    assert check_put_sku("a", "m", 0, 0, "r", limits=LIMITS) == PutSkuInput("a", "m", 0, 0, "r")
 
 
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (("", "m", 1, 1), "sku"),
-        (("a", "", 1, 1), "merchant_id"),
-        (("a", "m" * 65, 1, 1), "merchant_id"),
-        (("a", "m", -1, 1), "price_cents"),
-        (("a", "m", MAX_PRICE_CENTS + 1, 1), "price_cents"),
-        (("a", "m", 1, -1), "quantity"),
-        (("a", "m", 1, 51), "quantity"),
+        (("", "m", 1, 1, "r"), "sku"),
+        (("a", "", 1, 1, "r"), "merchant_id"),
+        (("a", "m" * 65, 1, 1, "r"), "merchant_id"),
+        (("a", "m", -1, 1, "r"), "price_cents"),
+        (("a", "m", MAX_PRICE_CENTS + 1, 1, "r"), "price_cents"),
+        (("a", "m", 1, -1, "r"), "quantity"),
+        (("a", "m", 1, 51, "r"), "quantity"),
+        (("a", "m", 1, 1, ""), "request_id"),
+        (("a", "m", 1, 1, "r" * 65), "request_id"),
+        (("a", "m", 1, 1, "r 1"), "request_id"),
     ],
 )
-def test_bad_put_sku_names_the_field(args: tuple[str, str, int, int], field: str) -> None:
+def test_bad_put_sku_names_the_field(args: tuple[str, str, int, int, str], field: str) -> None:
     with pytest.raises(InvalidArgument) as exc:
-        check_put_sku(*args, LIMITS)
+        check_put_sku(*args, limits=LIMITS)
     assert field_of(exc) == field
 
 

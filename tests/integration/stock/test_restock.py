@@ -1,0 +1,210 @@
+"""Issue 9 item 5: PutSku is idempotent per request_id, both halves apply exactly once, and the reconciler
+finds and repairs drift between the database and Redis without touching reservations in flight.
+
+The failure between the halves is real: a second replica on the same database whose Redis is unreachable
+commits the database half and then fails the Redis half (UNAVAILABLE). Real Redis, SQLite and MariaDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import grpc
+import pytest
+
+from meshpb.stock.v1 import stock_pb2
+from stock_svc.hot import stock_key
+from tests.integration.stock.harness import RunningStock, rpc_error, stock_settings
+from tests.integration.stock.test_persist import without_redis
+
+RECONCILE_LOGGER = "stock_svc.reconcile"
+STARTUP_ROUND_SECONDS = 10.0
+
+
+def repaired(stock: RunningStock, kind: str) -> float:
+    """``mesh_stock_drift_repaired_total{kind}`` of ``stock``."""
+    return stock.registry.get_sample_value("mesh_stock_drift_repaired_total", {"kind": kind}) or 0.0
+
+
+async def figures(stock: RunningStock, sku: str) -> tuple[int, int, int, int]:
+    """``(db_available, redis_available, redis_reserved, db_sold)`` from the audit."""
+    a = (await stock.audit())[sku]
+    return int(a.db_available), int(a.redis_available), int(a.redis_reserved), int(a.db_sold)
+
+
+async def half_done_restock(stock: RunningStock, db_url: str, sku: str, quantity: int) -> str:
+    """A PutSku whose database half committed and whose Redis half failed; its request id."""
+    request_id = uuid.uuid4().hex
+    async with without_redis(stock, db_url) as broken:
+        error = await rpc_error(broken.put(sku, quantity, request_id=request_id))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    return request_id
+
+
+async def test_item5_put_sku_retried_with_the_same_request_id_restocks_once(stock: RunningStock) -> None:
+    await stock.put("apple", 10)
+    first = await stock.put("apple", 5, request_id="restock-1")
+    again = await stock.put("apple", 5, request_id="restock-1")
+
+    assert (first.available, again.available) == (15, 15)
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    audit = await stock.assert_invariant()
+    assert audit["apple"].initial == 15
+
+    # The same request id for another restock is refused, and changes nothing.
+    for sku, quantity, price in (("apple", 6, 250), ("pear", 5, 250), ("apple", 5, 300)):
+        error = await rpc_error(stock.put(sku, quantity, price=price, request_id="restock-1"))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "request_id restock-1 was already used" in (error.details() or "")
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    assert "pear" not in await stock.audit()
+
+    # A retried create does not restock either.
+    await stock.put("plum", 4, request_id="create-plum")
+    await stock.put("plum", 4, request_id="create-plum")
+    assert await figures(stock, "plum") == (4, 4, 0, 0)
+
+
+async def test_item5_put_sku_without_a_request_id_is_invalid_argument(stock: RunningStock) -> None:
+    await stock.put("apple", 10)
+    for request_id, why in (("", "missing"), ("r" * 65, "longer than 64")):
+        error = await rpc_error(stock.stub.PutSku(_put_request("apple", 5, request_id)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "request_id" in (error.details() or "") and why in (error.details() or "")
+    assert await figures(stock, "apple") == (10, 10, 0, 0)
+
+
+def _put_request(sku: str, quantity: int, request_id: str) -> stock_pb2.PutSkuRequest:
+    return stock_pb2.PutSkuRequest(
+        sku=sku, merchant_id="m-1", price_cents=250, quantity=quantity, request_id=request_id
+    )
+
+
+async def test_item5_put_sku_whose_redis_half_failed_is_finished_by_its_retry(
+    stock: RunningStock, db_url: str
+) -> None:
+    await stock.put("apple", 10)
+    request_id = await half_done_restock(stock, db_url, "apple", 5)
+    assert await figures(stock, "apple") == (15, 10, 0, 0)  # Redis is short: the old bug's state
+
+    # The retry adds nothing to the database and finishes the Redis half, once.
+    assert (await stock.put("apple", 5, request_id=request_id)).available == 15
+    assert (await stock.put("apple", 5, request_id=request_id)).available == 15
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    await stock.assert_invariant()
+    # Nothing is owed any more: the reconciler has nothing to do.
+    assert await stock.runtime.reconciler.round_once() == 0
+
+
+async def test_item5_reconciler_finishes_a_restock_no_client_retried(
+    stock: RunningStock, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await stock.put("apple", 10)
+    request_id = await half_done_restock(stock, db_url, "apple", 5)
+    assert await figures(stock, "apple") == (15, 10, 0, 0)
+
+    with caplog.at_level(logging.WARNING, logger=RECONCILE_LOGGER):
+        assert await stock.runtime.reconciler.round_once() == 1
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    await stock.assert_invariant()
+    assert repaired(stock, "restock") == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == RECONCILE_LOGGER]
+    assert lines == [
+        f"stock drift repaired: restock {request_id} of sku apple (+5) had no Redis half; applied it"
+    ]
+
+    # A late client retry of the same request changes nothing, and neither does the next round.
+    assert (await stock.put("apple", 5, request_id=request_id)).available == 15
+    assert await stock.runtime.reconciler.round_once() == 0
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+
+
+async def test_item5_reconciler_repairs_at_start(stock: RunningStock, db_url: str) -> None:
+    await stock.put("apple", 10)
+    await half_done_restock(stock, db_url, "apple", 5)
+
+    # A replica starting on the same database and Redis repairs in its first round, without being asked.
+    fresh = await RunningStock.start(
+        stock_settings(db_url, stock.runtime.settings.redis.url, stock.namespace)
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_ROUND_SECONDS
+        while repaired(fresh, "restock") < 1:
+            assert time.monotonic() < deadline, "the start-up round did not repair the restock"
+            await asyncio.sleep(0.05)
+        assert await figures(fresh, "apple") == (15, 15, 0, 0)
+        await fresh.assert_invariant()
+    finally:
+        await fresh.stop()
+
+
+async def test_item5_reconciler_corrects_available_that_drifted_without_a_record(
+    stock: RunningStock, gid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await stock.put("apple", 10)
+    await stock.branch("TryReserve", gid, [("apple", 3)])
+    # Drift no database row explains (e.g. a PutSku of the old code whose Redis half was lost): 4 units short.
+    await stock.redis.hincrby(stock_key(stock.namespace, "apple"), "available", -4)
+    assert await figures(stock, "apple") == (10, 3, 3, 0)
+
+    with caplog.at_level(logging.WARNING, logger=RECONCILE_LOGGER):
+        assert await stock.runtime.reconciler.round_once() == 1
+    # Available is corrected; the reservation in flight is left as it is.
+    assert await figures(stock, "apple") == (10, 7, 3, 0)
+    assert repaired(stock, "available") == 1
+    assert stock.registry.get_sample_value("mesh_stock_drift_skus") == 1
+    assert any("sku apple redis available 3 -> 7" in r.getMessage() for r in caplog.records)
+
+    await stock.branch("ConfirmReserve", gid, [("apple", 3)])
+    assert await stock.level("apple") == (7, 0, 3)
+    await stock.assert_invariant()
+    assert await stock.runtime.reconciler.round_once() == 0
+    assert stock.registry.get_sample_value("mesh_stock_drift_skus") == 0
+
+
+async def test_item5_reconciler_leaves_in_flight_reservations_alone(stock: RunningStock, db_url: str) -> None:
+    await stock.put("apple", 10)
+    tried, confirming = uuid.uuid4().hex, uuid.uuid4().hex
+    await stock.branch("TryReserve", tried, [("apple", 3)])  # reserved, not confirmed yet
+    await stock.branch("TryReserve", confirming, [("apple", 2)])
+    async with without_redis(stock, db_url) as broken:  # its confirm persists, its Redis half is owed
+        error = await rpc_error(broken.branch("ConfirmReserve", confirming, [("apple", 2)]))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    before = await figures(stock, "apple")
+    assert before == (8, 5, 5, 2)  # Redis total 10 vs database 8: in flight, not drift
+
+    for _ in range(2):
+        assert await stock.runtime.reconciler.round_once() == 0
+        assert await figures(stock, "apple") == before
+    assert repaired(stock, "available") == 0
+
+    # The transactions end as they would have without the reconciler; everything adds up.
+    assert await stock.branch("ConfirmReserve", confirming, [("apple", 2)]) == "duplicate/applied"
+    assert await stock.branch("CancelReserve", tried, [("apple", 3)]) == "applied"
+    assert await stock.level("apple") == (8, 0, 2)
+    await stock.assert_invariant()
+    assert await stock.runtime.reconciler.round_once() == 0
+
+
+async def test_item5_reconciler_with_an_owed_restock_and_an_owed_confirm(
+    stock: RunningStock, db_url: str
+) -> None:
+    await stock.put("apple", 10)
+    confirming = uuid.uuid4().hex
+    await stock.branch("TryReserve", confirming, [("apple", 2)])
+    async with without_redis(stock, db_url) as broken:
+        await rpc_error(broken.branch("ConfirmReserve", confirming, [("apple", 2)]))
+        await rpc_error(broken.put("apple", 4))
+    assert await figures(stock, "apple") == (12, 8, 2, 2)
+
+    # The restock is finished; the owed confirm half is in flight and keeps its reserved units.
+    assert await stock.runtime.reconciler.round_once() == 1
+    assert await figures(stock, "apple") == (12, 12, 2, 2)
+    assert repaired(stock, "available") == 0
+
+    assert await stock.branch("ConfirmReserve", confirming, [("apple", 2)]) == "duplicate/applied"
+    assert await stock.level("apple") == (12, 0, 2)
+    await stock.assert_invariant()
