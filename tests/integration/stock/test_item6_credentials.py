@@ -82,7 +82,9 @@ async def test_item6_release_stock_without_credentials_is_refused(stock: Running
 
 
 async def test_item6_put_sku_needs_the_admin_token(stock: RunningStock) -> None:
-    request = stock_pb2.PutSkuRequest(sku="apple", merchant_id="m-1", price_cents=100, quantity=5)
+    request = stock_pb2.PutSkuRequest(
+        sku="apple", merchant_id="m-1", price_cents=100, quantity=5, request_id="restock-1"
+    )
     async with plain_channel(stock.address) as channel:
         outsider = stock_pb2_grpc.StockStub(channel)
         missing = await rpc_error(outsider.PutSku(request))
