@@ -50,6 +50,11 @@ class StockSection(Section):
         gt=0,
         description="how often the reconciler repairs drift between the database and Redis (also at start)",
     )
+    reconcile_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="an owed PutSku Redis half younger than this is left to the call that is finishing it",
+    )
     reconcile_batch: int = Field(
         1000, ge=1, le=100_000, description="owed PutSku Redis halves the reconciler finishes per round"
     )

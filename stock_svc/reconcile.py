@@ -3,8 +3,8 @@
 A round does two things:
 
 1. **Owed restocks.** Every ``stock_restock`` row whose Redis half is not recorded as done (the PutSku
-   call died between its halves and no client retried) gets that half applied, once (its marker), and is
-   marked done.
+   call died between its halves and no client retried) and that is older than
+   ``stock.reconcile_grace_seconds`` gets that half applied, once (its marker), and is marked done.
 2. **Drift.** For every SKU whose Redis copy is loaded, ``available + reserved`` in Redis must equal the
    database's ``available``, less what the Redis halves still owed will change: a confirm whose database
    half committed but whose Redis half did not run yet still holds its units in ``reserved``, a release
@@ -66,9 +66,14 @@ class ReconcileMetrics:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileLimits:
-    """How much one round reads: owed restocks per round, log rows per SKU, the barrier retention."""
+    """What one round reads.
+
+    Owed restocks per round (only those older than the grace), log rows per SKU check, and the barrier
+    retention (older log rows count as finished).
+    """
 
     batch: int
+    grace_ms: int
     max_changes: int
     retention_ms: int
 
@@ -110,6 +115,7 @@ class StockReconciler:
         """The reconciler of a stock_svc process, its limits taken from ``settings``."""
         limits = ReconcileLimits(
             batch=settings.stock.reconcile_batch,
+            grace_ms=int(settings.stock.reconcile_grace_seconds * 1000),
             max_changes=settings.stock.reconcile_max_changes,
             retention_ms=retention_ms(settings.barrier.retention_days),
         )
@@ -125,9 +131,13 @@ class StockReconciler:
         return await self.finish_owed_restocks() + await self.repair_drift()
 
     async def finish_owed_restocks(self) -> int:
-        """Apply the Redis halves of restocks not recorded as done; how many added units just now."""
+        """Apply the Redis halves of restocks not recorded as done; how many added units just now.
+
+        A restock younger than the grace is left alone: its PutSku call is most likely finishing it.
+        """
+        before = now_ms(self._clock) - self._limits.grace_ms
         async with self._repo.transaction() as session:
-            owed = await self._repo.owed_restocks(session, self._limits.batch)
+            owed = await self._repo.owed_restocks(session, self._limits.batch, created_before_ms=before)
         added = 0
         for record in owed:
             if await self._domain.finish_restock(record):

@@ -172,11 +172,20 @@ class StockRepo:
         row = (await session.execute(stmt)).first()
         return _restock(row) if row is not None else None
 
-    async def owed_restocks(self, session: AsyncSession, limit: int, sku: str | None = None) -> list[Restock]:
-        """Restocks whose Redis half is not recorded as done (oldest first; of one SKU if given)."""
+    async def owed_restocks(
+        self,
+        session: AsyncSession,
+        limit: int,
+        *,
+        sku: str | None = None,
+        created_before_ms: int | None = None,
+    ) -> list[Restock]:
+        """Restocks whose Redis half is not recorded as done, oldest first (of one SKU, older than ...)."""
         stmt = select(*_RESTOCK_COLUMNS).where(stock_restock.c.redis_done == false())
         if sku is not None:
             stmt = stmt.where(stock_restock.c.sku == sku)
+        if created_before_ms is not None:
+            stmt = stmt.where(stock_restock.c.created_at < created_before_ms)
         stmt = stmt.order_by(stock_restock.c.created_at, stock_restock.c.request_id).limit(limit)
         return [_restock(r) for r in (await session.execute(stmt)).all()]
 

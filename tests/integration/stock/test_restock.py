@@ -3,6 +3,7 @@ finds and repairs drift between the database and Redis without touching reservat
 
 The failure between the halves is real: a second replica on the same database whose Redis is unreachable
 commits the database half and then fails the Redis half (UNAVAILABLE). Real Redis, SQLite and MariaDB.
+Where a restock must age past ``stock.reconcile_grace_seconds``, every replica runs on one manual clock.
 """
 
 from __future__ import annotations
@@ -11,17 +12,50 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
 
+from meshkit.clock import ManualClock
 from meshpb.stock.v1 import stock_pb2
+from stock_svc.config import StockSection
 from stock_svc.hot import stock_key
 from tests.integration.stock.harness import RunningStock, rpc_error, stock_settings
-from tests.integration.stock.test_persist import without_redis
+from tests.integration.stock.test_persist import DEAD_REDIS, without_redis
 
 RECONCILE_LOGGER = "stock_svc.reconcile"
 STARTUP_ROUND_SECONDS = 10.0
+# Past the reconciler's grace for owed restocks, short of its next periodic round.
+AGED_SECONDS = StockSection().reconcile_grace_seconds + 1
+assert StockSection().reconcile_interval_seconds > AGED_SECONDS
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The manual clock of every replica of one test."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def timed(db_url: str, redis_url: str, clock: ManualClock) -> AsyncIterator[RunningStock]:
+    """stock_svc on ``clock``."""
+    running = await RunningStock.start(stock_settings(db_url, redis_url), clock=clock)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@asynccontextmanager
+async def broken_replica(stock: RunningStock, db_url: str, clock: ManualClock) -> AsyncIterator[RunningStock]:
+    """A replica on the same database and ``clock`` whose Redis is unreachable."""
+    broken = await RunningStock.start(stock_settings(db_url, DEAD_REDIS, stock.namespace), clock=clock)
+    try:
+        yield broken
+    finally:
+        await broken.stop()
 
 
 def repaired(stock: RunningStock, kind: str) -> float:
@@ -35,10 +69,13 @@ async def figures(stock: RunningStock, sku: str) -> tuple[int, int, int, int]:
     return int(a.db_available), int(a.redis_available), int(a.redis_reserved), int(a.db_sold)
 
 
-async def half_done_restock(stock: RunningStock, db_url: str, sku: str, quantity: int) -> str:
+async def half_done_restock(
+    stock: RunningStock, db_url: str, sku: str, quantity: int, clock: ManualClock | None = None
+) -> str:
     """A PutSku whose database half committed and whose Redis half failed; its request id."""
     request_id = uuid.uuid4().hex
-    async with without_redis(stock, db_url) as broken:
+    replica = broken_replica(stock, db_url, clock) if clock is not None else without_redis(stock, db_url)
+    async with replica as broken:
         error = await rpc_error(broken.put(sku, quantity, request_id=request_id))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     return request_id
@@ -100,12 +137,19 @@ async def test_item5_put_sku_whose_redis_half_failed_is_finished_by_its_retry(
 
 
 async def test_item5_reconciler_finishes_a_restock_no_client_retried(
-    stock: RunningStock, db_url: str, caplog: pytest.LogCaptureFixture
+    timed: RunningStock, db_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    stock = timed
     await stock.put("apple", 10)
-    request_id = await half_done_restock(stock, db_url, "apple", 5)
+    request_id = await half_done_restock(stock, db_url, "apple", 5, clock)
     assert await figures(stock, "apple") == (15, 10, 0, 0)
 
+    # A fresh one is left to its PutSku call (which may be finishing it right now); the owed half is
+    # in flight, so the drift check leaves Redis alone too.
+    assert await stock.runtime.reconciler.round_once() == 0
+    assert await figures(stock, "apple") == (15, 10, 0, 0)
+
+    clock.advance(AGED_SECONDS)
     with caplog.at_level(logging.WARNING, logger=RECONCILE_LOGGER):
         assert await stock.runtime.reconciler.round_once() == 1
     assert await figures(stock, "apple") == (15, 15, 0, 0)
@@ -122,14 +166,17 @@ async def test_item5_reconciler_finishes_a_restock_no_client_retried(
     assert await figures(stock, "apple") == (15, 15, 0, 0)
 
 
-async def test_item5_reconciler_repairs_at_start(stock: RunningStock, db_url: str) -> None:
+async def test_item5_reconciler_repairs_at_start(
+    timed: RunningStock, db_url: str, clock: ManualClock
+) -> None:
+    stock = timed
     await stock.put("apple", 10)
-    await half_done_restock(stock, db_url, "apple", 5)
+    await half_done_restock(stock, db_url, "apple", 5, clock)
+    clock.advance(AGED_SECONDS)
 
     # A replica starting on the same database and Redis repairs in its first round, without being asked.
-    fresh = await RunningStock.start(
-        stock_settings(db_url, stock.runtime.settings.redis.url, stock.namespace)
-    )
+    settings = stock_settings(db_url, stock.runtime.settings.redis.url, stock.namespace)
+    fresh = await RunningStock.start(settings, clock=clock)
     try:
         deadline = time.monotonic() + STARTUP_ROUND_SECONDS
         while repaired(fresh, "restock") < 1:
@@ -190,17 +237,22 @@ async def test_item5_reconciler_leaves_in_flight_reservations_alone(stock: Runni
 
 
 async def test_item5_reconciler_with_an_owed_restock_and_an_owed_confirm(
-    stock: RunningStock, db_url: str
+    timed: RunningStock, db_url: str, clock: ManualClock
 ) -> None:
+    stock = timed
     await stock.put("apple", 10)
     confirming = uuid.uuid4().hex
     await stock.branch("TryReserve", confirming, [("apple", 2)])
-    async with without_redis(stock, db_url) as broken:
+    async with broken_replica(stock, db_url, clock) as broken:
         await rpc_error(broken.branch("ConfirmReserve", confirming, [("apple", 2)]))
         await rpc_error(broken.put("apple", 4))
     assert await figures(stock, "apple") == (12, 8, 2, 2)
+    # Both owed halves are in flight: Redis total 10 = database 12 - restock 4 + confirm 2. No drift.
+    assert await stock.runtime.reconciler.round_once() == 0
+    assert await figures(stock, "apple") == (12, 8, 2, 2)
 
-    # The restock is finished; the owed confirm half is in flight and keeps its reserved units.
+    # Once aged, the restock is finished; the owed confirm half keeps its reserved units.
+    clock.advance(AGED_SECONDS)
     assert await stock.runtime.reconciler.round_once() == 1
     assert await figures(stock, "apple") == (12, 12, 2, 2)
     assert repaired(stock, "available") == 0
