@@ -343,8 +343,11 @@ class StockDomain:
         async with self._repo.transaction() as session:
             versions = await self._repo.logged_versions(session, ctx.gid, ctx.branch_id, kind)
         missing = [i.sku for i in items if i.sku not in versions]
-        if missing:
-            raise RuntimeError(f"gid {ctx.gid} branch {ctx.branch_id} {kind}: no log row for {missing}")
+        if missing:  # a repeat whose payload differs from the call the barrier already applied
+            raise InvalidArgument(
+                "items",
+                f"{', '.join(missing)} not in the {kind} gid {ctx.gid} branch {ctx.branch_id} applied",
+            )
         return versions
 
     @staticmethod

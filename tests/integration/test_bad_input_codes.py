@@ -25,12 +25,15 @@ from meshctl import layout
 from meshkit.auth import mesh_channel
 from meshkit.config import AuthSettings
 from meshkit.txcontext import Op, TxContext, TxMode
+from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.order.v1 import order_pb2_grpc
 from meshpb.points.v1 import points_pb2 as ppb
 from meshpb.points.v1 import points_pb2_grpc
+from meshpb.stock.v1 import stock_pb2 as spb
+from meshpb.stock.v1 import stock_pb2_grpc
 from tests.integration.flows.stack import Stack, eventually, rpc_error, whole_stack
 
 Pairs = Sequence[tuple[str, str | bytes]]
@@ -48,13 +51,13 @@ class Mesh:
         auth = AuthSettings(mesh_secret=SecretStr(secret))
         addresses = stack.clients.addresses
         self.token = stack.clients.admin_token
-        self.signed = {
-            k: mesh_channel(getattr(addresses, k), auth) for k in ("order", "points", "coordinator")
-        }
+        processes = ("order", "points", "stock", "coordinator")
+        self.signed = {k: mesh_channel(getattr(addresses, k), auth) for k in processes}
         self.admin_channel = mesh_channel(addresses.coordinator, None, admin_token=self.token)
         self.bare = {k: grpc.aio.insecure_channel(getattr(addresses, k)) for k in ("order", "points")}
         self.order = order_pb2_grpc.OrderStub(self.signed["order"])
         self.points = points_pb2_grpc.PointsStub(self.signed["points"])
+        self.stock = stock_pb2_grpc.StockStub(self.signed["stock"])
         self.coordinator = coordinator_pb2_grpc.CoordinatorStub(self.signed["coordinator"])
         self.admin = coordinator_pb2_grpc.AdminStub(self.admin_channel)
 
@@ -342,3 +345,25 @@ async def test_issue15_item4_points_cancels_that_can_never_succeed_are_aborted(m
     assert await mesh.stack.account(user) == (50, 10)
     await mesh.points.CancelFreeze(held, metadata=ctx(mixed, Op.CANCEL), timeout=20)
     assert await mesh.stack.account(user) == (60, 0)
+
+
+async def test_item7_stock_repeated_confirm_with_other_items_is_invalid_argument(mesh: Mesh) -> None:
+    merchant = fresh("m")
+    first, second = await mesh.stack.sku(merchant, 100, 5), await mesh.stack.sku(merchant, 100, 5)
+
+    def reserve(*skus: str) -> spb.ReserveRequest:
+        items = [common_pb2.SkuQuantity(sku=s, quantity=1) for s in skus]
+        return spb.ReserveRequest(items=items, order_ids=["o-1"])
+
+    gid = fresh("stock")
+    md = ctx(gid, Op.TRY, branch="stock")
+    await mesh.stock.TryReserve(reserve(first), metadata=md, timeout=20)
+    await mesh.stock.ConfirmReserve(reserve(first), metadata=ctx(gid, Op.CONFIRM, branch="stock"), timeout=20)
+    repeat = mesh.stock.ConfirmReserve(
+        reserve(first, second), metadata=ctx(gid, Op.CONFIRM, branch="stock"), timeout=20
+    )
+    error = await rpc_error(repeat)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith(f"items: {second} not in the confirm gid {gid}")
+    assert await mesh.stack.stock_of(first) == (4, 0, 1)
+    assert await mesh.stack.stock_of(second) == (5, 0, 0)
