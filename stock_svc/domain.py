@@ -220,6 +220,7 @@ class StockDomain:
         checked = check_items(items, HARD_LIMITS)
         refs = check_order_ids(order_ids, HARD_LIMITS.max_items)
         _expect_op(ctx, "ConfirmReserve", Op.CONFIRM)
+        await self._require_tried(ctx)
 
         async def persist(session: AsyncSession) -> dict[str, int]:
             versions = await self._repo.sell(session, checked)
@@ -333,6 +334,25 @@ class StockDomain:
         loaded = await self._hot.load(snapshots)
         if loaded:
             log.info("loaded %d stock copies into redis", loaded, extra={"loaded": loaded})
+
+    async def _require_tried(self, ctx: TxContext) -> None:
+        """A confirm sells only what its try reserved: no try yet is "not yet", a blocked one never.
+
+        With Redis unreachable the check is skipped: the database half must still persist the sale of a
+        try that did run (the Redis half then fails and the confirm is retried).
+        """
+        try:
+            reason = await self._hot.tried(ctx)
+        except TransientError:
+            return
+        if reason is None:
+            message = f"confirm of gid {ctx.gid} branch {ctx.branch_id} not yet possible: no try has run"
+            log.warning("%s", message, extra={"gid": ctx.gid})
+            raise BranchOngoing(message)
+        if reason == Op.CANCEL.value:
+            message = f"confirm of gid {ctx.gid} branch {ctx.branch_id} can never succeed: it was cancelled"
+            log.warning("%s", message, extra={"gid": ctx.gid})
+            raise BranchFailure(message)
 
     async def _versions(
         self, ctx: TxContext, kind: str, items: Sequence[Item], db: BarrierResult[dict[str, int]]

@@ -405,6 +405,20 @@ class HotStock:
         loaded, before, reserved, after, pending, drift = (int(v) for v in reply)
         return Repair(bool(loaded), before, reserved, after, pending, drift)
 
+    async def tried(self, ctx: TxContext) -> str | None:
+        """The branch's try entry in the barrier, ``None`` when no try has run yet.
+
+        ``try`` when it ran; ``cancel`` when a cancel came first and blocks it.
+        """
+        field = barrier_field(ctx.branch_id, Op.TRY.value)
+        async with redis_errors("stock read"):
+            reason = await self._client.hget(barrier_key(ctx.gid), field)
+            if reason is None:  # an entry of the former layout not yet adopted
+                reason = await self._client.get(legacy_key(ctx.gid, ctx.branch_id, Op.TRY.value))
+        if reason is None:
+            return None
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
+
     async def levels(self, skus: Sequence[str]) -> dict[str, HotLevel]:
         """The Redis copies of ``skus`` (read only: nothing is loaded)."""
         out: dict[str, HotLevel] = {}

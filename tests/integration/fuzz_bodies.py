@@ -2,8 +2,9 @@
 
 Every RPC of every saga-mesh service is found through the generated descriptors, so a new RPC (or a new
 field) is fuzzed without touching this module. A body is either a message built field by field with
-edge values (empty, huge, negative, unknown enum numbers, out-of-range timestamps), or raw wire bytes no
-valid client would send: random bytes, invalid UTF-8 in a string field, 10,000 repeated entries, a
+edge values (empty, huge, negative, unknown enum numbers, out-of-range timestamps), a plausible message
+(every field set from a few shared ids and small amounts, so calls meet each other's state), or raw wire
+bytes no valid client would send: random bytes, invalid UTF-8 in a string field, 10,000 repeated entries, a
 body just over 64 KiB.
 """
 
@@ -38,6 +39,7 @@ JUST_OVER_64K = 64 * 1024 + 1
 INVALID_UTF8 = (b"\xff", b"\xc3\x28", b"ok\xed\xa0\x80", b"\xf8\x88\x80\x80\x80")
 INT32 = (0, 1, -1, 100, 10_000, 10_001, 2**31 - 1, -(2**31))
 INT64 = (*INT32, 2**53, 2**63 - 1, -(2**63))
+PLAUSIBLE_IDS = ("fz-1", "fz-2", "order-1", "m-1", "sku-1")
 STRINGS = ("", "x", "a" * 129, "a" * 5000, " ", "ü", "\x00", "-", "order-1", "127.0.0.1:1/a.B/C")
 
 Wire = tuple[str, bytes]  # (kind of body, serialized bytes)
@@ -160,36 +162,57 @@ _SCALARS: dict[int, st.SearchStrategy[Any]] = {
     FieldDescriptor.TYPE_FLOAT: st.sampled_from((0.0, -1.0, float("inf"), float("nan"))),
 }
 _INT64 = st.sampled_from(INT64) | st.integers(-(2**63), 2**63 - 1)
+_NEAR_NOW = st.fixed_dictionaries({"seconds": st.integers(1_700_000_000, 2_100_000_000), "nanos": st.just(0)})
 
 
-def _scalar(f: FieldDescriptor) -> st.SearchStrategy[Any]:
+# Plausible values: a few shared ids and small amounts, so calls meet each other's state.
+_PLAUSIBLE: dict[int, st.SearchStrategy[Any]] = {
+    FieldDescriptor.TYPE_STRING: st.sampled_from(PLAUSIBLE_IDS),
+    FieldDescriptor.TYPE_BYTES: st.just(b""),
+    FieldDescriptor.TYPE_BOOL: st.booleans(),
+    FieldDescriptor.TYPE_DOUBLE: st.just(1.0),
+    FieldDescriptor.TYPE_FLOAT: st.just(1.0),
+}
+_SMALL = st.sampled_from((1, 2, 5, 100))
+
+
+def _scalar(f: FieldDescriptor, plausible: bool) -> st.SearchStrategy[Any]:
     if f.type == FieldDescriptor.TYPE_ENUM:
         known = [v.number for v in f.enum_type.values]
+        if plausible:
+            return st.sampled_from([n for n in known if n] or known)
         return st.sampled_from(known) | st.sampled_from((-1, 99, 2**31 - 1))
+    if plausible:
+        return _PLAUSIBLE.get(f.type, _SMALL)
     return _SCALARS.get(f.type, _INT64)
 
 
-def _value(f: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+def _value(f: FieldDescriptor, depth: int, plausible: bool) -> st.SearchStrategy[Any]:
     if not _is_message(f):
-        return _scalar(f)
+        return _scalar(f, plausible)
     if f.message_type.full_name == "google.protobuf.Timestamp":
-        return _timestamp()
+        return _NEAR_NOW if plausible else _timestamp()
     if depth >= MAX_DEPTH:
         return st.just({})
-    return message_fields(f.message_type, depth + 1)
+    return message_fields(f.message_type, depth + 1, plausible=plausible)
 
 
-def message_fields(desc: Descriptor, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
-    """A dict of field name -> value for ``desc`` (each field present or not)."""
+def message_fields(
+    desc: Descriptor, depth: int = 0, *, plausible: bool = False
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A dict of field name -> value for ``desc``: any field present or not, or (plausible) all of them."""
     strategies: dict[str, st.SearchStrategy[Any]] = {}
     for f in desc.fields:
         if _is_message(f) and f.message_type.GetOptions().map_entry:
             key, value = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
-            strategies[f.name] = st.dictionaries(_scalar(key), _value(value, depth), max_size=3)
+            entries = st.dictionaries(_scalar(key, plausible), _value(value, depth, plausible), max_size=3)
+            strategies[f.name] = entries
         elif _is_repeated(f):
-            strategies[f.name] = st.lists(_value(f, depth), max_size=3)
+            strategies[f.name] = st.lists(_value(f, depth, plausible), min_size=plausible, max_size=3)
         else:
-            strategies[f.name] = _value(f, depth)
+            strategies[f.name] = _value(f, depth, plausible)
+    if plausible:
+        return st.fixed_dictionaries(strategies)
     return st.fixed_dictionaries({}, optional=strategies)
 
 
@@ -229,8 +252,10 @@ def bodies(desc: Descriptor) -> st.SearchStrategy[Wire]:
     """Request bodies for a method taking ``desc``: valid-shaped and every kind of invalid one."""
     valid = message_fields(desc).map(lambda v: build(desc, v))
     strings = string_paths(desc)
+    plausible = message_fields(desc, plausible=True).map(lambda v: build(desc, v))
     kinds: list[st.SearchStrategy[Wire]] = [
         valid.map(lambda b: ("valid", b)),
+        plausible.map(lambda b: ("plausible", b)),
         st.just(("empty", b"")),
         st.binary(min_size=1, max_size=300).map(lambda b: ("random", b)),
         valid.map(lambda b: ("flood", b + flood(desc))),

@@ -367,3 +367,23 @@ async def test_item7_stock_repeated_confirm_with_other_items_is_invalid_argument
     assert error.details().startswith(f"items: {second} not in the confirm gid {gid}")
     assert await mesh.stack.stock_of(first) == (4, 0, 1)
     assert await mesh.stack.stock_of(second) == (5, 0, 0)
+
+
+async def test_issue15_item4_stock_confirm_before_try_is_not_yet_and_sells_nothing(mesh: Mesh) -> None:
+    sku = await mesh.stack.sku(fresh("m"), 100, 1)
+    request = spb.ReserveRequest(items=[common_pb2.SkuQuantity(sku=sku, quantity=1)], order_ids=["o-1"])
+    early = fresh("early")
+    error = await rpc_error(
+        mesh.stock.ConfirmReserve(request, metadata=ctx(early, Op.CONFIRM, branch="stock"), timeout=20)
+    )
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    assert early in error.details()
+
+    cancelled = fresh("cancelled")
+    await mesh.stock.CancelReserve(request, metadata=ctx(cancelled, Op.CANCEL, branch="stock"), timeout=20)
+    blocked = mesh.stock.ConfirmReserve(
+        request, metadata=ctx(cancelled, Op.CONFIRM, branch="stock"), timeout=20
+    )
+    assert (await rpc_error(blocked)).code() is grpc.StatusCode.ABORTED
+    assert await mesh.stack.stock_of(sku) == (1, 0, 0)
+    assert f"confirm of gid {early}" in mesh.stack.log("stock_svc")
