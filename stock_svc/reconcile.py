@@ -20,11 +20,14 @@ a change already contains it.
 
 Every repair is logged at WARNING (one line per SKU or restock) and counted in
 ``mesh_stock_drift_repaired_total{kind}`` (``kind`` = ``restock`` or ``available``);
-``mesh_stock_drift_skus`` is the number of SKUs found drifting in the last round.
+``mesh_stock_drift_skus`` is the number of SKUs found drifting in the last round,
+``mesh_stock_reconcile_rounds_total`` counts the rounds completed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 KIND_RESTOCK = "restock"
 KIND_AVAILABLE = "available"
 MS_PER_DAY = 86_400_000
+DRAIN_SECONDS = 10.0
 
 
 class ReconcileMetrics:
@@ -55,6 +59,11 @@ class ReconcileMetrics:
             "Drift between the stock database and Redis repaired by the reconciler, by kind: restock (an "
             "owed PutSku Redis half applied) or available (Redis available corrected to the database).",
             ("kind",),
+            registry=registry,
+        )
+        self.rounds = Counter(
+            "mesh_stock_reconcile_rounds_total",
+            "Reconciler rounds completed (one at start, then one per stock.reconcile_interval_seconds).",
             registry=registry,
         )
         self.drifting = Gauge(
@@ -103,6 +112,9 @@ class StockReconciler:
         self._clock = clock
         self._limits = limits
         self._metrics = metrics
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
 
     @classmethod
     def build(
@@ -128,7 +140,25 @@ class StockReconciler:
 
     async def round_once(self) -> int:
         """One round: finish owed restocks, then repair drifting SKUs; how many repairs it made."""
-        return await self.finish_owed_restocks() + await self.repair_drift()
+        if self._stopping:
+            return 0
+        self._idle.clear()
+        try:
+            repairs = await self.finish_owed_restocks() + await self.repair_drift()
+        finally:
+            self._idle.set()
+        self._metrics.rounds.inc()
+        return repairs
+
+    async def drain(self, timeout_seconds: float = DRAIN_SECONDS) -> None:
+        """Start no new round and let a running one end (up to ``timeout_seconds``) before the stop.
+
+        A round cancelled inside a database transaction can leave the connection, and on SQLite the
+        database's write lock, held until the pool is disposed.
+        """
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_seconds)
 
     async def finish_owed_restocks(self) -> int:
         """Apply the Redis halves of restocks not recorded as done; how many added units just now.

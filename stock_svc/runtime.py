@@ -111,6 +111,7 @@ class StockRuntime:
     async def stop(self) -> None:
         """Stop the cleanups and reconciler, close the coordinator channel, Redis and the database pool."""
         if self._reconcile is not None:
+            await self.reconciler.drain()
             await self._reconcile.stop()
         for task in self._cleaner_tasks:
             task.cancel()

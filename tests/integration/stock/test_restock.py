@@ -32,6 +32,15 @@ AGED_SECONDS = StockSection().reconcile_grace_seconds + 1
 assert StockSection().reconcile_interval_seconds > AGED_SECONDS
 
 
+async def settled(stock: RunningStock) -> RunningStock:
+    """``stock`` once its start-up reconcile round is over (a test's own rounds then run alone)."""
+    deadline = time.monotonic() + STARTUP_ROUND_SECONDS
+    while not stock.registry.get_sample_value("mesh_stock_reconcile_rounds_total"):
+        assert time.monotonic() < deadline, "the start-up reconcile round did not finish"
+        await asyncio.sleep(0.02)
+    return stock
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     """The manual clock of every replica of one test."""
@@ -43,7 +52,7 @@ async def timed(db_url: str, redis_url: str, clock: ManualClock) -> AsyncIterato
     """stock_svc on ``clock``."""
     running = await RunningStock.start(stock_settings(db_url, redis_url), clock=clock)
     try:
-        yield running
+        yield await settled(running)
     finally:
         await running.stop()
 
@@ -105,6 +114,17 @@ async def test_item5_put_sku_retried_with_the_same_request_id_restocks_once(stoc
     assert await figures(stock, "plum") == (4, 4, 0, 0)
 
 
+async def test_item5_concurrent_attempts_of_one_put_sku_restock_once(stock: RunningStock) -> None:
+    await stock.put("apple", 10)
+    levels = await asyncio.gather(*(stock.put("apple", 5, request_id="restock-1") for _ in range(8)))
+    assert {level.available for level in levels} == {15}
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    # ... and so do concurrent attempts of one create.
+    await asyncio.gather(*(stock.put("fresh", 3, request_id="create-fresh") for _ in range(8)))
+    assert await figures(stock, "fresh") == (3, 3, 0, 0)
+    await stock.assert_invariant()
+
+
 async def test_item5_put_sku_without_a_request_id_is_invalid_argument(stock: RunningStock) -> None:
     await stock.put("apple", 10)
     for request_id, why in (("", "missing"), ("r" * 65, "longer than 64")):
@@ -123,6 +143,7 @@ def _put_request(sku: str, quantity: int, request_id: str) -> stock_pb2.PutSkuRe
 async def test_item5_put_sku_whose_redis_half_failed_is_finished_by_its_retry(
     stock: RunningStock, db_url: str
 ) -> None:
+    await settled(stock)
     await stock.put("apple", 10)
     request_id = await half_done_restock(stock, db_url, "apple", 5)
     assert await figures(stock, "apple") == (15, 10, 0, 0)  # Redis is short: the old bug's state
@@ -191,6 +212,7 @@ async def test_item5_reconciler_repairs_at_start(
 async def test_item5_reconciler_corrects_available_that_drifted_without_a_record(
     stock: RunningStock, gid: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    await settled(stock)
     await stock.put("apple", 10)
     await stock.branch("TryReserve", gid, [("apple", 3)])
     # Drift no database row explains (e.g. a PutSku of the old code whose Redis half was lost): 4 units short.
@@ -213,13 +235,14 @@ async def test_item5_reconciler_corrects_available_that_drifted_without_a_record
 
 
 async def test_item5_reconciler_leaves_in_flight_reservations_alone(stock: RunningStock, db_url: str) -> None:
+    await settled(stock)
     await stock.put("apple", 10)
     tried, confirming = uuid.uuid4().hex, uuid.uuid4().hex
     await stock.branch("TryReserve", tried, [("apple", 3)])  # reserved, not confirmed yet
     await stock.branch("TryReserve", confirming, [("apple", 2)])
     async with without_redis(stock, db_url) as broken:  # its confirm persists, its Redis half is owed
         error = await rpc_error(broken.branch("ConfirmReserve", confirming, [("apple", 2)]))
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
     before = await figures(stock, "apple")
     assert before == (8, 5, 5, 2)  # Redis total 10 vs database 8: in flight, not drift
 
