@@ -44,11 +44,17 @@ def context(gid: str, mode: str, op: str, branch: str = "01") -> Pairs:
 
 
 def plausible(method: str) -> st.SearchStrategy[Pairs]:
-    """The context the coordinator would send to ``method``, under a fresh-looking gid."""
+    """The context the coordinator would send to ``method``, under a few shared gids.
+
+    Calls of different methods share gids (a cancel meets a try of another method, a repeat meets the
+    first call), except that confirms have their own: the fuzzer holds the mesh credentials, and a
+    try + confirm of one gid would move stock or points for good, outside any order, as only the
+    coordinator may (the audit would rightly flag it).
+    """
     mode, op = method_op(method)
-    gids = st.sampled_from(("fuzz-gid-1", "fuzz-gid-2")) | st.from_regex(
-        r"fuzz-[a-z0-9]{1,12}", fullmatch=True
-    )
+    prefix = "fuzz-c" if op == "confirm" else "fuzz-g"
+    shared = st.sampled_from((f"{prefix}-1", f"{prefix}-2"))
+    gids = shared | st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True).map(lambda s: f"{prefix}-{s}")
     return gids.map(lambda gid: context(gid, mode, op))
 
 
