@@ -78,7 +78,6 @@ def malformed(method: str) -> st.SearchStrategy[Pairs]:
             (("x-mesh-gid", ""),),
             (*good, ("x-mesh-gid-bin", b"\xff\xfe")),
             (("x-mesh-gid-bin", b"\xc3\x28"),),
-            (("trace-bin", b"\xff"),),
             (("x-mesh-op-bin", b"try"),),
         )
     )
@@ -127,6 +126,7 @@ class CallMetadata:
 
     pairs: Pairs
     sign: bool
+    malformed: bool = False  # its x-mesh-* context is malformed: the call must never answer OK
 
     def keys(self) -> list[str]:
         """The metadata keys (for a failure message)."""
@@ -135,7 +135,12 @@ class CallMetadata:
 
 def metadata(method: str, admin_token: str) -> st.SearchStrategy[CallMetadata]:
     """Call metadata for ``method``: no, plausible or malformed context; admin and mesh credentials."""
-    tx = st.one_of(st.just(()), plausible(method), malformed(method))
-    return st.tuples(tx, credentials(admin_token), mesh_credentials()).map(
-        lambda t: CallMetadata((*t[0], *t[1], *t[2][1]), t[2][0])
+    foreign = st.sampled_from(((), (("trace-bin", b"\xff\xfe"),)))  # not ours: never read
+    tx = st.one_of(
+        st.tuples(st.just(()), st.just(False)),
+        st.tuples(plausible(method), st.just(False)),
+        st.tuples(malformed(method), st.just(True)),
+    )
+    return st.tuples(tx, credentials(admin_token), mesh_credentials(), foreign).map(
+        lambda t: CallMetadata((*t[0][0], *t[1], *t[2][1], *t[3]), t[2][0], t[0][1])
     )

@@ -8,8 +8,9 @@ admin token and the mesh credentials (most calls are signed with the stack's mes
 the handlers and not only the credential check).
 
 Bad input is the client's fault, so no answer may be ``INTERNAL`` or ``UNKNOWN`` (those mean a bug or a
-crash inside the server). Afterwards every process must still be SERVING and ``meshctl audit`` must
-pass: nothing the fuzzer sent may have moved money or stock outside a transaction.
+crash inside the server), and no call with malformed ``x-mesh-*`` metadata may be accepted. Afterwards
+every process must still be SERVING and ``meshctl audit`` must pass: nothing the fuzzer sent may have
+moved money or stock outside a transaction.
 
 Fixed seed (``derandomize``), bounded count: ``EXAMPLES_PER_RPC`` calls per RPC (30; a deeper local run
 sets ``MESH_FUZZ_EXAMPLES``).
@@ -51,10 +52,13 @@ class Outcome:
     codes: Counter[str] = field(default_factory=Counter)
     bugs: list[str] = field(default_factory=list)
     bug_kinds: Counter[str] = field(default_factory=Counter)
+    accepted_malformed: list[str] = field(default_factory=list)
 
     def record(self, rpc: Rpc, body: Wire, md: CallMetadata, code: grpc.StatusCode, details: str) -> None:
         """Count one answer; keep a readable line for a bug."""
         self.codes[code.name] += 1
+        if md.malformed and code is grpc.StatusCode.OK:
+            self.accepted_malformed.append(f"{rpc.path} md={list(md.pairs)}")
         if code in BUGS:
             kind, raw = body
             self.bug_kinds[f"{rpc.method} {kind} {code.name}"] += 1
@@ -130,7 +134,10 @@ async def test_item7_fuzz_every_rpc_no_internal_or_unknown(stack: Stack) -> None
     try:
         for rpc in rpcs:
             fuzz_rpc(channels[rpc.process], rpc, (stack.clients.admin_token, secret), outcome)
-        print(f"\nfuzz: {len(rpcs)} RPCs, {outcome.summary()}")
+        print(
+            f"\nfuzz: {len(rpcs)} RPCs, {outcome.summary()};"
+            f" {len(outcome.accepted_malformed)} malformed contexts accepted"
+        )
         for kind, n in outcome.bug_kinds.most_common():
             print(f"  {n:4d} {kind}")
         health = {key: serving(channel) for key, channel in channels.items()}
@@ -139,6 +146,9 @@ async def test_item7_fuzz_every_rpc_no_internal_or_unknown(stack: Stack) -> None
             channel.close()
 
     assert not outcome.bugs, f"{len(outcome.bugs)} INTERNAL/UNKNOWN answers:\n" + "\n".join(outcome.bugs[:40])
+    assert not outcome.accepted_malformed, "accepted malformed x-mesh-* metadata:\n" + "\n".join(
+        outcome.accepted_malformed[:40]
+    )
     assert health == dict.fromkeys(MODULES, health_pb2.HealthCheckResponse.SERVING)
     audit = await audit_until_settled(stack.clients, SystemClock(), wait_seconds=30)
     assert all_ok(audit.results), [(r.key, r.violations) for r in audit.results if not r.ok]
