@@ -6,6 +6,13 @@ import asyncio
 import time
 from typing import Protocol
 
+MS_PER_DAY = 86_400_000
+
+
+def days_to_ms(days: float) -> int:
+    """``days`` (a period in days, as settings give it) in integer milliseconds."""
+    return int(days * MS_PER_DAY)
+
 
 class Clock(Protocol):
     """A source of wall time (epoch seconds) and monotonic time, and a way to wait."""

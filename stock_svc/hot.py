@@ -49,6 +49,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from meshkit.barrier import BarrierResult, RedisBarrier, RedisBarrierScript
 from meshkit.barrier.redis import barrier_field, barrier_key, legacy_key
+from meshkit.clock import MS_PER_DAY
 from meshkit.errors import BranchFailure, TransientError
 from meshkit.txcontext import Op, TxContext
 from stock_svc.validate import Item
@@ -140,12 +141,18 @@ return n
 
 # PutSku's Redis half, exactly once per request: KEYS = stock hash, the request's marker; ARGV = quantity,
 # version, marker TTL (ms), sku. The marker (written whether or not the version gate let the units in)
-# makes a retry, or the reconciler finishing the same request, a no-op. Returns 1 when it added the units.
+# makes a retry, or the reconciler finishing the same request, a no-op. A retry that finds the marker
+# renews its TTL: the request is not recorded done yet (else nothing would retry), so the marker must live
+# on while mark_restock_done keeps failing; the reconciler retries every round and gives up on a request
+# older than the TTL (stock_svc.reconcile). Returns 1 when it added the units.
 RESTOCK_SCRIPT = f"""
 if redis.call('HEXISTS', KEYS[1], '{FIELD_BASE}') == 0 then
   return redis.error_reply('{NOT_LOADED}: ' .. ARGV[4])
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+  return 0
+end
 local added = 0
 if tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[1], '{FIELD_BASE}')) then
   redis.call('HINCRBY', KEYS[1], '{FIELD_AVAILABLE}', tonumber(ARGV[1]))
@@ -211,8 +218,8 @@ return loaded
 
 AUDIT_CHUNK = 500
 # A restock marker only has to outlive the step that records the Redis half as done in the database
-# (or, after a crash, the reconciler's next round): a week is far more than that.
-DEFAULT_MARKER_TTL_MS = 7 * 86_400_000
+# (or, after a crash, the reconciler's next round): a week is far more than that, and each retry renews it.
+DEFAULT_MARKER_TTL_MS = 7 * MS_PER_DAY
 
 
 class StockNotLoaded(TransientError):

@@ -13,10 +13,19 @@ A round does two things:
    corrected. The check runs under the database row lock, in one Lua script (:data:`~.hot.REPAIR_SCRIPT`)
    that reads the barrier entries of the candidate halves, so neither side can move during it.
 
-A confirm or release half counts as owed while its barrier entry is absent. Log rows older than the
-barrier retention are taken as finished (their gid's barrier entries may be gone once it is final), and
-only log rows newer than the copy's ``base`` are read: a copy loaded, or checked with nothing owed, after
-a change already contains it.
+A confirm or release half counts as owed while its barrier entry is absent. That is trusted only for log
+rows younger than the barrier retention less :data:`RETENTION_MARGIN_MS` (clock skew between replicas):
+the Redis barrier cleaner deletes a final gid's hash once its LATEST entry is past the retention, and a
+Redis half writes its entry after its log row, so such a row's entry is still there when it ran. Older log
+rows are taken as finished. Only log rows newer than the copy's ``base`` are read: a copy loaded, or
+checked with nothing owed, after a change already contains it.
+
+A restock's marker lives ``stock.restock_marker_ttl_seconds``; every retry of its Redis half (a client's,
+or each round here) renews it, so it outlives a ``mark_restock_done`` that keeps failing. A restock still
+owed when it is older than the marker TTL less the margin is never applied again (its marker may have
+lapsed, and then the half would add the units twice): it is recorded done with an ERROR line, the marker
+is not counted as owed, and the drift check makes Redis agree with the database's absolute figures, which
+is right whether or not the half ran.
 
 Every repair is logged at WARNING (one line per SKU or restock) and counted in
 ``mesh_stock_drift_repaired_total{kind}`` (``kind`` = ``restock`` or ``available``);
@@ -33,7 +42,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from meshkit.clock import Clock, now_ms
+from meshkit.clock import Clock, days_to_ms, now_ms
 from meshkit.periodic import Periodic
 from meshkit.txcontext import Op
 from stock_svc.config import StockSettings
@@ -46,8 +55,10 @@ log = logging.getLogger(__name__)
 
 KIND_RESTOCK = "restock"
 KIND_AVAILABLE = "available"
-MS_PER_DAY = 86_400_000
 DRAIN_SECONDS = 10.0
+# Ages near the barrier retention or the restock marker TTL are not trusted to this much: replicas' clocks
+# differ, and a cleaner or a marker expiry may run just before the reconciler's check.
+RETENTION_MARGIN_MS = 3_600_000
 
 
 class ReconcileMetrics:
@@ -77,14 +88,16 @@ class ReconcileMetrics:
 class ReconcileLimits:
     """What one round reads.
 
-    Owed restocks per round (only those older than the grace), log rows per SKU check, and the barrier
-    retention (older log rows count as finished).
+    Owed restocks per round (only those older than the grace), log rows per SKU check, how long a log
+    row's barrier entry is trusted (older log rows count as finished), and how long a restock marker is
+    (older owed restocks are recorded done, never applied again).
     """
 
     batch: int
     grace_ms: int
     max_changes: int
     retention_ms: int
+    marker_ttl_ms: int
 
 
 def _half(change: LoggedChange) -> OwedHalf:
@@ -129,7 +142,8 @@ class StockReconciler:
             batch=settings.stock.reconcile_batch,
             grace_ms=int(settings.stock.reconcile_grace_seconds * 1000),
             max_changes=settings.stock.reconcile_max_changes,
-            retention_ms=retention_ms(settings.barrier.retention_days),
+            retention_ms=trusted_ms(days_to_ms(settings.barrier.retention_days)),
+            marker_ttl_ms=trusted_ms(int(settings.stock.restock_marker_ttl_seconds * 1000)),
         )
         domain, repo, hot = parts
         return cls(domain, repo, hot, clock, limits=limits, metrics=ReconcileMetrics(registry))
@@ -163,9 +177,26 @@ class StockReconciler:
     async def finish_owed_restocks(self) -> int:
         """Apply the Redis halves of restocks not recorded as done; how many added units just now.
 
-        A restock younger than the grace is left alone: its PutSku call is most likely finishing it.
+        A restock younger than the grace is left alone: its PutSku call is most likely finishing it. One
+        older than the marker TTL is recorded done without being applied (see the module docstring).
         """
-        before = now_ms(self._clock) - self._limits.grace_ms
+        now = now_ms(self._clock)
+        async with self._repo.transaction() as session:
+            stale = await self._repo.owed_restocks(
+                session, self._limits.batch, created_before_ms=now - self._limits.marker_ttl_ms
+            )
+            for record in stale:
+                await self._repo.mark_restock_done(session, record.request_id)
+        for record in stale:
+            log.error(
+                "stock restock %s of sku %s (+%d) still owed past its marker's life; recorded done without "
+                "applying it again (the drift check sets Redis available from the database)",
+                record.request_id,
+                record.sku,
+                record.quantity,
+                extra={"sku": record.sku, "request_id": record.request_id},
+            )
+        before = now - self._limits.grace_ms
         async with self._repo.transaction() as session:
             owed = await self._repo.owed_restocks(session, self._limits.batch, created_before_ms=before)
         added = 0
@@ -229,11 +260,17 @@ class StockReconciler:
             if len(changes) > cap or len(restocks) > cap:
                 log.warning("stock reconcile: sku %s has too many recent changes to check; skipped", sku)
                 return None
+            stale_before = now_ms(self._clock) - self._limits.marker_ttl_ms
+            if await self._repo.owed_restocks(session, 1, sku=sku, created_before_ms=stale_before):
+                return None  # the restock pass records it done first; a marker that lapsed proves nothing
             halves = [_half(c) for c in changes]
             halves += [self._hot.restock_half(r.request_id, r.version, r.quantity) for r in restocks]
             return await self._hot.repair(sku, Snapshot(row.available, row.version), halves)
 
 
-def retention_ms(retention_days: float) -> int:
-    """The barrier retention in milliseconds (log rows older than that count as finished)."""
-    return max(1, int(retention_days * MS_PER_DAY))
+def trusted_ms(period_ms: int) -> int:
+    """How much of a retention period or marker life (ms) the reconciler trusts: less the margin.
+
+    At least half the period, so a short period (tests, tiny settings) still leaves a window.
+    """
+    return max(1, period_ms // 2, period_ms - RETENTION_MARGIN_MS)

@@ -2,7 +2,7 @@
 -- The barrier decision, the business body and the barrier entries happen in this one atomic script.
 --
 -- KEYS[1]  barrier hash         mesh:barrier:{gid}   field <branch>:<op>, value = reason
--- KEYS[2]  barrier index        mesh:barrier:index   sorted set, member gid, score = first write (ms)
+-- KEYS[2]  barrier index        mesh:barrier:index   sorted set, member gid, score = latest write (ms)
 -- KEYS[3]  legacy own key       mesh:barrier:{gid}:<branch>:<op> (the pre-hash layout, adopted once)
 -- KEYS[4]  legacy origin key    mesh:barrier:{gid}:<branch>:<try|action> (rollback ops; else = KEYS[3])
 -- KEYS[5..] business keys       seen by the body as KEYS[1..]
@@ -10,11 +10,12 @@
 -- ARGV[2]  origin op            try|action for cancel|compensate, '' otherwise
 -- ARGV[3]  branch id
 -- ARGV[4]  gid                  the index member
--- ARGV[5]  now (epoch ms)       the index score of the gid's first entry
+-- ARGV[5]  now (epoch ms)       the index score of the gid's latest entry
 -- ARGV[6..] business args       seen by the body as ARGV[1..]
 --
 -- Entries have no TTL: RedisBarrierCleaner deletes a gid's hash (and its index member) only when it is
--- older than the retention period and the coordinator says the gid is final.
+-- older than the retention period and the coordinator says the gid is final. The index holds the LATEST
+-- write (ZADD GT), so a hash outlives every database row whose Redis half it records by the retention.
 --
 -- Returns {status[, value]}; status: applied (value = the body's return), duplicate, empty_rollback,
 -- rejected (late try after an empty rollback), duplicate_msg, msg_rolled_back,
@@ -42,7 +43,7 @@ end
 
 local function mark(field, reason)
   redis.call('HSET', barrier_key, field, reason)
-  redis.call('ZADD', index_key, 'NX', now, gid)
+  redis.call('ZADD', index_key, 'GT', now, gid)
 end
 
 -- A key of the old one-key-per-entry layout (with a TTL) moves into the hash, without the TTL.

@@ -21,25 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.table import tx_barrier
-from meshkit.clock import Clock, now_ms
+from meshkit.clock import Clock, days_to_ms, now_ms
 from meshkit.config import BarrierSettings
 from meshkit.db import rowcount
 
 log = logging.getLogger(__name__)
 
-MS_PER_DAY = 86_400_000
-
 # (created_at, gid) of the last row looked at: the next batch starts after it.
 Cursor = tuple[int, str]
 
 
-def retention_ms(settings: BarrierSettings) -> int:
-    """The retention period in milliseconds."""
-    return int(settings.retention_days * MS_PER_DAY)
-
-
 class BarrierCleaner:
-    """Deletes ``tx_barrier`` rows older than ``settings.retention_days`` of final transactions only.
+    """Deletes every ``tx_barrier`` row of a final gid once its oldest is past ``settings.retention_days``.
 
     Finality comes from the coordinator through ``oracle`` (a :class:`FinalityOracle`): the rows of
     gids it reports finished (SUCCEEDED/FAILED) or unknown are deleted, every other row is kept.
@@ -66,7 +59,7 @@ class BarrierCleaner:
     @property
     def retention_ms(self) -> int:
         """The retention period in milliseconds."""
-        return retention_ms(self._settings)
+        return days_to_ms(self._settings.retention_days)
 
     async def run_once(self) -> int:
         """One round as of the clock's now: the number of rows deleted.
@@ -84,7 +77,7 @@ class BarrierCleaner:
                 return total
             gids = list(dict.fromkeys(gid for _, gid in rows))
             final = await self._oracle.final(gids)
-            total += await self._delete(sorted(final & set(gids)), cutoff)
+            total += await self._delete(sorted(final & set(gids)))
             if len(rows) < batch:
                 return total
             cursor = rows[-1]
@@ -118,9 +111,11 @@ class BarrierCleaner:
         async with self._engine.connect() as conn:
             return [(int(at), str(gid)) for at, gid in (await conn.execute(stmt)).all()]
 
-    async def _delete(self, gids: Sequence[str], cutoff: int) -> int:
+    async def _delete(self, gids: Sequence[str]) -> int:
+        # Every row of the gid, the young ones too: it is final, so no later op of it can come, and a
+        # partial delete could drop a try row while its cancel row stays (the rule is per gid).
         if not gids:
             return 0
-        stmt = delete(tx_barrier).where(tx_barrier.c.gid.in_(gids), tx_barrier.c.created_at < cutoff)
+        stmt = delete(tx_barrier).where(tx_barrier.c.gid.in_(gids))
         async with self._engine.begin() as conn:
             return rowcount(await conn.execute(stmt))

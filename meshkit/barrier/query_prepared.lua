@@ -6,11 +6,11 @@
 local legacy = redis.call('GET', KEYS[3])
 if legacy then
   redis.call('HSETNX', KEYS[1], ARGV[1], legacy)
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[2])
   redis.call('DEL', KEYS[3])
 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], 'rollback') == 1 then
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[2])
   return 'rollback'
 end
 return redis.call('HGET', KEYS[1], ARGV[1])

@@ -19,12 +19,16 @@ Key layout (no TTL on any of them):
 
 * ``mesh:barrier:{gid}`` - one hash per global transaction; field ``<branch>:<op>``, value = reason.
 * ``mesh:barrier:index`` - a sorted set: member = gid, score = the epoch ms (injected clock) of the
-  gid's first entry, written by the same script (``ZADD NX``).
+  gid's LATEST entry, written by the same script (``ZADD GT``). The latest, not the first: the cleaner
+  compares it with the retention period, and a hash must outlive every database row whose Redis half
+  it records (the stock reconciler reads the barrier entries of log rows younger than the retention; a
+  confirm written days after its try must keep its hash that long).
 
 Entries never expire on their own: :class:`meshkit.barrier.redis_cleanup.RedisBarrierCleaner` deletes
-a gid's hash and index member only when it is older than the retention period AND the coordinator says
-the gid is final. A key of the former layout ``mesh:barrier:{gid}:<branch>:<op>`` (with a TTL) is moved
-into the hash the first time a call of that gid touches it, so an upgrade keeps in-flight transactions.
+a gid's hash and index member only when its latest entry is older than the retention period AND the
+coordinator says the gid is final. A key of the former layout ``mesh:barrier:{gid}:<branch>:<op>`` (with a
+TTL) is moved into the hash the first time a call of that gid touches it, so an upgrade keeps in-flight
+transactions.
 
 The body sees its own ``KEYS``/``ARGV`` (1-based as usual). It fails a branch with
 ``return redis.error_reply('why')`` -> :class:`BranchFailure`, and must fail before writing anything
@@ -57,6 +61,7 @@ from meshkit.barrier.outcome import (
 )
 from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, TransientError
+from meshkit.redisutil import as_text
 from meshkit.txcontext import ORIGIN_OF, Op, TxContext
 
 _HERE = Path(__file__).resolve().parent
@@ -85,10 +90,6 @@ def barrier_field(branch_id: str, op: str) -> str:
 def legacy_key(gid: str, branch_id: str, op: str) -> str:
     """The key of one entry in the former one-key-per-entry layout (adopted into the hash on use)."""
     return f"mesh:barrier:{{{gid}}}:{branch_id}:{op}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisBarrierScript:
@@ -126,7 +127,7 @@ class RedisBarrierScript:
 
 
 def _result(ctx: TxContext, reply: Any) -> BarrierResult[Any]:
-    status = _text(reply[0])
+    status = as_text(reply[0])
     value = reply[1] if len(reply) > 1 else None
     if status in _OUTCOMES:
         return BarrierResult(_OUTCOMES[status], value)
@@ -137,14 +138,14 @@ def _result(ctx: TxContext, reply: Any) -> BarrierResult[Any]:
     if status == "msg_rolled_back":
         raise MessageRolledBack(ctx.gid)
     if status == "failed":
-        raise BranchFailure(f"gid {ctx.gid} branch {ctx.branch_id} {ctx.op.value}: {_text(value)}")
+        raise BranchFailure(f"gid {ctx.gid} branch {ctx.branch_id} {ctx.op.value}: {as_text(value)}")
     raise RuntimeError(f"barrier script answered unknown status {status!r}")
 
 
 class RedisBarrier:
     """Factory of barrier-wrapped Lua scripts on one Redis client, plus the MSG check-back.
 
-    ``clock`` stamps each gid's first entry in the index (the age the cleaner compares with the
+    ``clock`` stamps each gid's latest entry in the index (the age the cleaner compares with the
     retention period).
     """
 
@@ -169,7 +170,7 @@ class RedisBarrier:
         keys = [barrier_key(gid), INDEX_KEY, legacy_key(gid, MSG_BRANCH, Op.MSG.value)]
         args: list[ScriptArg] = [barrier_field(MSG_BRANCH, Op.MSG.value), gid, now_ms(self._clock)]
         try:
-            reason = _text(await self._query_prepared(keys=keys, args=args))
+            reason = as_text(await self._query_prepared(keys=keys, args=args))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise TransientError(f"barrier {gid}: redis unavailable: {exc}") from exc
         if reason == REASON_ROLLBACK:

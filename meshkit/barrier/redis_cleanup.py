@@ -2,32 +2,28 @@
 
 The same rule as :mod:`meshkit.barrier.cleanup` (read its docstring for why age alone is never enough
 and why gids unknown to the coordinator may go): a gid's hash ``mesh:barrier:{gid}`` is deleted only
-when its first entry is older than ``barrier.retention_days`` and the coordinator reports the gid
-finished or unknown.
+when its LATEST entry (the index score, see :mod:`meshkit.barrier.redis`) is older than
+``barrier.retention_days`` and the coordinator reports the gid finished or unknown. The whole hash goes
+at once: the gid is final, so no later op of it can come.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from meshkit.barrier.cleanup import retention_ms
 from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.redis import INDEX_KEY, barrier_key
-from meshkit.clock import Clock, now_ms
+from meshkit.clock import Clock, days_to_ms, now_ms
 from meshkit.config import BarrierSettings
+from meshkit.redisutil import as_text
 
 log = logging.getLogger(__name__)
 
 _FORGET = (Path(__file__).resolve().parent / "forget.lua").read_text()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisBarrierCleaner:
@@ -55,13 +51,13 @@ class RedisBarrierCleaner:
 
         Raises :class:`FinalityUnavailable` when the coordinator cannot answer.
         """
-        cutoff = now_ms(self._clock) - retention_ms(self._settings)
+        cutoff = now_ms(self._clock) - days_to_ms(self._settings.retention_days)
         batch = self._settings.cleanup_batch
         kept = 0
         total = 0
         while True:
             raw = await self._client.zrangebyscore(INDEX_KEY, "-inf", f"({cutoff}", start=kept, num=batch)
-            gids = [_text(cast(bytes | str, gid)) for gid in raw]  # members only (no scores asked)
+            gids = [as_text(gid) for gid in raw]  # members only (no scores asked)
             if not gids:
                 return total
             answer = await self._oracle.final(gids)

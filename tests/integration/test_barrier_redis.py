@@ -202,7 +202,7 @@ async def test_concurrent_identical_cancels_apply_once(bank: Bank) -> None:
     assert await bank.account() == (START_BALANCE, 0)
 
 
-async def test_item1_entries_have_no_ttl_and_the_index_holds_the_first_write(
+async def test_item1_entries_have_no_ttl_and_the_index_holds_the_latest_write(
     redis_client: aioredis.Redis, gid: str
 ) -> None:
     clock = ManualClock()
@@ -213,8 +213,42 @@ async def test_item1_entries_have_no_ttl_and_the_index_holds_the_first_write(
     assert await bank.run(Op.CANCEL) is Outcome.APPLIED
 
     assert await redis_client.pttl(barrier_key(gid)) == -1  # no expiry: only the cleaner deletes
-    assert await redis_client.zscore(INDEX_KEY, gid) == int(clock.now() * 1000 - DAY * 1000)
+    assert await redis_client.zscore(INDEX_KEY, gid) == int(clock.now() * 1000)
     assert await bank.barrier_keys() == {"01:try": "try", "01:cancel": "cancel"}
+    # A clock that went back (another replica's) never makes the gid look older than it is.
+    clock.set(clock.now() - 2 * DAY)
+    assert await bank.run(Op.CANCEL) is Outcome.DUPLICATE
+    assert await bank.run(Op.TRY, "02") is Outcome.APPLIED
+    assert await redis_client.zscore(INDEX_KEY, gid) == int(clock.now() * 1000 + 2 * DAY * 1000)
+
+
+async def test_item1_cleaner_keeps_a_hash_until_its_latest_entry_is_past_retention(
+    redis_client: aioredis.Redis, gid: str, ledger: Ledger
+) -> None:
+    """A confirm written days after its try keeps the whole hash for a full retention period after it
+    (before, the index held the try's time and the confirm's entry went with it 1 day later), and the
+    hash then goes whole: every entry and the index member."""
+    clock = ManualClock(start=3_000_000_000.0)  # later than every other test's entries in this Redis
+    bank = Bank(redis_client, gid, clock)
+    await ledger.finish(gid)
+    await bank.open()
+    assert await bank.run(Op.TRY) is Outcome.APPLIED
+    clock.advance(6 * DAY)
+    assert await bank.run(Op.CONFIRM) is Outcome.APPLIED
+    confirmed_ms = int(clock.now() * 1000)
+    cleaner = RedisBarrierCleaner(
+        redis_client, BarrierSettings(retention_days=7, cleanup_batch=2), clock, ledger.oracle
+    )
+
+    clock.advance(2 * DAY)  # the try is 8 days old, the confirm 2
+    await cleaner.run_once()
+    assert await bank.barrier_keys() == {"01:try": "try", "01:confirm": "confirm"}
+    assert await redis_client.zscore(INDEX_KEY, gid) == confirmed_ms
+
+    clock.advance(5 * DAY + 1)  # the confirm is past the retention too
+    await cleaner.run_once()
+    assert not await redis_client.exists(barrier_key(gid))
+    assert await redis_client.zscore(INDEX_KEY, gid) is None
 
 
 async def test_item1_legacy_key_of_an_in_flight_transaction_is_adopted(bank: Bank) -> None:

@@ -297,6 +297,25 @@ async def test_cleanup_removes_only_rows_past_retention(
     assert await BarrierCleaner(engine, settings, clock, ledger.oracle).run_once() == 0
 
 
+async def test_item1_cleanup_deletes_every_row_of_a_final_gid_at_once(
+    engine: AsyncEngine, gid: str, ledger: Ledger
+) -> None:
+    """A final gid whose oldest row is past the retention loses ALL its rows, the young ones too (before,
+    only the old try row went and the cancel row stayed: a half-deleted gid)."""
+    clock = ManualClock()
+    barrier = SqlBarrier(engine, clock)
+    settings = BarrierSettings(retention_days=7, cleanup_batch=2)
+    await open_account(engine, gid)
+    await ledger.finish(gid)
+    await run_op(barrier, gid, Op.TRY)
+    clock.advance(6 * DAY)
+    assert await run_op(barrier, gid, Op.CANCEL) is Outcome.APPLIED
+    clock.advance(1 * DAY + 1)  # the try is past the retention, the cancel one day old
+
+    assert await BarrierCleaner(engine, settings, clock, ledger.oracle).run_once() == 2
+    assert await barrier_rows(engine, gid) == {}
+
+
 async def test_item1_cleanup_deletes_final_and_unknown_gids_and_keeps_unfinished_ones(
     engine: AsyncEngine, gid: str, ledger: Ledger
 ) -> None:

@@ -13,9 +13,11 @@ from meshkit.barrier.redis import barrier_key
 from meshkit.clock import ManualClock
 from meshkit.grpcutil import PeersSection
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
+from stock_svc.hot import stock_key
 from tests.integration.coordinator.harness import wait_for
 from tests.integration.finality_coordinator import Ledger, running_ledger
 from tests.integration.stock.harness import BRANCH, RunningStock, reserve_request, stock_settings
+from tests.integration.stock.test_restock import settled
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -94,4 +96,46 @@ async def test_item1_cancel_retried_past_retention_still_returns_the_reserved_st
     assert await stock.redis.hgetall(barrier_key(gid)) == {b"stock:try": b"try"}  # unfinished: kept
     assert await stock.branch("CancelReserve", gid, [("apple", 4)]) == "applied"
     assert await stock.level("apple") == (9, 1, 0)
+    await stock.assert_invariant()
+
+
+async def cleaned_and_reconciled(stock: RunningStock, clock: ManualClock, seconds: float) -> None:
+    """Move the clock on by ``seconds``; wait for a cleanup round and a periodic reconcile round after it."""
+    rounds = stock.registry.get_sample_value("mesh_stock_reconcile_rounds_total") or 0.0
+    await next_round(stock.runtime.redis_cleaner, clock, seconds)
+    await wait_for(
+        lambda: (stock.registry.get_sample_value("mesh_stock_reconcile_rounds_total") or 0.0) > rounds,
+        what="a reconcile round",
+    )
+
+
+async def test_item1_confirm_long_after_its_try_is_not_owed_again_after_cleanup(
+    timed_stock: RunningStock, clock: ManualClock, ledger: Ledger, gid: str
+) -> None:
+    """A confirm written 6 days after its try: the cleaner keeps the gid's hash for a full retention after
+    the confirm, so the reconciler never counts the confirm's Redis half as owed again (before, the hash
+    went with the try's age, the confirm's log row was still read, and its "missing" entry added 3 phantom
+    units to Redis available: an oversell)."""
+    stock = await settled(timed_stock)
+    key = stock_key(stock.namespace, "apple")
+    await stock.put("apple", 10)
+    await ledger.finish(gid)
+    assert await stock.branch("TryReserve", gid, [("apple", 3)]) == "applied"
+    await cleaned_and_reconciled(stock, clock, 6 * DAY)
+    await stock.branch("ConfirmReserve", gid, [("apple", 3)])
+    assert await stock.level("apple") == (7, 0, 3)
+
+    # The try is 7.5 days old (past the retention), the confirm 1.5 days.
+    await cleaned_and_reconciled(stock, clock, 1.5 * DAY)
+    assert await stock.redis.hexists(barrier_key(gid), f"{BRANCH}:confirm")
+    await stock.redis.hincrby(key, "available", -1)  # drift no row explains, so the SKU gets checked
+    await stock.runtime.reconciler.round_once()
+    assert await stock.level("apple") == (7, 0, 3)
+
+    # Past the confirm's retention the whole hash goes, and its log row counts as finished.
+    await cleaned_and_reconciled(stock, clock, 7 * DAY)
+    assert not await stock.redis.exists(barrier_key(gid))
+    await stock.redis.hincrby(key, "available", -1)
+    await stock.runtime.reconciler.round_once()
+    assert await stock.level("apple") == (7, 0, 3)
     await stock.assert_invariant()

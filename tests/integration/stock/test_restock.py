@@ -18,10 +18,12 @@ from contextlib import asynccontextmanager
 import grpc
 import pytest
 
+from meshkit.barrier import RedisBarrier
 from meshkit.clock import ManualClock
 from meshpb.stock.v1 import stock_pb2
 from stock_svc.config import StockSection
-from stock_svc.hot import stock_key
+from stock_svc.hot import HotStock, restock_marker, stock_key
+from stock_svc.repo import StockRepo
 from tests.integration.stock.harness import RunningStock, rpc_error, stock_settings
 from tests.integration.stock.test_persist import DEAD_REDIS, without_redis
 
@@ -282,4 +284,85 @@ async def test_item5_reconciler_with_an_owed_restock_and_an_owed_confirm(
 
     assert await stock.branch("ConfirmReserve", confirming, [("apple", 2)]) == "duplicate/applied"
     assert await stock.level("apple") == (12, 0, 2)
+    await stock.assert_invariant()
+
+
+async def redis_half_not_recorded(stock: RunningStock, clock: ManualClock, request_id: str) -> None:
+    """Apply a recorded restock's Redis half the way a finish that died before recording it done would."""
+    repo = StockRepo(stock.runtime.db, clock)
+    async with repo.transaction() as session:
+        record = await repo.restock_record(session, request_id)
+    assert record is not None and not record.redis_done
+    hot = HotStock(stock.redis, RedisBarrier(stock.redis, clock), stock.namespace)
+    assert await hot.restock(record.sku, record.request_id, record.quantity, record.version)
+
+
+async def test_item5_restock_marker_is_renewed_by_every_retry_until_recorded_done(
+    timed: RunningStock, db_url: str, clock: ManualClock
+) -> None:
+    """A restock whose Redis half ran but was never recorded done: each retry (here the reconciler's)
+    renews the marker, so it cannot lapse while recording it keeps failing (before, it lapsed after
+    its first 7 days whatever happened, and the next retry added the units again)."""
+    stock = timed
+    await stock.put("apple", 10)
+    request_id = await half_done_restock(stock, db_url, "apple", 5, clock)
+    await redis_half_not_recorded(stock, clock, request_id)
+    marker = restock_marker(stock.namespace, request_id)
+    await stock.redis.pexpire(marker, 60_000)  # a marker close to the end of its life
+
+    clock.advance(AGED_SECONDS)
+    assert await stock.runtime.reconciler.round_once() == 0  # nothing added: the marker says it ran
+    ttl_ms = stock.runtime.settings.stock.restock_marker_ttl_seconds * 1000
+    assert await stock.redis.pttl(marker) > ttl_ms - 60_000
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    await stock.assert_invariant()
+
+
+@pytest.fixture
+async def rarely_reconciled(db_url: str, redis_url: str, clock: ManualClock) -> AsyncIterator[RunningStock]:
+    """stock_svc on ``clock`` whose periodic reconcile rounds are 30 days apart: the test runs its own."""
+    settings = stock_settings(db_url, redis_url)
+    section = settings.stock.model_copy(update={"reconcile_interval_seconds": 30 * 86_400.0})
+    running = await RunningStock.start(settings.model_copy(update={"stock": section}), clock=clock)
+    try:
+        yield await settled(running)
+    finally:
+        await running.stop()
+
+
+async def test_item5_restock_still_owed_past_its_marker_life_is_never_applied_twice(
+    rarely_reconciled: RunningStock, db_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the marker's life a restock's Redis half cannot tell whether it ran: the reconciler records
+    it done with an ERROR and lets the drift check set Redis from the database, which is right both when
+    the half ran (apple: before, it added the 5 units a second time) and when it never did (pear)."""
+    stock = rarely_reconciled
+    await stock.put("apple", 10)
+    await stock.put("pear", 10)
+    applied = await half_done_restock(stock, db_url, "apple", 5, clock)
+    await redis_half_not_recorded(stock, clock, applied)
+    never = await half_done_restock(stock, db_url, "pear", 5, clock)
+    await stock.redis.delete(restock_marker(stock.namespace, applied))  # the marker lapsed
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    assert await figures(stock, "pear") == (15, 10, 0, 0)
+
+    with caplog.at_level(logging.WARNING, logger=RECONCILE_LOGGER):
+        clock.advance(stock.runtime.settings.stock.restock_marker_ttl_seconds + 1)
+        assert await stock.runtime.reconciler.finish_owed_restocks() == 0
+        assert await figures(stock, "apple") == (15, 15, 0, 0)  # not 20: no second add
+        assert await stock.runtime.reconciler.round_once() == 1  # the drift check gives pear its units
+    assert await figures(stock, "apple") == (15, 15, 0, 0)
+    assert await figures(stock, "pear") == (15, 15, 0, 0)
+    assert repaired(stock, "restock") == 0
+    assert repaired(stock, "available") == 1
+    errors = {
+        r.getMessage().split(" of sku")[0]
+        for r in caplog.records
+        if r.name == RECONCILE_LOGGER and r.levelno == logging.ERROR
+    }
+    assert errors == {f"stock restock {applied}", f"stock restock {never}"}
+
+    # A late client retry finds both recorded done: nothing is added.
+    assert (await stock.put("apple", 5, request_id=applied)).available == 15
+    assert (await stock.put("pear", 5, request_id=never)).available == 15
     await stock.assert_invariant()
