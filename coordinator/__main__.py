@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSettings
-from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, PROTECTED, CoordinatorRuntime
-from meshkit.server import MeshServer, boot
+from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, start_replica
+from meshkit.server import boot
+
+log = logging.getLogger("coordinator")
 
 __all__ = ["ADMIN_SERVICE", "COORDINATOR_SERVICE", "main", "serve"]
 
 
 async def serve(settings: CoordinatorSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully."""
-    registry = CollectorRegistry()
-    runtime = await CoordinatorRuntime.start(settings, registry)
-    server = MeshServer(
-        settings,
-        "coordinator",
-        [runtime.register],
-        [COORDINATOR_SERVICE, ADMIN_SERVICE],
-        registry=registry,
-        protected=PROTECTED,
-    )
-    server.add_stop_hook(runtime.stop)
-    await server.run()
+    """Serve until SIGTERM/SIGINT, then stop gracefully; exit 1 if the port is taken."""
+    try:
+        _, server = await start_replica(settings, CollectorRegistry())
+    except RuntimeError as exc:
+        # Most likely a live replica holds the port (and so this replica id): its leases stay its own.
+        log.error("coordinator did not start: %s", exc)
+        raise SystemExit(1) from None
+    server.install_signal_handlers()
+    await server.wait_for_termination()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

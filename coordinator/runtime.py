@@ -35,6 +35,7 @@ from meshkit.db import create_engine
 from meshkit.ids import Snowflake
 from meshkit.nats import connect
 from meshkit.periodic import Periodic
+from meshkit.server import MeshServer
 from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,10 @@ class CoordinatorRuntime:
     _nats_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
-    async def start(
+    async def build(
         cls, settings: CoordinatorSettings, registry: CollectorRegistry, *, clock: Clock | None = None
     ) -> CoordinatorRuntime:
-        """Migrate the database, build the engine, start the sweeper and (in the background) timers."""
+        """Migrate the database and build the engine; nothing runs until :meth:`begin`."""
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         await migrate(db)
@@ -106,9 +107,6 @@ class CoordinatorRuntime:
         engine = TxEngine(
             store, invoker, clock, engine_settings(section, settings.server.port), EngineMetrics(registry)
         )
-        taken = await store.take_over(engine.owner, now_ms(clock))
-        if taken:
-            log.info("replica %s took over %d transactions it held before it restarted", engine.owner, taken)
         sweeper = Sweeper(
             engine, store, clock, interval_seconds=section.sweep_interval_seconds, batch=section.sweep_batch
         )
@@ -129,12 +127,33 @@ class CoordinatorRuntime:
             "coordinator-retention",
             run_at_start=True,
         )
-        runtime = cls(settings, db, store, engine, invoker, sweeper, service, admin, retention, clock)
-        sweeper.start()
-        retention.start()
-        if settings.nats.enabled:
-            runtime._nats_task = asyncio.get_running_loop().create_task(runtime._connect_nats(), name="nats")
-        log.info("coordinator replica %s ready", engine.owner)
+        return cls(settings, db, store, engine, invoker, sweeper, service, admin, retention, clock)
+
+    async def begin(self) -> None:
+        """Take over this replica id's previous leases, start the sweeper and (in the background) timers.
+
+        Call only once this process owns the replica's port (:func:`start_replica`): a second process
+        started with a live replica's id would otherwise release that replica's leases and drive its
+        calls a second time.
+        """
+        taken = await self.store.take_over(self.engine.owner, now_ms(self.clock))
+        if taken:
+            log.info(
+                "replica %s took over %d transactions it held before it restarted", self.engine.owner, taken
+            )
+        self.sweeper.start()
+        self.retention.start()
+        if self.settings.nats.enabled:
+            self._nats_task = asyncio.get_running_loop().create_task(self._connect_nats(), name="nats")
+        log.info("coordinator replica %s ready", self.engine.owner)
+
+    @classmethod
+    async def start(
+        cls, settings: CoordinatorSettings, registry: CollectorRegistry, *, clock: Clock | None = None
+    ) -> CoordinatorRuntime:
+        """:meth:`build` and :meth:`begin` (for a runtime whose server is bound already or not needed)."""
+        runtime = await cls.build(settings, registry, clock=clock)
+        await runtime.begin()
         return runtime
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -185,3 +204,34 @@ class CoordinatorRuntime:
         await self.invoker.close()
         await self.store.close()
         await self.db.dispose()
+
+
+async def start_replica(
+    settings: CoordinatorSettings, registry: CollectorRegistry, *, clock: Clock | None = None
+) -> tuple[CoordinatorRuntime, MeshServer]:
+    """Build the runtime, bind its gRPC server, then :meth:`CoordinatorRuntime.begin`.
+
+    The bind is exclusive (no ``SO_REUSEPORT``), so a second process configured with a live replica's
+    port fails here, before it could take over that replica's leases. Raises ``RuntimeError`` then.
+    """
+    runtime = await CoordinatorRuntime.build(settings, registry, clock=clock)
+    server = MeshServer(
+        settings,
+        "coordinator",
+        [runtime.register],
+        [COORDINATOR_SERVICE, ADMIN_SERVICE],
+        registry=registry,
+        protected=PROTECTED,
+    )
+    server.add_stop_hook(runtime.stop)
+    try:
+        await server.start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    try:
+        await runtime.begin()
+    except BaseException:
+        await server.stop(0)
+        raise
+    return runtime, server

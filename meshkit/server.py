@@ -94,7 +94,12 @@ class MeshServer:
         cfg = self.settings.server
         server = grpc.aio.server(
             interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds, self._gate),
-            options=[("grpc.max_receive_message_length", cfg.max_request_bytes)],
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_request_bytes),
+                # gRPC sets SO_REUSEPORT on Linux: a second process could then bind a live one's port
+                # and share its calls. A port belongs to one process (the coordinator relies on it).
+                ("grpc.so_reuseport", 0),
+            ],
         )
         for register in self._registrations:
             register(server)

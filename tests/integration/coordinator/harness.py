@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSection, CoordinatorServerSettings, CoordinatorSettings
-from coordinator.runtime import PROTECTED, CoordinatorRuntime
+from coordinator.runtime import CoordinatorRuntime, start_replica
 from meshkit.auth import mesh_channel
 from meshkit.clock import Clock
 from meshkit.config import AdminSettings, DbSettings, NatsSettings
@@ -75,17 +75,7 @@ class RunningCoordinator:
     async def start(cls, settings: CoordinatorSettings, *, clock: Clock | None = None) -> RunningCoordinator:
         """Start the runtime and its server."""
         registry = CollectorRegistry()
-        runtime = await CoordinatorRuntime.start(settings, registry, clock=clock)
-        server = MeshServer(
-            settings,
-            "coordinator",
-            [runtime.register],
-            [COORDINATOR_SERVICE, ADMIN_SERVICE],
-            registry=registry,
-            protected=PROTECTED,
-        )
-        server.add_stop_hook(runtime.stop)
-        await server.start()
+        runtime, server = await start_replica(settings, registry, clock=clock)
         # An initiator's channel: mesh credentials, no admin token (Admin calls pass admin_metadata()).
         channel = mesh_channel(f"127.0.0.1:{server.port}", AUTH)
         return cls(

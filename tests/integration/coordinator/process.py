@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from meshkit.embedded import free_port, log_tail
@@ -25,9 +27,10 @@ class CoordinatorProcess:
         *,
         nats_url: str | None = None,
         replica: str = "",
+        port: int | None = None,
         **section: object,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
         env.update(
@@ -79,6 +82,16 @@ class CoordinatorProcess:
 
         await wait_serving([self.address], START_SECONDS, give_up=exited)
         return self
+
+    async def exit_code(self, within: float) -> int | None:
+        """The process's exit code once it exits, or None if it still runs after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while self._proc is not None and time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.1)
+        return None if self._proc is None else self._proc.poll()
 
     def kill9(self) -> None:
         """``kill -9``: no chance to clean up."""
