@@ -22,6 +22,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from coordinator.engine.model import BranchOp, GlobalTx, Mode, Status
+from coordinator.engine.validate import is_gid
 from coordinator.store.rows import op_from_row, tx_from_row
 from coordinator.store.sql import SqlTxStore
 from coordinator.store.tables import trans_branch_op, trans_global
@@ -175,19 +176,22 @@ class FinishedGids:
 
 
 async def finished_gids(store: SqlTxStore, gids: Sequence[str]) -> FinishedGids:
-    """Split ``gids`` (distinct, validated) into final and unknown ones, keeping their order.
+    """Split ``gids`` (distinct) into final and unknown ones, keeping their order.
+
+    A malformed gid is unknown without a lookup: no transaction can have it.
 
     One short read transaction of primary-key lookups (``gid IN (...)``, in chunks) reading only the
     status: plain reads that take no row locks, so the engine's drives never wait for it (on SQLite it
     queues like every store call, for the length of one indexed read).
     """
-    if not gids:
-        return FinishedGids([], [])
+    wellformed = [gid for gid in gids if is_gid(gid)]
+    if not wellformed:
+        return FinishedGids([], list(gids))
 
     def body(conn: Connection) -> dict[str, int]:
         found: dict[str, int] = {}
-        for start in range(0, len(gids), _IN_CHUNK):
-            chunk = list(gids[start : start + _IN_CHUNK])
+        for start in range(0, len(wellformed), _IN_CHUNK):
+            chunk = wellformed[start : start + _IN_CHUNK]
             rows = conn.execute(select(g.gid, g.status).where(g.gid.in_(chunk))).all()
             found.update((str(gid), int(status)) for gid, status in rows)
         return found
