@@ -5,7 +5,10 @@ entry naming who acted and why. An action never takes a transaction from a drive
 (DESIGN.md section 4): pause and resume only flip the flag, and retry, force-abort and force-fail are
 recorded in the row (``admin_request``) for the holder, which takes them on its next write (its write
 is refused until it has seen them) - or for the next claimer once the lease lapsed. So no op is ever
-called by two drivers at once. Without a live lease the action applies at once.
+called by two drivers at once. Without a live lease the action applies at once. A recorded action
+answers once the holder applied it; ``FailedPrecondition`` when the holder dropped it (a force-abort
+that no longer applies, e.g. the initiator's Submit landed first; the reason is in the answer) or has
+not taken it within ``REQUEST_WAIT_SECONDS`` (it stays recorded and applies later).
 
 * :meth:`AdminOps.retry_now` - make every pending op due now and drive the transaction here.
 * :meth:`AdminOps.pause` / :meth:`AdminOps.resume` - stop / restart automatic driving (timers,
@@ -26,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from coordinator.engine.executor import Entry, abort_refusal
+from coordinator.engine.executor import ABORT_DROPPED, ALREADY_ABORTING, Entry, abort_refusal
 from coordinator.engine.model import (
     REQUEST_STRENGTH,
     AdminAction,
@@ -208,9 +211,10 @@ class AdminOps:
                 " message is still PREPARED: force-abort again once the initiator answers"
             )
         if now_tx.status in (Status.SUBMITTED, Status.SUCCEEDED):
+            sent = "will be sent once resumed" if now_tx.retry_paused else "was sent"
             raise FailedPrecondition(
                 f"transaction {gid}: the check-back says the local transaction committed, so the message"
-                f" was sent instead of aborted (now {now_tx.status.name})"
+                f" {sent} instead of aborted (now {now_tx.status.name})"
             )
         return now_tx
 
@@ -297,24 +301,56 @@ class AdminOps:
 
             tx = await self._required(gid, self._engine.update(gid, record))
             if recorded:
-                return await self._taken(tx)
+                return await self._taken(tx, request)
             try:
                 return await direct()
             except _LeaseHeld:
                 continue
         raise TransientError(f"transaction {gid} keeps being claimed by drivers; retry")
 
-    async def _taken(self, tx: GlobalTx) -> GlobalTx:
-        """``tx`` once its lease holder took the recorded request (or after a few seconds, as it is).
+    async def _taken(self, tx: GlobalTx, request: AdminRequest) -> GlobalTx:
+        """``tx`` once its lease holder took the recorded ``request`` and applied it.
 
         The holder takes it when its calls in flight return; an operator mostly sees the result at once.
+        ``FailedPrecondition`` when the holder dropped it (a force-abort that no longer applies, e.g.
+        the initiator submitted first) or has not taken it within a few seconds (it stays recorded).
         """
+        gid, owner, lease_until = tx.gid, tx.owner, tx.lease_until
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REQUEST_WAIT_SECONDS
         while tx.admin_request is not None and not tx.status.final and loop.time() < deadline:
             await asyncio.sleep(REQUEST_POLL_SECONDS)
-            tx = await self._required(tx.gid, self._engine.store.get(tx.gid))
+            tx = await self._required(gid, self._engine.store.get(gid))
+        action = ACTION_NAMES[request.action]
+        if tx.admin_request is not None and not tx.status.final:
+            raise FailedPrecondition(
+                f"transaction {gid}: {action} recorded, not yet taken by replica {tx.owner or owner}"
+                f" (lease until {tx.lease_until or lease_until} ms); it will apply when that replica's"
+                " calls in flight return, or when its lease lapses and another replica claims the"
+                " transaction; nothing else to do (Query shows it)"
+            )
+        if request.action is AdminAction.FORCE_ABORT:
+            dropped = await self._dropped(gid, request)
+            if dropped:
+                raise FailedPrecondition(f"transaction {gid}: {action} was not applied: {dropped}")
         return tx
+
+    async def _dropped(self, gid: str, request: AdminRequest) -> str:
+        """Why the taker dropped ``request`` ("" when it applied it), from the transaction's history."""
+        history = await self._engine.store.history(gid)
+        recorded = _admin_event_detail(ACTION_NAMES[request.action], request.reason)
+        mine = [
+            i
+            for i, e in enumerate(history)
+            if e.kind is EventKind.ADMIN and e.actor == request.actor and e.detail == recorded
+        ]
+        if not mine:
+            return ""
+        for event in history[mine[-1] + 1 :]:
+            if event.kind is EventKind.ADMIN and event.detail.startswith(f"{ABORT_DROPPED}: "):
+                why = event.detail.removeprefix(f"{ABORT_DROPPED}: ")
+                return "" if why == ALREADY_ABORTING else why
+        return ""
 
     def _now(self) -> int:
         return now_ms(self._engine.clock)
@@ -356,4 +392,8 @@ def _unfinished(tx: GlobalTx, what: str) -> None:
 
 
 def _admin_event(tx: GlobalTx, now: int, actor: str, action: str, reason: str) -> Event:
-    return Event(tx.gid, now, EventKind.ADMIN, actor, f"{action}: {reason}" if reason else action)
+    return Event(tx.gid, now, EventKind.ADMIN, actor, _admin_event_detail(action, reason))
+
+
+def _admin_event_detail(action: str, reason: str) -> str:
+    return f"{action}: {reason}" if reason else action

@@ -98,6 +98,11 @@ class _Saved:
         run.calls, run.check_back_now = list(self.calls), self.check_back_now
 
 
+# The history entry of a recorded force-abort its taker could not apply; the operator is told why.
+ABORT_DROPPED = "force abort (requested) dropped"
+ALREADY_ABORTING = "already aborting"  # dropped, but what the operator asked for happens anyway
+
+
 def abort_refusal(tx: GlobalTx) -> str:
     """Why an operator's force-abort cannot apply to ``tx`` now ("" when it can)."""
     if tx.status.final:
@@ -125,9 +130,9 @@ def take_request(run: Run, now: int) -> None:
                 run.put(replace(op, next_attempt_at=None, updated_at=now))
         return
     if request.action is AdminAction.FORCE_ABORT:
-        refusal = abort_refusal(tx) if tx.status is not Status.ABORTING else "already aborting"
+        refusal = abort_refusal(tx) if tx.status is not Status.ABORTING else ALREADY_ABORTING
         if refusal:
-            detail = f"force abort (requested) dropped: {refusal}"
+            detail = f"{ABORT_DROPPED}: {refusal}"
             run.events.append(Event(tx.gid, now, EventKind.ADMIN, request.actor, detail))
             return
         status, reason = Status.ABORTING, f"force abort: {request.reason}"
@@ -253,12 +258,14 @@ class Executor:
 
     def _entered(self, tx: GlobalTx, ops: Sequence[BranchOp], entry: Entry | None) -> Run:
         run = Run(tx=tx, ops={op.key: op for op in ops})
-        take_request(run, now_ms(self._clock))
+        # The entry (a command landing now) was decided on the row as read, so it applies first; a
+        # recorded request is then taken on the result (a force-abort after a Submit is dropped).
         if entry is not None:
             run.tx = replace(run.tx, status=entry.status, reason=entry.reason)
             run.events.extend(entry.events)
             for op in entry.ops:
                 run.put(op)
+        take_request(run, now_ms(self._clock))
         return run
 
     async def _round(

@@ -429,7 +429,8 @@ class TxEngine:
 
         ``event`` (who asked, and why) is written with the claim's first round. Returns the
         transaction once the check-back's answer is recorded - SUBMITTED (committed: the branches go
-        on in the background), FAILED (rolled back) or still PREPARED (no answer) - or None when it
+        on in the background, or after a resume when paused), FAILED (rolled back) or still PREPARED
+        (no answer) - or None when it
         could not be claimed (unknown, final, or leased by a live driver). Anything else the claimed
         transaction needs is driven as usual.
         """
@@ -443,6 +444,8 @@ class TxEngine:
         run = await self._executor.begin(tx, claimed.ops, entry=entry, check_back_now=True)
         if run is None:
             return await self.store.get(gid)
+        # Paused: the check-back's answer is recorded, but no branch is called before a resume.
+        run.halted = tx.retry_paused
         asked = tx.mode is Mode.MSG and any(op.op is Op.MSG for op in run.calls)
         if asked and not await self._executor.step(run):
             return await self.store.get(gid)

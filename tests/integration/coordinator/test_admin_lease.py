@@ -8,11 +8,14 @@ A's call was still in flight. Now B records the request and A (the holder) acts 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import pytest
 
+from coordinator.engine.model import Status
+from meshkit.clock import now_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
     RunningCoordinator,
@@ -96,8 +99,7 @@ async def test_item4_retry_from_another_replica_is_taken_by_the_lease_holder(
     # Step 01's held call will fail transiently; its next attempt would be ten minutes later.
     bank.fail("Action", grpc.StatusCode.UNAVAILABLE, times=1, gid=gid, branch="01")
     await start_held(coordinator, bank, gid, retry_interval_ms=600_000)
-    pending = await act(replica_b, "Retry", gid, "vendor is back")
-    assert pending.status == pb.STATUS_SUBMITTED  # recorded for A: B did not call anything
+    await not_yet_taken(act(replica_b, "Retry", gid, "vendor is back"), "retry now")  # recorded for A
     assert bank.calls_of(gid) == {("01", "action"): 1}
     bank.release("Action")
     tx = await wait_final(coordinator, gid, within=5.0)  # A took the retry: no ten-minute wait
@@ -112,8 +114,8 @@ async def test_item4_force_fail_from_another_replica_is_applied_by_the_lease_hol
     coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
     await start_held(coordinator, bank, gid)
-    recorded = await act(replica_b, "ForceFail", gid, "settled by hand")
-    assert recorded.status == pb.STATUS_SUBMITTED  # the holder's call is still in flight
+    # The holder's call is still in flight: recorded for it, not applied yet.
+    await not_yet_taken(act(replica_b, "ForceFail", gid, "settled by hand"), "force fail")
     assert bank.calls_of(gid) == {("01", "action"): 1}
     bank.release("Action")
     tx = await wait_final(coordinator, gid)
@@ -127,8 +129,8 @@ async def test_item4_force_abort_from_another_replica_is_applied_by_the_lease_ho
     coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
     await start_held(coordinator, bank, gid)
-    recorded = await act(replica_b, "ForceAbort", gid, "wrong customer")
-    assert recorded.status == pb.STATUS_SUBMITTED  # the holder's call is still in flight
+    # The holder's call is still in flight: recorded for it, not applied yet.
+    await not_yet_taken(act(replica_b, "ForceAbort", gid, "wrong customer"), "force abort")
     bank.release("Action")
     tx = await wait_final(coordinator, gid)
     assert tx.status == pb.STATUS_FAILED
@@ -136,6 +138,59 @@ async def test_item4_force_abort_from_another_replica_is_applied_by_the_lease_ho
     # Step 01 ran once and was compensated once; step 02 never started.
     assert bank.calls_of(gid) == {("01", "action"): 1, ("01", "compensate"): 1}
     assert await bank.balance("s1") == (0, 0)
+
+
+async def not_yet_taken(action: Awaitable[pb.Transaction], name: str) -> None:
+    """``action`` answers FAILED_PRECONDITION: recorded for the lease holder, which has not taken it yet."""
+    with pytest.raises(grpc.aio.AioRpcError) as pending:
+        await action
+    assert pending.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = pending.value.details() or ""
+    assert f"{name} recorded, not yet taken by replica " in details, details
+
+
+async def test_item4_recorded_action_not_yet_taken_is_not_answered_ok(
+    coordinator: RunningCoordinator, replica_b: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    # Before the fix the operator got OK (the transaction as it was) although nothing had happened.
+    await start_held(coordinator, bank, gid)
+    await not_yet_taken(act(replica_b, "ForceFail", gid, "settled by hand"), "force fail")
+    view = await replica_b.runtime.store.get(gid)
+    assert view is not None and view.status is Status.SUBMITTED
+    assert view.admin_request is not None  # still recorded: it applies once the holder's call returns
+    assert view.owner == coordinator.runtime.engine.owner
+    bank.release("Action")
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_FAILED
+    assert bank.calls_of(gid) == {("01", "action"): 1}
+
+
+async def test_item4_force_abort_dropped_by_the_taker_is_refused(
+    coordinator: RunningCoordinator, gid: str
+) -> None:
+    # A replica that died while driving the prepared TCC holds its lease for one more second.
+    await coordinator.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC))
+    now = now_ms(coordinator.runtime.clock)
+    store = coordinator.runtime.store
+    assert await store.claim(gid, "gone-replica", now, now + 1000, force=True) is not None
+    aborting = asyncio.ensure_future(act(coordinator, "ForceAbort", gid, "wrong customer"))
+    await wait_for(lambda: _recorded(coordinator, gid), what="the force abort recorded for the holder")
+    # The initiator's Submit lands before anyone takes the request: the abort no longer applies.
+    await coordinator.stub.Submit(pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC))
+    with pytest.raises(grpc.aio.AioRpcError) as dropped:
+        await aborting  # dropped: the Submit landed first
+    assert dropped.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = dropped.value.details() or ""
+    assert "force abort was not applied" in details and "submitted TCC" in details, details
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_SUCCEEDED
+    # The history says what happened: no ABORTING the Submit then silently overrode.
+    assert all(e.to_status != pb.STATUS_ABORTING for e in tx.history)
+
+
+async def _recorded(coordinator: RunningCoordinator, gid: str) -> bool:
+    view = await coordinator.runtime.store.get(gid)
+    return view is not None and view.admin_request is not None
 
 
 async def _step_done(coordinator: RunningCoordinator, gid: str, branch: str) -> bool:

@@ -6,6 +6,8 @@ its local transaction runs through the barrier that its ``QueryPrepared`` check-
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import grpc.aio
 import pytest
@@ -85,3 +87,32 @@ async def test_item2_force_abort_after_the_local_commit_sends_the_message(
     assert "local transaction committed, so the message was sent instead" in (refused.value.details() or "")
     assert (await wait_final(coordinator, gid)).status == pb.STATUS_SUCCEEDED
     assert await bank.balance("x") == (5, 0)
+
+
+async def test_item2_force_abort_of_a_paused_msg_calls_no_branch_before_resume(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await prepared(coordinator, bank, gid)
+    ctx = TxContext(gid=gid, branch_id="00", op=Op.MSG, mode=TxMode.MSG)
+    await bank.barrier.call(ctx, debit_local)  # committed; then the initiator crashed before Submit
+    await admin(coordinator, "PauseRetry", gid)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await force_abort(coordinator, gid)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "message will be sent once resumed" in (refused.value.details() or "")
+    # The decision is recorded (the check-back was asked once), but paused means no branch call.
+    await asyncio.sleep(0.5)
+    tx = await coordinator.query(gid)
+    assert tx.status == pb.STATUS_SUBMITTED and tx.retry_paused
+    assert bank.calls_of(gid) == {("00", "msg"): 1}
+    view = await coordinator.runtime.store.get(gid)
+    assert view is not None and view.owner is None  # released: nobody drives it while paused
+    await admin(coordinator, "ResumeRetry", gid)
+    assert (await wait_final(coordinator, gid)).status == pb.STATUS_SUCCEEDED
+    assert bank.calls_of(gid) == {("00", "msg"): 1, ("01", "action"): 1}
+    assert await bank.balance("x") == (5, 0)
+
+
+async def admin(coordinator: RunningCoordinator, rpc: str, gid: str) -> None:
+    request = pb.AdminActionRequest(gid=gid, reason="ops", actor="oncall")
+    await getattr(coordinator.admin, rpc)(request, metadata=admin_metadata())
