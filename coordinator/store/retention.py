@@ -16,9 +16,8 @@ from sqlalchemy.engine import Connection
 from coordinator.engine.model import Status
 from coordinator.store.sql import SqlTxStore
 from coordinator.store.tables import trans_branch_op, trans_event, trans_global
-from meshkit.clock import Clock, now_ms
+from meshkit.clock import Clock, days_to_ms, now_ms
 
-MS_PER_DAY = 86_400_000
 _FINAL = [int(s) for s in Status if s.final]
 
 
@@ -35,7 +34,7 @@ class FinishedTxCleaner:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._retention_ms = round(retention_days * MS_PER_DAY)
+        self._retention_ms = days_to_ms(retention_days)
         self._batch = batch
 
     async def delete_batch(self) -> int:
