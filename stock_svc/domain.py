@@ -16,6 +16,9 @@ ReleaseStock       DB (SQL barrier ``action``, the MSG branch op): sold -= q, av
                    log row per SKU; then Redis (barrier ``action``): available += q
 =================  ===========================================================================
 
+A confirm needs its try's entry in the Redis barrier ("not yet" without it, never after a cancel that
+blocked it), unless Redis data was found lost within the barrier retention (:mod:`stock_svc.epoch`).
+
 Confirm and release run their two halves in order; each half has its own barrier entry, and the
 Redis half is version-gated, so a retry after a crash between the two skips the database half
 (duplicate) and applies only the missing Redis half. Both halves run on every call (the Redis half of
@@ -43,6 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +63,7 @@ from meshkit.errors import (
 )
 from meshkit.txcontext import OP_KEY, Op, TxContext
 from stock_svc.config import StockSection
+from stock_svc.epoch import RedisEpoch
 from stock_svc.hot import HotLevel, HotStock, StockNotLoaded
 from stock_svc.models import KIND_CONFIRM, KIND_RELEASE
 from stock_svc.repo import LogEntry, Restock, SkuRow, StockRepo
@@ -143,10 +148,13 @@ def _note(*results: BarrierResult[Any]) -> str:
 class StockDomain:
     """The stock service's operations (grpc-free; the servicer converts messages)."""
 
-    def __init__(self, repo: StockRepo, hot: HotStock, barrier: SqlBarrier, section: StockSection) -> None:
+    def __init__(
+        self, repo: StockRepo, hot: HotStock, barrier: SqlBarrier, section: StockSection, epoch: RedisEpoch
+    ) -> None:
         self._repo = repo
         self._hot = hot
         self._barrier = barrier
+        self._epoch = epoch
         self._limits = Limits(max_items=section.max_items_per_request, max_quantity=section.max_quantity)
         self._load_attempts = section.load_attempts
 
@@ -235,6 +243,10 @@ class StockDomain:
         skus = [i.sku for i in checked]
         redis = await self._loaded(skus, lambda: self._hot.confirm(ctx, checked, versions))
         return _note(db, redis)
+
+    async def check_redis_epoch(self) -> None:
+        """Follow the Redis epoch: record a new one, and a Redis data loss (see :mod:`stock_svc.epoch`)."""
+        await self._epoch.refresh()
 
     async def cancel_reserve(self, ctx: TxContext, items: RawItems, order_ids: Sequence[str]) -> str:
         """Give the reservation back (an empty rollback changes nothing and blocks a late try)."""
@@ -338,21 +350,42 @@ class StockDomain:
     async def _require_tried(self, ctx: TxContext) -> None:
         """A confirm sells only what its try reserved: no try yet is "not yet", a blocked one never.
 
-        With Redis unreachable the check is skipped: the database half must still persist the sale of a
-        try that did run (the Redis half then fails and the confirm is retried).
+        No try entry is let through when its database half already ran (a retry), or when Redis data
+        was found lost within the barrier retention (the entry may have gone with it; see
+        :mod:`stock_svc.epoch`). With Redis unreachable the check is skipped: the database half must
+        still persist the sale of a try that did run (the Redis half then fails and the confirm is retried).
         """
         try:
-            reason = await self._hot.tried(ctx)
+            tried = await self._hot.tried(ctx)
         except TransientError:
             return
-        if reason is None:
-            message = f"confirm of gid {ctx.gid} branch {ctx.branch_id} not yet possible: no try has run"
-            log.warning("%s", message, extra={"gid": ctx.gid})
-            raise BranchOngoing(message)
-        if reason == Op.CANCEL.value:
+        await self._epoch.observe(tried.epoch)
+        if tried.reason is None:
+            await self._require_try_or_loss(ctx)
+        elif tried.reason == Op.CANCEL.value:
             message = f"confirm of gid {ctx.gid} branch {ctx.branch_id} can never succeed: it was cancelled"
             log.warning("%s", message, extra={"gid": ctx.gid})
             raise BranchFailure(message)
+
+    async def _require_try_or_loss(self, ctx: TxContext) -> None:
+        """No try entry: go on if the confirm's database half ran or Redis lost the entry, else "not yet"."""
+        async with self._repo.transaction() as session:
+            if await self._repo.logged_versions(session, ctx.gid, ctx.branch_id, KIND_CONFIRM):
+                return
+        lost_ms = self._epoch.recent_loss_ms()
+        if lost_ms is not None:
+            lost_at = datetime.fromtimestamp(lost_ms / 1000, UTC).isoformat()
+            log.warning(
+                "confirm of gid %s branch %s: try entry lost with Redis at %s; confirming from the database",
+                ctx.gid,
+                ctx.branch_id,
+                lost_at,
+                extra={"gid": ctx.gid},
+            )
+            return
+        message = f"confirm of gid {ctx.gid} branch {ctx.branch_id} not yet possible: no try has run"
+        log.warning("%s", message, extra={"gid": ctx.gid})
+        raise BranchOngoing(message)
 
     async def _versions(
         self, ctx: TxContext, kind: str, items: Sequence[Item], db: BarrierResult[dict[str, int]]

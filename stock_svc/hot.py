@@ -30,7 +30,9 @@ the database with :data:`REPAIR_SCRIPT`, and moves ``base`` up when nothing is o
 After a Redis loss the reservations that were in flight are gone: the reloaded copy counts their units as
 available (the database has not deducted them yet). Their confirm and cancel then clamp at the
 ``reserved`` they find, taking the rest from ``available``, so ``db_available = available + reserved``
-keeps holding; but until they end, those units can be reserved twice. Production Redis should persist
+keeps holding; but until they end, those units can be reserved twice. The loss is detected through the
+Redis epoch (:mod:`stock_svc.epoch`), so that a confirm whose try entry went with the data still persists
+its sale instead of waiting forever for a try that already ran. Production Redis should persist
 (AOF) for that reason, and for the barrier keys, which are lost with it; and it must not evict them
 (``maxmemory-policy noeviction``, or a ``volatile-*`` policy: stock hashes carry no TTL).
 """
@@ -216,6 +218,13 @@ end
 return loaded
 """
 
+# Set-if-absent of the Redis epoch (see :mod:`stock_svc.epoch`). KEYS = epoch key; ARGV = a fresh id.
+# Returns the epoch now in Redis: the fresh id, or the one a concurrent replica set first.
+CLAIM_EPOCH_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+"""
+
 AUDIT_CHUNK = 500
 # A restock marker only has to outlive the step that records the Redis half as done in the database
 # (or, after a crash, the reconciler's next round): a week is far more than that, and each retry renews it.
@@ -281,6 +290,25 @@ def stock_key(namespace: str, sku: str) -> str:
     return f"{{{namespace}}}:sku:{sku}"
 
 
+def epoch_key(namespace: str) -> str:
+    """The key holding the Redis epoch, the id of this Redis data set (same hash tag as the stock)."""
+    return f"{{{namespace}}}:epoch"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Tried:
+    """A branch's try entry in the barrier (``None``: none), and the Redis epoch read with it."""
+
+    reason: str | None
+    epoch: str | None
+
+
 def restock_marker(namespace: str, request_id: str) -> str:
     """The marker of one applied restock Redis half (same hash tag as the stock hashes)."""
     return f"{{{namespace}}}:restock:{request_id}"
@@ -326,6 +354,7 @@ class HotStock:
         self._restock = client.register_script(RESTOCK_SCRIPT)
         self._repair = client.register_script(REPAIR_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
+        self._claim_epoch = client.register_script(CLAIM_EPOCH_SCRIPT)
 
     def key(self, sku: str) -> str:
         """The hash of ``sku``."""
@@ -412,19 +441,30 @@ class HotStock:
         loaded, before, reserved, after, pending, drift = (int(v) for v in reply)
         return Repair(bool(loaded), before, reserved, after, pending, drift)
 
-    async def tried(self, ctx: TxContext) -> str | None:
-        """The branch's try entry in the barrier, ``None`` when no try has run yet.
+    async def tried(self, ctx: TxContext) -> Tried:
+        """The branch's try entry in the barrier and the Redis epoch, in one round trip.
 
-        ``try`` when it ran; ``cancel`` when a cancel came first and blocks it.
+        The entry is ``try`` when the try ran, ``cancel`` when a cancel came first and blocks it, and
+        ``None`` when no try has run yet (or its entry was lost with the Redis data: see the epoch).
         """
         field = barrier_field(ctx.branch_id, Op.TRY.value)
         async with redis_errors("stock read"):
-            reason = await self._client.hget(barrier_key(ctx.gid), field)
-            if reason is None:  # an entry of the former layout not yet adopted
-                reason = await self._client.get(legacy_key(ctx.gid, ctx.branch_id, Op.TRY.value))
-        if reason is None:
-            return None
-        return reason.decode() if isinstance(reason, bytes) else str(reason)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hget(barrier_key(ctx.gid), field)
+            pipe.get(legacy_key(ctx.gid, ctx.branch_id, Op.TRY.value))  # the former layout, not yet adopted
+            pipe.get(epoch_key(self._namespace))
+            entry, legacy, epoch = await pipe.execute()
+        return Tried(_text(entry if entry is not None else legacy), _text(epoch))
+
+    async def epoch(self) -> str | None:
+        """The Redis epoch (``None`` when this Redis has none: new, or its data was lost)."""
+        async with redis_errors("stock epoch"):
+            return _text(await self._client.get(epoch_key(self._namespace)))
+
+    async def claim_epoch(self, candidate: str) -> str:
+        """Set the epoch to ``candidate`` unless one is set; the epoch Redis holds afterwards."""
+        async with redis_errors("stock epoch"):
+            return str(_text(await self._claim_epoch(keys=[epoch_key(self._namespace)], args=[candidate])))
 
     async def levels(self, skus: Sequence[str]) -> dict[str, HotLevel]:
         """The Redis copies of ``skus`` (read only: nothing is loaded)."""

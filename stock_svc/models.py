@@ -9,6 +9,9 @@
 * ``stock_restock`` - one row per PutSku ``request_id``, written in the transaction that changed the SKU:
   what it asked for (a retry must ask the same), the ``stock_sku.version`` it produced, and whether its
   Redis half is done (``redis_done``; the reconciler applies the halves still owed).
+* ``stock_redis_epoch`` - one row per Redis epoch (the random id in ``{<namespace>}:epoch``) this service
+  has seen: when first seen, and ``lost_at`` when it replaced an earlier one, i.e. when the Redis data
+  was found lost (see :mod:`.epoch`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SKU_LEN = 64
 MERCHANT_LEN = 64
 KIND_LEN = 16
 REQUEST_ID_LEN = 64
+EPOCH_LEN = 32
 
 KIND_CONFIRM = "confirm"
 KIND_RELEASE = "release"
@@ -81,4 +85,12 @@ stock_restock = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("done_at", BigInteger, nullable=True),
     Index("ix_stock_restock_owed", "redis_done", "created_at"),
+)
+
+stock_redis_epoch = Table(
+    "stock_redis_epoch",
+    metadata,
+    Column("epoch", String(EPOCH_LEN), primary_key=True),
+    Column("first_seen_at", BigInteger, nullable=False),  # epoch ms, injected clock
+    Column("lost_at", BigInteger, nullable=True),  # set when this epoch replaced a lost one
 )

@@ -1,6 +1,7 @@
 """The stock reconciler: finds and repairs drift between the database and Redis, at start and periodically.
 
-A round does two things:
+A round first follows the Redis epoch (records a Redis data loss, :mod:`stock_svc.epoch`), then does two
+things:
 
 1. **Owed restocks.** Every ``stock_restock`` row whose Redis half is not recorded as done (the PutSku
    call died between its halves and no client retried) and that is older than
@@ -158,6 +159,7 @@ class StockReconciler:
             return 0
         self._idle.clear()
         try:
+            await self._domain.check_redis_epoch()
             repairs = await self.finish_owed_restocks() + await self.repair_drift()
         finally:
             self._idle.set()

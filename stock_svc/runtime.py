@@ -18,14 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, RedisBarrierCleaner, SqlBarrier
-from meshkit.clock import Clock, SystemClock
+from meshkit.clock import Clock, SystemClock, days_to_ms
 from meshkit.db import create_engine
+from meshkit.errors import TransientError
 from meshkit.finality import CoordinatorFinality
 from meshkit.migrate import upgrade
 from meshkit.periodic import Periodic
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSettings
 from stock_svc.domain import StockDomain
+from stock_svc.epoch import EpochMetrics, EpochStore, RedisEpoch
 from stock_svc.hot import HotStock
 from stock_svc.migrations import STOCK_VERSIONS
 from stock_svc.reconcile import StockReconciler
@@ -68,6 +70,7 @@ class StockRuntime:
     ) -> StockRuntime:
         """Migrate the database, connect Redis, build the domain, start the barrier cleanup and reconciler."""
         clock = clock or SystemClock()
+        registry = registry if registry is not None else CollectorRegistry()
         db = create_engine(settings.db)
         redis: Redis | None = None
         try:
@@ -81,7 +84,15 @@ class StockRuntime:
             marker_ttl_ms = int(settings.stock.restock_marker_ttl_seconds * 1000)
             hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace, marker_ttl_ms)
             repo = StockRepo(db, clock)
-            domain = StockDomain(repo, hot, SqlBarrier(db, clock), settings.stock)
+            epoch = RedisEpoch(
+                hot,
+                EpochStore(repo),
+                clock,
+                window_ms=days_to_ms(settings.barrier.retention_days),
+                metrics=EpochMetrics(registry),
+            )
+            domain = StockDomain(repo, hot, SqlBarrier(db, clock), settings.stock, epoch)
+            await _check_epoch(domain)
         except BaseException:
             if redis is not None:
                 await redis.aclose()
@@ -96,9 +107,7 @@ class StockRuntime:
             loop.create_task(cleaner.run_forever(), name="stock-barrier-cleanup"),
             loop.create_task(redis_cleaner.run_forever(), name="stock-redis-barrier-cleanup"),
         ]
-        runtime.reconciler = StockReconciler.build(
-            settings, (domain, repo, hot), clock, registry if registry is not None else CollectorRegistry()
-        )
+        runtime.reconciler = StockReconciler.build(settings, (domain, repo, hot), clock, registry)
         runtime._reconcile = runtime.reconciler.periodic(settings.stock.reconcile_interval_seconds)
         runtime._reconcile.start()
         log.info("stock_svc ready")
@@ -120,3 +129,11 @@ class StockRuntime:
         await self.finality.close()
         await self.redis.aclose()
         await self.db.dispose()
+
+
+async def _check_epoch(domain: StockDomain) -> None:
+    """Follow the Redis epoch at start; an unreachable Redis is checked again by the reconciler."""
+    try:
+        await domain.check_redis_epoch()
+    except TransientError as exc:
+        log.warning("stock: Redis epoch not checked at start: %s", exc)
