@@ -37,7 +37,7 @@ from order_svc.entities import Channel, NewOrder, Order
 from order_svc.lifecycle import Actor, transition
 from order_svc.models import orders
 from order_svc.ports import DeadlineTimer
-from order_svc.repo import OrderRepo
+from order_svc.repo import OrderIdTaken, OrderRepo
 from order_svc.states import OrderState, is_visible, refusal
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ def _never(ctx: TxContext, message: str) -> BranchFailure:
     return BranchFailure(f"{ctx.op.value} of gid {ctx.gid} can never succeed: {message}")
 
 
+def _used(ctx: TxContext, order_id: str) -> BranchFailure:
+    """A try whose order id another gid already used: ``ABORTED``, naming it."""
+    log.warning("gid %s branch %s try refused: order_id %s is already used", ctx.gid, ctx.branch_id, order_id)
+    return BranchFailure(f"order_id {order_id} is already used by another transaction")
+
+
 class OrderBranches:
     """The branch RPCs' domain side."""
 
@@ -93,14 +99,18 @@ class OrderBranches:
         async def business(session: AsyncSession) -> None:
             if await self._taken(session, ctx, new_orders):
                 return  # this gid inserted them before (its barrier row was cleaned up early)
-            await self._repo.insert_orders(
-                session,
-                new_orders,
-                request_id=request_id,
-                gid=ctx.gid,
-                now_ms=now_ms(self._clock),
-                actor=COORDINATOR,
-            )
+            try:
+                await self._repo.insert_orders(
+                    session,
+                    new_orders,
+                    request_id=request_id,
+                    gid=ctx.gid,
+                    now_ms=now_ms(self._clock),
+                    actor=COORDINATOR,
+                )
+            except OrderIdTaken as exc:
+                # A concurrent try of another gid inserted the id after _taken looked: the same refusal.
+                raise _used(ctx, exc.order_id) from exc
 
         return (await self._barrier.call(ctx, business)).outcome
 
@@ -110,7 +120,7 @@ class OrderBranches:
         for new in new_orders:
             order = await self._repo.get(session, new.order_id, with_items=False)
             if order is not None and order.gid != ctx.gid:
-                raise BranchFailure(f"order_id {new.order_id} is already used by another transaction")
+                raise _used(ctx, new.order_id)
             mine += order is not None
         return mine == len(new_orders)
 

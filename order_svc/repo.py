@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from meshkit.db import rowcount, session_factory
 from meshkit.db import transaction as db_transaction
+from meshkit.errors import AlreadyExists
 from order_svc.entities import (
     Channel,
     HistoryEntry,
@@ -77,6 +78,14 @@ def _request(row: Row[Any]) -> RequestRecord:
         lease_until_ms=int(m["lease_until"]),
         created_at_ms=int(m["created_at"]),
     )
+
+
+class OrderIdTaken(AlreadyExists):
+    """An order row with this id is already stored (the unique key refused a second insert)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order_id {order_id} already exists")
+        self.order_id = order_id
 
 
 class OrderRepo:
@@ -211,8 +220,38 @@ class OrderRepo:
         now_ms: int,
         actor: str,
     ) -> None:
-        """Insert orders PENDING (hidden) with their items and a history row each."""
+        """Insert orders PENDING (hidden) with their items and a history row each.
+
+        An order id already stored (a concurrent insert committed it first) raises :class:`OrderIdTaken`
+        naming it; the caller's transaction must then roll back.
+        """
         for order in new_orders:
+            await self._insert_order(session, order, request_id=request_id, gid=gid, now_ms=now_ms)
+            await session.execute(
+                insert(order_items),
+                [
+                    {
+                        "order_id": order.order_id,
+                        "line_no": line_no,
+                        "sku": item.sku,
+                        "merchant_id": item.merchant_id,
+                        "quantity": item.quantity,
+                        "unit_price_cents": item.unit_price_cents,
+                    }
+                    for line_no, item in enumerate(order.items, start=1)
+                ],
+            )
+            await self.add_history(
+                session,
+                HistoryEntry(order.order_id, None, OrderState.PENDING, "placing", actor, gid, now_ms),
+            )
+
+    @staticmethod
+    async def _insert_order(
+        session: AsyncSession, order: NewOrder, *, request_id: str, gid: str, now_ms: int
+    ) -> None:
+        """Insert one order row PENDING; OrderIdTaken when its id is taken (the unique key refused it)."""
+        try:
             await session.execute(
                 insert(orders).values(
                     order_id=order.order_id,
@@ -235,24 +274,8 @@ class OrderRepo:
                     reason="",
                 )
             )
-            await session.execute(
-                insert(order_items),
-                [
-                    {
-                        "order_id": order.order_id,
-                        "line_no": line_no,
-                        "sku": item.sku,
-                        "merchant_id": item.merchant_id,
-                        "quantity": item.quantity,
-                        "unit_price_cents": item.unit_price_cents,
-                    }
-                    for line_no, item in enumerate(order.items, start=1)
-                ],
-            )
-            await self.add_history(
-                session,
-                HistoryEntry(order.order_id, None, OrderState.PENDING, "placing", actor, gid, now_ms),
-            )
+        except IntegrityError as exc:
+            raise OrderIdTaken(order.order_id) from exc
 
     async def transition(
         self,
