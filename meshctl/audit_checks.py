@@ -47,6 +47,7 @@ ENTRY_REFUND = "refund"
 STATE_CONFIRMED = "confirmed"
 PAYMENT_SUFFIX = ":payment"
 DISCOUNT_SUFFIX = ":discount"
+POINTS_PAYMENT_PREFIX = "points:"
 
 
 def order_status_name(status: int) -> str:
@@ -263,6 +264,92 @@ def check_points_non_negative(report: MeshReport) -> CheckResult:
     )
 
 
+def check_points_refunds(report: MeshReport) -> CheckResult:
+    """Every points refund gives back a confirmed spending of its user, of its own order, at most once over.
+
+    A refund names its spending (``spending_type``/``spending_out_trade_no``, issue 15 item 3). An order's
+    spending (``deduct <order>``, ``freeze <order's gid>``) is refunded only by that order's cancel chain
+    (``<order>:payment`` / ``<order>:discount``), and such a key names exactly that spending. Every
+    finding is hard: points_svc writes a refund in the same local transaction that checks its spending,
+    and one snapshot shows both.
+    """
+    entries = report.points.entries
+    spendings = {(e.type.lower(), e.out_trade_no): e for e in entries if e.type.lower() in _HOLD_ENTRIES}
+    owners = _spending_owners(report.orders.orders)
+    by_id = {o.order_id: o for o in report.orders.orders}
+    found = _Findings()
+    refunded: dict[tuple[str, str], int] = defaultdict(int)
+    refunds = [e for e in entries if e.type.lower() == ENTRY_REFUND]
+    for refund in refunds:
+        key = (refund.spending_type.lower(), refund.spending_out_trade_no)
+        name = f"points refund {refund.out_trade_no} ({refund.amount})"
+        if not refund.spending_out_trade_no:
+            found.hard.append(f"{name}: names no spending")
+            continue
+        spending = spendings.get(key)
+        label = f"{key[0]} {key[1]}"
+        if spending is None or spending.state.lower() != STATE_CONFIRMED:
+            state = "not found" if spending is None else spending.state.lower()
+            found.hard.append(f"{name}: spending {label} {state}")
+            continue
+        refunded[key] += refund.amount
+        if spending.user_id != refund.user_id:
+            found.hard.append(f"{name}: to {refund.user_id}, spending {label} was {spending.user_id}'s")
+        found.hard.extend(_order_tie_problems(name, refund, key, owners, by_id))
+    for key, total in refunded.items():
+        took = spendings[key].amount
+        if total > took:
+            found.hard.append(f"spending {key[0]} {key[1]}: took {took}, refunds give back {total}")
+    return _result(
+        "points.refunds_tied",
+        "every points refund gives back its own order's spending, at most what it took",
+        found,
+        {"refunds": len(refunds), "spendings_refunded": len(refunded)},
+        view=report.coordinator,
+    )
+
+
+_HOLD_ENTRIES = frozenset({ENTRY_FREEZE, ENTRY_DEDUCT})
+
+
+def _spending_owners(orders: Iterable[order_pb2.OrderAuditRow]) -> dict[tuple[str, str], set[str]]:
+    """The orders whose spending each hold is: ``deduct <order>`` and ``freeze <placing gid>``."""
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for order in orders:
+        owners[(ENTRY_DEDUCT, order.order_id)].add(order.order_id)
+        if order.gid:
+            owners[(ENTRY_FREEZE, order.gid)].add(order.order_id)
+    return owners
+
+
+def _order_tie_problems(
+    name: str,
+    refund: points_pb2.PointsLogEntry,
+    spending: tuple[str, str],
+    owners: Mapping[tuple[str, str], set[str]],
+    by_id: Mapping[str, order_pb2.OrderAuditRow],
+) -> list[str]:
+    """A refund of an order's spending outside its cancel chain, or an order key naming another spending."""
+    expected = {
+        f"{order_id}{DISCOUNT_SUFFIX if spending[0] == ENTRY_FREEZE else PAYMENT_SUFFIX}"
+        for order_id in owners.get(spending, set())
+    }
+    if expected and refund.out_trade_no not in expected:
+        orders = ", ".join(sorted(owners[spending]))
+        return [f"{name}: refunds order {orders}'s {spending[0]} {spending[1]} outside its cancel chain"]
+    for suffix, kind in ((PAYMENT_SUFFIX, ENTRY_DEDUCT), (DISCOUNT_SUFFIX, ENTRY_FREEZE)):
+        order_id = refund.out_trade_no.removesuffix(suffix)
+        order = by_id.get(order_id) if refund.out_trade_no.endswith(suffix) else None
+        if order is None:
+            continue
+        own = (kind, order.order_id if kind == ENTRY_DEDUCT else order.gid)
+        if spending != own:
+            return [
+                f"{name}: order {order_id}'s refund names {spending[0]} {spending[1]}, not {own[0]} {own[1]}"
+            ]
+    return []
+
+
 # --------------------------------------------------------------------------- orders and payments
 
 
@@ -303,6 +390,28 @@ class _Ledger:
         """A points-channel payment that was not refunded."""
         return self.points_paid(order_id) and not self.points_refunded(order_id)
 
+    def payment_labels(self, order_id: str) -> list[str]:
+        """Every payment of the order that ever succeeded: ``<payment id>``, `` (refunded)`` appended."""
+        labels = [
+            p.payment_id + (" (refunded)" if p.refund_count else "")
+            for p in self.succeeded_payments(order_id)
+        ]
+        if self.points_paid(order_id):
+            labels.append(
+                POINTS_PAYMENT_PREFIX + order_id + (" (refunded)" if self.points_refunded(order_id) else "")
+            )
+        return labels
+
+    def refund_labels(self, order_id: str) -> list[str]:
+        """The order's refunded payments: each gateway payment refunded, and the points payment's refund.
+
+        A gateway payment refunded twice counts once here (it is reported per payment).
+        """
+        labels = [p.payment_id for p in self.payments.get(order_id, []) if p.refund_count]
+        refunds = self.entries.get((ENTRY_REFUND, order_id + PAYMENT_SUFFIX), [])
+        labels += [POINTS_PAYMENT_PREFIX + order_id] * len(refunds)
+        return labels
+
 
 def _orders_with(report: MeshReport, statuses: Iterable[int]) -> list[order_pb2.OrderAuditRow]:
     wanted = set(statuses)
@@ -310,25 +419,32 @@ def _orders_with(report: MeshReport, statuses: Iterable[int]) -> list[order_pb2.
 
 
 def check_paid_orders(report: MeshReport) -> CheckResult:
-    """Every PAID/SHIPPED/COMPLETED order has exactly one successful payment, of the amount due."""
+    """Every PAID/SHIPPED/COMPLETED order has exactly one successful payment of its own, of the amount due.
+
+    Two payments that ever succeeded (refunded or not) are a hard finding: one live payment attempt per
+    order (DESIGN.md section 6), so no honest moment has them. A paid order whose payment was refunded
+    (issue 15 item 1: ``Pay.Refund`` around the order) fails at rest; while transactions run it may be a
+    cancel that moved the order on after the orders were read.
+    """
     ledger = _Ledger(report)
     found = _Findings()
     numbers = dict.fromkeys(("paid_orders", "external", "points", "nothing_due"), 0)
     for order in _orders_with(report, PAID_STATUSES):
         numbers["paid_orders"] += 1
         name = f"order {order.order_id} ({order_status_name(order.status)})"
+        succeeded = ledger.payment_labels(order.order_id)
+        if len(succeeded) > 1:
+            found.hard.append(f"{name}: {len(succeeded)} successful payments ({', '.join(succeeded)})")
+            continue
         external = ledger.kept_payments(order.order_id)
         by_points = ledger.kept_points_payment(order.order_id)
-        count = len(external) + int(by_points)
-        if count == 0:
-            if order.amount_due_cents == 0:
+        if not external and not by_points:
+            if succeeded:
+                found.eventual.append(f"{name}: payment {succeeded[0]} while the order is paid")
+            elif order.amount_due_cents == 0:
                 numbers["nothing_due"] += 1
             else:
                 found.eventual.append(f"{name}: no successful payment ({order.amount_due_cents} cents due)")
-            continue
-        if count > 1:
-            ids = [p.payment_id for p in external] + (["points:" + order.order_id] if by_points else [])
-            found.eventual.append(f"{name}: {count} successful payments ({', '.join(ids)})")
             continue
         if external:
             numbers["external"] += 1
@@ -392,6 +508,8 @@ def check_refunds(report: MeshReport) -> CheckResult:
         _check_cancelled_order(order, ledger, found)
     for order in _orders_with(report, (CANCELLED, REFUNDED)):
         numbers["discounts_returned"] += _check_discount_returned(order, ledger, found)
+    for order in report.orders.orders:
+        _check_refunded_once(order, ledger, found)
     _check_orphan_payments(ledger, found)
     return _result(
         "orders.refunded_once",
@@ -426,7 +544,6 @@ def _check_refunded_order(order: order_pb2.OrderAuditRow, ledger: _Ledger, found
     """
     name = f"order {order.order_id} (REFUNDED)"
     external = ledger.succeeded_payments(order.order_id)
-    # A payment refunded twice is reported per payment; here: refunds through more than one channel.
     refunds = sum(1 for p in external if p.refund_count) + int(ledger.points_refunded(order.order_id))
     for payment in external:
         if payment.refund_count == 0:
@@ -440,8 +557,19 @@ def _check_refunded_order(order: order_pb2.OrderAuditRow, ledger: _Ledger, found
         and not ledger.points_paid(order.order_id)
     ):
         found.hard.append(f"{name}: no payment and no refund found")
-    if refunds > 1:
-        found.hard.append(f"{name}: refunded {refunds} times (gateway and points)")
+
+
+def _check_refunded_once(order: order_pb2.OrderAuditRow, ledger: _Ledger, found: _Findings) -> None:
+    """An order's money comes back once: more refunds than one (any channels) is a hard finding.
+
+    One live payment attempt per order means at most one payment ever succeeds, so at most one refund
+    (a late gateway success after a cancel is refunded automatically: that is the one). A payment
+    refunded twice is reported per payment instead.
+    """
+    refunds = ledger.refund_labels(order.order_id)
+    if len(refunds) > 1:
+        name = f"order {order.order_id} ({order_status_name(order.status)})"
+        found.hard.append(f"{name}: refunded {len(refunds)} times ({', '.join(refunds)})")
 
 
 def _check_cancelled_order(order: order_pb2.OrderAuditRow, ledger: _Ledger, found: _Findings) -> None:
@@ -560,6 +688,7 @@ CHECKS: tuple[Callable[[MeshReport], CheckResult], ...] = (
     check_stock_sold_matches_orders,
     check_points_conservation,
     check_points_non_negative,
+    check_points_refunds,
     check_paid_orders,
     check_refunds,
     check_not_paid_and_cancelled,

@@ -66,6 +66,7 @@ def plan_release(order: Order, gid: str, reason: str) -> tuple[OrderState, Relea
         amount_due_cents=order.amount_due_cents,
         reason=reason,
         finish=finish,
+        placing_gid=order.gid,
     )
     return target, release
 

@@ -10,8 +10,9 @@ Branch ids and calls follow the business contract:
   locked order is refused before any points move, then ``points`` (Points.TryDeduct/...) when something
   is due.
 * cancel MSG ``cancel-<order>-<random>`` (check-back Order.QueryPrepared): ``stock`` (Stock.ReleaseStock),
-  ``points`` (Points.RefundBranch, ``<order>:discount``) when points were used, ``refund`` (points:
-  Points.RefundBranch ``<order>:payment``; external: Pay.RefundBranch, out_refund_no = order id) when a
+  ``points`` (Points.RefundBranch, ``<order>:discount`` of the spending ``freeze <placing gid>``) when
+  points were used, ``refund`` (points: Points.RefundBranch ``<order>:payment`` of the spending
+  ``deduct <order>``; external: Pay.RefundBranch, out_refund_no = order id) when a
   payment is refunded, and ``finish`` (Order.FinishRefund) for a paid order. ``finish`` depends on
   ``points`` and ``refund`` (those present): the coordinator calls it only after every refund branch
   succeeded, so an order never reaches REFUNDED (final) while a refund is pending or never done.
@@ -176,6 +177,8 @@ class GrpcMesh:
                 user_id=release.user_id,
                 amount=release.points_used,
                 out_trade_no=f"{release.order_id}:discount",
+                spending_out_trade_no=release.placing_gid,
+                spending_type="freeze",
             )
             message.add(target(self._peers.points, POINTS, "RefundBranch"), discount, branch_id="points")
             refunds.append("points")
@@ -184,6 +187,8 @@ class GrpcMesh:
                 user_id=release.user_id,
                 amount=release.amount_due_cents,
                 out_trade_no=f"{release.order_id}:payment",
+                spending_out_trade_no=release.order_id,
+                spending_type="deduct",
             )
             message.add(target(self._peers.points, POINTS, "RefundBranch"), refund, branch_id="refund")
             refunds.append("refund")

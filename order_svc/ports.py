@@ -84,6 +84,7 @@ class Release:
     amount_due_cents: int
     reason: str
     finish: bool
+    placing_gid: str  # the PlaceOrder gid: out_trade_no of the points freeze the discount refund returns
 
 
 class Catalogue(Protocol):

@@ -18,9 +18,20 @@ Decisions (documented here because callers rely on them):
   but left no hold of this kind, or whose hold this gid confirmed: ``ABORTED`` too, never a silent
   success. All are logged at WARNING with the gid. Frozen points below a hold mean the data is
   inconsistent: :class:`LedgerMismatch` (``INTERNAL``, retried by the coordinator and listed as stuck).
-* **Refund cap**: a user's refunds may never exceed the user's confirmed spending (freezes + deducts).
-  ``Refund`` answers ``FAILED_PRECONDITION`` beyond that; ``RefundBranch`` answers ``BranchOngoing``
-  (retry later), because in the cancel chain the spend it gives back may not be confirmed yet.
+* **Refunds give back a spending** (issue 15 item 3): every refund names the spending it returns
+  (``spending_type`` freeze|deduct + ``spending_out_trade_no``: the hold row), which must be a
+  *confirmed* hold of the same user; the refunds naming one spending never add up to more than it took
+  (the spending row is locked first, so concurrent refunds of one spending see each other). The order's
+  cancel chain names ``deduct <order>`` for ``<order>:payment`` and ``freeze <placing gid>`` for
+  ``<order>:discount``. ``Refund`` answers ``FAILED_PRECONDITION`` naming the spending otherwise.
+  ``RefundBranch`` answers ``FAILED_PRECONDITION`` (``BranchOngoing``: retried) only while the spending
+  is still trying, and ``ABORTED`` where it can never succeed (no such spending, cancelled, another
+  user's, or over what it took).
+* **Admin refunds never go around an order**: ``Refund`` (the operator's RPC) refuses a spending made by
+  one of the order service's transactions (gid prefix in :data:`ORDER_GID_PREFIXES`: placing
+  ``order-...``, points payment ``pay-...``): an order's points come back only through ``Order.Cancel``,
+  whose cancel chain calls ``RefundBranch`` and moves the order to REFUNDED. ``Refund`` is for
+  spendings of other transactions (corrections).
 * **Limits**: Grant, Refund and tries take at most ``points.max_amount``; confirm, cancel and
   RefundBranch (ops that must succeed) only the hard ceiling 10^12, so a lowered limit strands nothing.
 * **GetAccount**: ``NOT_FOUND`` when the user has no account (accounts are created by the first Grant);
@@ -47,9 +58,9 @@ from meshkit.errors import (
 )
 from meshkit.txcontext import OP_KEY, Op, TxContext
 from points_svc.config import AMOUNT_CEILING, PointsSection
-from points_svc.ledger import Account, AuditReport, EntryState, EntryType, Movement
+from points_svc.ledger import Account, AuditReport, EntryState, EntryType, Movement, RefundMove
 from points_svc.repo import LogRow, Origin, PointsRepo
-from points_svc.validation import check_movement, check_user_id
+from points_svc.validation import check_movement, check_refund, check_user_id
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,10 @@ Business = Callable[[AsyncSession], Awaitable[str]]
 
 NOTE_APPLIED = "applied"
 NOTE_ALREADY = "already done"
+
+# The gids of the order service's transactions that spend points (order_svc.placing.place_gid and
+# order_svc.paying.pay_gid): their spendings are refunded only through the order's cancel chain.
+ORDER_GID_PREFIXES: tuple[str, ...] = ("order-", "pay-")
 
 
 class LedgerMismatch(TransientError):
@@ -99,12 +114,17 @@ class Points:
         async with self._repo.transaction() as session:
             return await self._existing_account(session, user_id)
 
-    async def refund(self, user_id: str, amount: int, out_trade_no: str) -> Account:
-        """Give ``amount`` back to the balance once per ``out_trade_no``; answers the account."""
-        move = self._movement(user_id, amount, out_trade_no)
+    async def refund(
+        self, user_id: str, amount: int, out_trade_no: str, spending: tuple[str, str]
+    ) -> Account:
+        """Give ``amount`` of a non-order spending back once per ``out_trade_no``; answers the account.
+
+        ``spending`` is ``(spending_out_trade_no, spending_type)``; see the module docstring.
+        """
+        refund = check_refund(user_id, amount, out_trade_no, spending, self._settings.max_amount)
         async with self._repo.transaction() as session:
-            await self._refund_in(session, move, Origin(), branch=False)
-            return await self._existing_account(session, move.user_id)
+            await self._refund_in(session, refund, Origin(), branch=False)
+            return await self._existing_account(session, refund.move.user_id)
 
     async def audit(self) -> AuditReport:
         """The totals of the points invariant and the spending/refund entries, from one snapshot."""
@@ -170,14 +190,16 @@ class Points:
 
         return await self._through_barrier(ctx, business)
 
-    async def refund_branch(self, ctx: TxContext, user_id: str, amount: int, out_trade_no: str) -> str:
-        """The MSG branch form of :meth:`refund` (op ``action``), through the barrier."""
+    async def refund_branch(
+        self, ctx: TxContext, user_id: str, amount: int, out_trade_no: str, spending: tuple[str, str]
+    ) -> str:
+        """The MSG branch form of :meth:`refund` (op ``action``: the cancel chain), through the barrier."""
         _expect(ctx, Op.ACTION)
-        move = _settling_movement(user_id, amount, out_trade_no)
+        refund = check_refund(user_id, amount, out_trade_no, spending, AMOUNT_CEILING)
         origin = Origin(ctx.gid, ctx.branch_id)
 
         async def business(session: AsyncSession) -> str:
-            applied = await self._refund_in(session, move, origin, branch=True)
+            applied = await self._refund_in(session, refund, origin, branch=True)
             return NOTE_APPLIED if applied else NOTE_ALREADY
 
         return await self._through_barrier(ctx, business)
@@ -231,28 +253,64 @@ class Points:
             raise LedgerMismatch(f"{entry.type.value} {entry.out_trade_no}: no longer trying")
 
     async def _refund_in(
-        self, session: AsyncSession, move: Movement, origin: Origin, *, branch: bool
+        self, session: AsyncSession, refund: RefundMove, origin: Origin, *, branch: bool
     ) -> bool:
         """Refund inside ``session``'s transaction; True when applied, False for an idempotent repeat."""
+        move, spending = refund.move, refund.spending
+        # Locked first: every refund of this spending waits here, so the sum below sees the others.
+        found = await self._repo.entry(session, spending.out_trade_no, spending.type, lock=True)
+        _check_spending(refund, found, origin, branch=branch)
         now = now_ms(self._clock)
         if not await self._repo.insert_entry(
-            session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now
+            session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now, spending=spending
         ):
             existing = await self._repo.entry(session, move.out_trade_no, EntryType.REFUND)
-            if existing is None or not existing.entry.same_movement(move):
+            if existing is None or not _same_refund(existing, refund):
                 message = _key_taken(move, existing)
                 raise BranchFailure(message) if branch else AlreadyExists(message)
             return False
-        # The credit locks the account row first, so refunds of one user see each other's rows here.
         await self._repo.credit(session, move.user_id, move.amount, now)
-        spent, refunded = await self._repo.spent_and_refunded(session, move.user_id)
+        refunded = await self._repo.refunded_of(session, spending)
+        spent = found.entry.amount if found is not None else 0
         if refunded > spent:
             message = (
-                f"refund {move.out_trade_no} of {move.amount}: user {move.user_id} would get back more "
-                f"than spent (spent {spent}, refunded {refunded - move.amount} before)"
+                f"refund {move.out_trade_no} of {move.amount}: spending {spending} took {spent}, "
+                f"{refunded - move.amount} already refunded"
             )
-            raise BranchOngoing(message) if branch else FailedPrecondition(message)
+            raise BranchFailure(message) if branch else FailedPrecondition(message)
         return True
+
+
+def _check_spending(refund: RefundMove, found: LogRow | None, origin: Origin, *, branch: bool) -> None:
+    """Refuse a refund whose spending is not a confirmed hold of the same user it may give back."""
+    spending, move = refund.spending, refund.move
+    prefix = f"refund {move.out_trade_no}: spending {spending}"
+    if found is None:
+        message = f"{prefix} not found"
+    elif found.entry.user_id != move.user_id:
+        message = f"{prefix} belongs to user {found.entry.user_id}, not {move.user_id}"
+    elif found.entry.state is EntryState.TRYING:
+        message = f"{prefix} is not confirmed yet"
+        if branch:  # its transaction may still confirm it: "not yet", retried
+            log.warning("refund before its spending is confirmed: %s", message, extra={"gid": origin.gid})
+            raise BranchOngoing(message)
+    elif found.entry.state is not EntryState.CONFIRMED:
+        message = f"{prefix} is {found.entry.state.value}: nothing was spent"
+    elif not branch and found.entry.gid.startswith(ORDER_GID_PREFIXES):
+        message = (
+            f"{prefix} belongs to an order (gid {found.entry.gid}): "
+            "an order's points are refunded only by Order.Cancel"
+        )
+    else:
+        return
+    if branch:
+        log.warning("refund that can never succeed: %s", message, extra={"gid": origin.gid})
+        raise BranchFailure(message)
+    raise FailedPrecondition(message)
+
+
+def _same_refund(existing: LogRow, refund: RefundMove) -> bool:
+    return existing.entry.same_movement(refund.move) and existing.entry.spending == refund.spending
 
 
 def _settling_movement(user_id: str, amount: int, out_trade_no: str) -> Movement:

@@ -13,6 +13,9 @@ deduct      the same mechanics as freeze (payment)       trying -> confirmed | c
 refund      balance += a                                 done
 ==========  ==========================================  ===================================
 
+A refund names the spending it gives back (``spending_type``/``spending_out_trade_no``: a confirmed
+freeze or deduct of the same user); the refunds of one spending never add up to more than it took.
+
 The audit totals are sums over the log, never separate counters: issued = grants, spent = confirmed
 freezes and deducts, refunded = refunds. So ``sum(balance) + sum(frozen) + spent - refunded = issued``
 holds whenever each movement commits its log row and its account change together.
@@ -67,6 +70,25 @@ class Movement:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendingRef:
+    """Which spending a refund gives back: the hold log row ``(out_trade_no, type)``."""
+
+    type: EntryType
+    out_trade_no: str
+
+    def __str__(self) -> str:
+        return f"{self.type.value} {self.out_trade_no}"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundMove:
+    """A validated refund: the movement (keyed by the refund's own ``out_trade_no``) and its spending."""
+
+    move: Movement
+    spending: SpendingRef
+
+
+@dataclass(frozen=True, slots=True)
 class LogEntry:
     """One row of the points log as the audit shows it."""
 
@@ -76,6 +98,7 @@ class LogEntry:
     amount: int
     state: EntryState
     gid: str = ""
+    spending: SpendingRef | None = None  # refunds only
 
     def same_movement(self, movement: Movement) -> bool:
         """True when this entry moved the same user and amount as ``movement`` (an idempotent repeat)."""

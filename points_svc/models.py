@@ -56,6 +56,9 @@ points_log = Table(
     Column("state", String(KIND_LEN), nullable=False),
     Column("gid", String(GID_LEN), nullable=False),  # "" for public Grant / Refund
     Column("branch_id", String(BRANCH_LEN), nullable=False),
+    # Refunds: the spending (hold row) given back; "" on other rows (points_0002).
+    Column("spending_type", String(KIND_LEN), nullable=False, server_default=""),
+    Column("spending_out_trade_no", String(MAX_OUT_TRADE_NO_LEN), nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("out_trade_no", "type", name="uq_points_log_trade_type"),
@@ -64,4 +67,5 @@ points_log = Table(
     CheckConstraint("state IN ('trying', 'confirmed', 'cancelled', 'done')", name="ck_points_log_state"),
     Index("ix_points_log_user", "user_id", "type", "state"),
     Index("ix_points_log_type_state", "type", "state"),
+    Index("ix_points_log_spending", "spending_out_trade_no", "spending_type"),
 )

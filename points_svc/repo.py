@@ -31,6 +31,7 @@ from points_svc.ledger import (
     EntryType,
     LogEntry,
     Movement,
+    SpendingRef,
 )
 from points_svc.models import accounts, points_log
 
@@ -103,9 +104,12 @@ class PointsRepo:
         *,
         origin: Origin,
         now: int,
+        spending: SpendingRef | None = None,
     ) -> bool:
         """Insert-ignore a log row; True when inserted, False when ``(out_trade_no, type)`` exists."""
         values = {
+            "spending_type": spending.type.value if spending else "",
+            "spending_out_trade_no": spending.out_trade_no if spending else "",
             "out_trade_no": move.out_trade_no,
             "type": kind.value,
             "user_id": move.user_id,
@@ -211,20 +215,18 @@ class PointsRepo:
         row = (await session.execute(stmt)).first()
         return None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
 
-    async def spent_and_refunded(self, session: AsyncSession, user_id: str) -> tuple[int, int]:
-        """``(confirmed spending, refunds)`` of one user, from the log (as this transaction sees it)."""
-        mine = points_log.c.user_id == user_id
+    async def refunded_of(self, session: AsyncSession, spending: SpendingRef) -> int:
+        """The sum of the refunds naming ``spending``, as this transaction sees it."""
+        log = points_log.c
         stmt = select(
             _sum(
-                points_log.c.amount,
-                mine,
-                points_log.c.type.in_(HOLD_TYPES),
-                points_log.c.state == EntryState.CONFIRMED.value,
-            ),
-            _sum(points_log.c.amount, mine, points_log.c.type == EntryType.REFUND.value),
+                log.amount,
+                log.type == EntryType.REFUND.value,
+                log.spending_out_trade_no == spending.out_trade_no,
+                log.spending_type == spending.type.value,
+            )
         )
-        row = (await session.execute(stmt)).one()
-        return int(row[0]), int(row[1])
+        return int((await session.execute(stmt)).scalar_one())
 
     # ------------------------------------------------------------------ audit
 
@@ -257,6 +259,7 @@ class PointsRepo:
 
 
 def _entry(row: Any) -> LogEntry:
+    spent_type, spent_key = str(row["spending_type"]), str(row["spending_out_trade_no"])
     return LogEntry(
         out_trade_no=str(row["out_trade_no"]),
         type=EntryType(row["type"]),
@@ -264,4 +267,5 @@ def _entry(row: Any) -> LogEntry:
         amount=int(row["amount"]),
         state=EntryState(row["state"]),
         gid=str(row["gid"]),
+        spending=SpendingRef(EntryType(spent_type), spent_key) if spent_type else None,
     )

@@ -33,6 +33,8 @@ def entry_pb(entry: LogEntry) -> points_pb2.PointsLogEntry:
         user_id=entry.user_id,
         amount=entry.amount,
         state=entry.state.value,
+        spending_out_trade_no=entry.spending.out_trade_no if entry.spending else "",
+        spending_type=entry.spending.type.value if entry.spending else "",
     )
 
 
@@ -71,8 +73,11 @@ class PointsServicer(points_pb2_grpc.PointsServicer):
         return account_pb(await self._points.account(request.user_id))
 
     async def Refund(self, request: points_pb2.RefundRequest, context: Context) -> points_pb2.Account:  # noqa: N802
-        """Give points back once per out_trade_no."""
-        return account_pb(await self._points.refund(request.user_id, request.amount, request.out_trade_no))
+        """Give back points of a non-order spending once per out_trade_no (admin)."""
+        refund = await self._points.refund(
+            request.user_id, request.amount, request.out_trade_no, _spending(request)
+        )
+        return account_pb(refund)
 
     async def Audit(  # noqa: N802
         self, request: common_pb2.AuditRequest, context: Context
@@ -122,10 +127,14 @@ class PointsServicer(points_pb2_grpc.PointsServicer):
         """MSG branch (op ``action``) of the cancel chain: refund once per out_trade_no."""
         return reply(
             await self._points.refund_branch(
-                tx_context(context), request.user_id, request.amount, request.out_trade_no
+                tx_context(context), request.user_id, request.amount, request.out_trade_no, _spending(request)
             )
         )
 
 
 def _move(request: points_pb2.PointsBranchRequest) -> tuple[str, int, str]:
     return request.user_id, request.amount, request.out_trade_no
+
+
+def _spending(request: points_pb2.RefundRequest) -> tuple[str, str]:
+    return request.spending_out_trade_no, request.spending_type

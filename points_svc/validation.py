@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshkit.errors import InvalidArgument
-from points_svc.ledger import Movement
+from points_svc.ledger import HOLD_TYPES, EntryType, Movement, RefundMove, SpendingRef
 
 MAX_USER_ID_LEN = 64
 MAX_OUT_TRADE_NO_LEN = 128
@@ -39,3 +39,17 @@ def check_movement(user_id: str, amount: int, out_trade_no: str, max_amount: int
         amount=check_amount(amount, max_amount),
         out_trade_no=check_text("out_trade_no", out_trade_no, MAX_OUT_TRADE_NO_LEN),
     )
+
+
+def check_refund(
+    user_id: str, amount: int, out_trade_no: str, spending: tuple[str, str], max_amount: int
+) -> RefundMove:
+    """The validated refund; ``spending`` is ``(spending_out_trade_no, spending_type)`` of the request."""
+    move = check_movement(user_id, amount, out_trade_no, max_amount)
+    spent_key, spent_type = spending
+    key = check_text("spending_out_trade_no", spent_key, MAX_OUT_TRADE_NO_LEN)
+    kinds = {k.value: k for k in HOLD_TYPES}
+    kind: EntryType | None = kinds.get(spent_type)
+    if kind is None:
+        raise InvalidArgument("spending_type", f"must be one of {', '.join(kinds)} (got {spent_type!r})")
+    return RefundMove(move=move, spending=SpendingRef(kind, key))

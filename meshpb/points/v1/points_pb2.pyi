@@ -122,20 +122,30 @@ class RefundRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     OUT_TRADE_NO_FIELD_NUMBER: _builtins.int
+    SPENDING_OUT_TRADE_NO_FIELD_NUMBER: _builtins.int
+    SPENDING_TYPE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     amount: _builtins.int
     out_trade_no: _builtins.str
     """idempotency key: one refund per out_trade_no"""
+    spending_out_trade_no: _builtins.str
+    """The spending it gives back: a confirmed freeze or deduct of the same user, by its out_trade_no and
+    type. The refunds of one spending never add up to more than it took.
+    """
+    spending_type: _builtins.str
+    """freeze | deduct"""
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         amount: _builtins.int = ...,
         out_trade_no: _builtins.str = ...,
+        spending_out_trade_no: _builtins.str = ...,
+        spending_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "out_trade_no", b"out_trade_no", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "out_trade_no", b"out_trade_no", "spending_out_trade_no", b"spending_out_trade_no", "spending_type", b"spending_type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -152,6 +162,8 @@ class PointsLogEntry(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    SPENDING_OUT_TRADE_NO_FIELD_NUMBER: _builtins.int
+    SPENDING_TYPE_FIELD_NUMBER: _builtins.int
     out_trade_no: _builtins.str
     type: _builtins.str
     """grant | freeze | deduct | refund (the service documents its set)"""
@@ -159,6 +171,10 @@ class PointsLogEntry(_message.Message):
     amount: _builtins.int
     state: _builtins.str
     """e.g. trying | confirmed | cancelled for TCC entries; done otherwise"""
+    spending_out_trade_no: _builtins.str
+    """refunds: the spending given back ("" when none was named)"""
+    spending_type: _builtins.str
+    """refunds: freeze | deduct"""
     def __init__(
         self,
         *,
@@ -167,10 +183,12 @@ class PointsLogEntry(_message.Message):
         user_id: _builtins.str = ...,
         amount: _builtins.int = ...,
         state: _builtins.str = ...,
+        spending_out_trade_no: _builtins.str = ...,
+        spending_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "out_trade_no", b"out_trade_no", "state", b"state", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "out_trade_no", b"out_trade_no", "spending_out_trade_no", b"spending_out_trade_no", "spending_type", b"spending_type", "state", b"state", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

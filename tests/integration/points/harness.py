@@ -48,6 +48,20 @@ def msg_action(gid: str, branch: str = "02") -> TxContext:
     return TxContext(gid=gid, branch_id=branch, op=Op.ACTION, mode=TxMode.MSG)
 
 
+def refund_request(
+    user: str, amount: int, out_trade_no: str, spending: tuple[str, str]
+) -> points_pb2.RefundRequest:
+    """A RefundRequest giving back ``spending`` (``(out_trade_no, type)`` of a freeze or deduct)."""
+    spent_key, spent_type = spending
+    return points_pb2.RefundRequest(
+        user_id=user,
+        amount=amount,
+        out_trade_no=out_trade_no,
+        spending_out_trade_no=spent_key,
+        spending_type=spent_type,
+    )
+
+
 @dataclass
 class PointsClient:
     """Typed helpers over a Points stub."""
@@ -60,9 +74,11 @@ class PointsClient:
         account: points_pb2.Account = await self.stub.Grant(request)
         return account
 
-    async def refund(self, user: str, amount: int, out_trade_no: str) -> points_pb2.Account:
-        """Refund points (public RPC)."""
-        request = points_pb2.RefundRequest(user_id=user, amount=amount, out_trade_no=out_trade_no)
+    async def refund(
+        self, user: str, amount: int, out_trade_no: str, spending: str, kind: str = "freeze"
+    ) -> points_pb2.Account:
+        """Refund points of the spending ``kind spending`` (the operator's RPC)."""
+        request = refund_request(user, amount, out_trade_no, (spending, kind))
         account: points_pb2.Account = await self.stub.Refund(request)
         return account
 
@@ -71,11 +87,23 @@ class PointsClient:
         account = await self.stub.GetAccount(points_pb2.GetAccountRequest(user_id=user))
         return int(account.balance), int(account.frozen)
 
-    async def branch(self, method: str, ctx: TxContext, user: str, amount: int, out_trade_no: str) -> str:
-        """Call a branch RPC the way the coordinator does; returns the reply's note."""
+    async def branch(
+        self,
+        method: str,
+        ctx: TxContext,
+        user: str,
+        amount: int,
+        out_trade_no: str,
+        *,
+        spending: tuple[str, str] = ("", ""),
+    ) -> str:
+        """Call a branch RPC the way the coordinator does; returns the reply's note.
+
+        ``spending`` (``(out_trade_no, type)`` of the spending given back) is for RefundBranch only.
+        """
         request: Any
         if method == "RefundBranch":
-            request = points_pb2.RefundRequest(user_id=user, amount=amount, out_trade_no=out_trade_no)
+            request = refund_request(user, amount, out_trade_no, spending)
         else:
             request = points_pb2.PointsBranchRequest(user_id=user, amount=amount, out_trade_no=out_trade_no)
         reply: common_pb2.BranchReply = await getattr(self.stub, method)(

@@ -17,7 +17,7 @@ from meshkit.initiator import msg, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.points.v1 import points_pb2
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final
-from tests.integration.points.harness import POINTS_BRANCH, RunningPoints
+from tests.integration.points.harness import POINTS_BRANCH, RunningPoints, refund_request
 
 
 class Rollback(Exception):
@@ -101,7 +101,7 @@ async def test_msg_refund_branch_refunds_once(
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
     await freeze(coordinator, points, gid, user, 50)
-    refund = points_pb2.RefundRequest(user_id=user, amount=50, out_trade_no=f"order-{gid}:discount")
+    refund = refund_request(user, 50, f"order-{gid}:discount", (gid, "freeze"))
     for _ in range(2):  # a second cancel chain for the same order refunds nothing more
         cancel = msg(
             coordinator.initiator, query_prepared=points.target("Audit"), gid=f"cancel-{uuid.uuid4().hex}"

@@ -81,14 +81,14 @@ async def test_account_spent_down_to_zero_still_exists(points: RunningPoints, us
 
 async def test_refund_is_idempotent_per_out_trade_no(points: RunningPoints, user: str, gid: str) -> None:
     await points.grant(user, 100, f"grant-{gid}")
-    await spend(points, user, 60)
-    first = await points.refund(user, 20, f"order-{gid}:discount")
+    spent = await spend(points, user, 60)
+    first = await points.refund(user, 20, f"order-{gid}:discount", spent)
     assert (first.balance, first.frozen) == (60, 0)
-    assert await points.refund(user, 20, f"order-{gid}:discount") == first
-    await points.refund(user, 15, f"order-{gid}:payment")
+    assert await points.refund(user, 20, f"order-{gid}:discount", spent) == first
+    await points.refund(user, 15, f"order-{gid}:payment", spent)
     assert await points.account(user) == (75, 0)
     details = await expect_error(
-        points.refund(user, 21, f"order-{gid}:discount"), grpc.StatusCode.ALREADY_EXISTS
+        points.refund(user, 21, f"order-{gid}:discount", spent), grpc.StatusCode.ALREADY_EXISTS
     )
     assert f"order-{gid}:discount" in details
     report = await points.balanced()
@@ -99,10 +99,13 @@ async def test_refund_is_idempotent_per_out_trade_no(points: RunningPoints, user
 
 async def test_concurrent_duplicate_refunds_apply_once(points: RunningPoints, user: str, gid: str) -> None:
     await points.grant(user, 100, f"grant-{gid}")
-    await spend(points, user, 100)
+    spent = await spend(points, user, 100)
     key = f"order-{gid}:payment"
-    public = [points.refund(user, 40, key) for _ in range(5)]
-    branches = [points.branch("RefundBranch", msg_action(uuid.uuid4().hex), user, 40, key) for _ in range(5)]
+    public = [points.refund(user, 40, key, spent) for _ in range(5)]
+    branches = [
+        points.branch("RefundBranch", msg_action(uuid.uuid4().hex), user, 40, key, spending=(spent, "freeze"))
+        for _ in range(5)
+    ]
     results = await asyncio.gather(*public, *branches)
     assert {r.balance for r in results[:5] if isinstance(r, points_pb2.Account)} == {40}
     assert set(results[5:]) <= {"applied", "already done", "duplicate"}
@@ -116,12 +119,13 @@ async def test_refund_beyond_what_the_user_spent_is_refused(
     points: RunningPoints, user: str, gid: str
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
-    await expect_error(points.refund(user, 1, f"r-{gid}-0"), grpc.StatusCode.FAILED_PRECONDITION)
-    await spend(points, user, 30)
-    await points.refund(user, 20, f"r-{gid}-1")
-    details = await expect_error(points.refund(user, 11, f"r-{gid}-2"), grpc.StatusCode.FAILED_PRECONDITION)
-    assert "spent 30" in details
-    await points.refund(user, 10, f"r-{gid}-2")
+    spent = await spend(points, user, 30)
+    await points.refund(user, 20, f"r-{gid}-1", spent)
+    details = await expect_error(
+        points.refund(user, 11, f"r-{gid}-2", spent), grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert f"freeze {spent} took 30" in details
+    await points.refund(user, 10, f"r-{gid}-2", spent)
     assert await points.account(user) == (100, 0)
     report = await points.balanced()
     assert (report.spent, report.refunded) == (30, 30)
@@ -132,29 +136,32 @@ async def test_concurrent_refunds_of_one_user_never_exceed_the_spending(
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
     await spend(points, user, 50)
+    spent = await spend(points, user, 30)
     results = await asyncio.gather(
-        *(points.refund(user, 10, f"r-{gid}-{i}") for i in range(8)), return_exceptions=True
+        *(points.refund(user, 10, f"r-{gid}-{i}", spent) for i in range(8)), return_exceptions=True
     )
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert len(refused) == 3
+    assert len(refused) == 5  # only 3 x 10 of the 30 that spending took
     assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in refused)
-    assert await points.account(user) == (100, 0)
-    assert (await points.balanced()).refunded == 50
+    assert await points.account(user) == (50, 0)
+    assert (await points.balanced()).refunded == 30
 
 
 async def test_refund_branch_runs_once_through_the_barrier(
     points: RunningPoints, user: str, gid: str
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
-    await spend(points, user, 80)
+    spent = await spend(points, user, 80)
     key = f"order-{gid}:discount"
+    spending = (spent, "freeze")
     notes = await asyncio.gather(
-        *(points.branch("RefundBranch", msg_action(gid), user, 30, key) for _ in range(3))
+        *(points.branch("RefundBranch", msg_action(gid), user, 30, key, spending=spending) for _ in range(3))
     )
     assert sorted(notes) == ["applied", "duplicate", "duplicate"]
     # Another transaction refunding the same out_trade_no: the log's unique key answers it.
-    assert await points.branch("RefundBranch", msg_action(uuid.uuid4().hex), user, 30, key) == "already done"
-    assert (await points.refund(user, 30, key)).balance == 50
+    again = msg_action(uuid.uuid4().hex)
+    assert await points.branch("RefundBranch", again, user, 30, key, spending=spending) == "already done"
+    assert (await points.refund(user, 30, key, spent)).balance == 50
     assert await points.account(user) == (50, 0)
     report = await points.balanced()
     assert report.refunded == 30
@@ -168,11 +175,12 @@ async def test_refund_branch_before_the_spend_is_confirmed_asks_to_retry(
     refund = msg_action(f"cancel-{gid}")
     key = f"order-{gid}:discount"
     await expect_error(
-        points.branch("RefundBranch", refund, user, 40, key), grpc.StatusCode.FAILED_PRECONDITION
+        points.branch("RefundBranch", refund, user, 40, key, spending=(gid, "freeze")),
+        grpc.StatusCode.FAILED_PRECONDITION,
     )
     assert await points.account(user) == (60, 40)
     await points.branch("ConfirmFreeze", tcc(gid, Op.CONFIRM), user, 40, gid)
-    assert await points.branch("RefundBranch", refund, user, 40, key) == "applied"
+    assert await points.branch("RefundBranch", refund, user, 40, key, spending=(gid, "freeze")) == "applied"
     assert await points.account(user) == (100, 0)
     await points.balanced()
 
@@ -181,10 +189,11 @@ async def test_refund_branch_reusing_a_key_for_another_amount_is_aborted(
     points: RunningPoints, user: str, gid: str
 ) -> None:
     await points.grant(user, 100, f"grant-{gid}")
-    await spend(points, user, 50)
-    await points.refund(user, 10, f"r-{gid}")
+    spent = await spend(points, user, 50)
+    await points.refund(user, 10, f"r-{gid}", spent)
     await expect_error(
-        points.branch("RefundBranch", msg_action(gid), user, 11, f"r-{gid}"), grpc.StatusCode.ABORTED
+        points.branch("RefundBranch", msg_action(gid), user, 11, f"r-{gid}", spending=(spent, "freeze")),
+        grpc.StatusCode.ABORTED,
     )
     assert await points.account(user) == (60, 0)
     await points.balanced()
@@ -219,11 +228,12 @@ BAD_VALUES: list[tuple[str, Any]] = [
 def bad_calls(user: str, gid: str) -> list[BadCall]:
     """Every public and branch RPC with every bad field (cancels excepted: with no try they are empty)."""
     ok = {"user_id": user, "amount": 10, "out_trade_no": f"bad-{gid}"}
+    spending = {"spending_out_trade_no": gid, "spending_type": "freeze"}
     calls: list[BadCall] = []
     for field, value in BAD_VALUES:
         fields = {**ok, field: value}
         branch = points_pb2.PointsBranchRequest(**fields)
-        refund = points_pb2.RefundRequest(**fields)
+        refund = points_pb2.RefundRequest(**fields, **spending)
         calls += [
             BadCall("Grant", field, points_pb2.GrantRequest(**fields)),
             BadCall("Refund", field, refund),
@@ -237,6 +247,15 @@ def bad_calls(user: str, gid: str) -> list[BadCall]:
         BadCall("GetAccount", "user_id", points_pb2.GetAccountRequest(user_id=value))
         for value in ("", "u" * 65)
     ]
+    for field, value in (
+        ("spending_out_trade_no", ""),
+        ("spending_out_trade_no", "t" * 129),
+        ("spending_type", ""),
+        ("spending_type", "grant"),
+        ("spending_type", "refund"),
+    ):
+        refund = points_pb2.RefundRequest(**ok, **{**spending, field: value})
+        calls += [BadCall("Refund", field, refund), BadCall("RefundBranch", field, refund, msg_action(gid))]
     return calls
 
 
@@ -259,12 +278,16 @@ async def test_audit_lists_spending_and_refund_entries(points: RunningPoints, us
     spent_gid = await spend(points, user, 30)
     held = uuid.uuid4().hex
     await points.branch("TryDeduct", tcc(held, Op.TRY), user, 20, f"order-{held}")
-    await points.refund(user, 5, f"r-{gid}")
+    await points.refund(user, 5, f"r-{gid}", spent_gid)
     report = await points.stub.Audit(common_pb2.AuditRequest())
-    assert [(e.out_trade_no, e.type, e.user_id, e.amount, e.state) for e in report.entries] == [
-        (spent_gid, "freeze", user, 30, "confirmed"),
-        (f"order-{held}", "deduct", user, 20, "trying"),
-        (f"r-{gid}", "refund", user, 5, "done"),
+    listed = [
+        (e.out_trade_no, e.type, e.user_id, e.amount, e.state, e.spending_type, e.spending_out_trade_no)
+        for e in report.entries
+    ]
+    assert listed == [
+        (spent_gid, "freeze", user, 30, "confirmed", "", ""),
+        (f"order-{held}", "deduct", user, 20, "trying", "", ""),
+        (f"r-{gid}", "refund", user, 5, "done", "freeze", spent_gid),
     ]
     assert (report.sum_balance, report.sum_frozen, report.spent, report.refunded) == (55, 20, 30, 5)
     await points.balanced()

@@ -60,10 +60,22 @@ def _payment(order_id: str, amount: int, *, refunds: int = 0) -> paypb.PaymentAu
     )
 
 
-def _entry(kind: str, out_trade_no: str, amount: int, state: str) -> ppb.PointsLogEntry:
+def _entry(
+    kind: str, out_trade_no: str, amount: int, state: str, spending: tuple[str, str] = ("", "")
+) -> ppb.PointsLogEntry:
     return ppb.PointsLogEntry(
-        out_trade_no=out_trade_no, type=kind, user_id="alice", amount=amount, state=state
+        out_trade_no=out_trade_no,
+        type=kind,
+        user_id="alice",
+        amount=amount,
+        state=state,
+        spending_type=spending[0],
+        spending_out_trade_no=spending[1],
     )
+
+
+def _refund(out_trade_no: str, amount: int, spending: tuple[str, str]) -> ppb.PointsLogEntry:
+    return _entry("refund", out_trade_no, amount, "done", spending)
 
 
 def world(view: CoordinatorView | None = None) -> MeshReport:
@@ -91,9 +103,9 @@ def world(view: CoordinatorView | None = None) -> MeshReport:
         entries=[
             _entry("deduct", "o-paid-points", 200, "confirmed"),
             _entry("deduct", "o-refunded-points", 100, "confirmed"),
-            _entry("refund", "o-refunded-points:payment", 100, "done"),
+            _refund("o-refunded-points:payment", 100, ("deduct", "o-refunded-points")),
             _entry("freeze", "g-o-refunded-points", 50, "confirmed"),
-            _entry("refund", "o-refunded-points:discount", 50, "done"),
+            _refund("o-refunded-points:discount", 50, ("freeze", "g-o-refunded-points")),
             _entry("deduct", "o-abandoned", 70, "cancelled"),
         ],
     )
@@ -551,3 +563,137 @@ def test_item3_cancelled_order_whose_refund_is_on_its_way_is_skipped_while_in_fl
     late = report.pay.payments[2]  # o-late-callback (CANCELLED): its cancel chain may still refund it
     late.refund_count, late.refunded_cents, late.status = 0, 0, SUCCEEDED
     assert _by_key(report)["orders.refunded_once"].verdict is Verdict.SKIP
+
+
+# --------------------------------------------------------------------------- issue 15: money drift
+
+
+def test_issue15_item1_paid_order_whose_payment_was_refunded_fails_at_rest() -> None:
+    report = world()
+    payment = report.pay.payments[0]  # o-paid-ext (COMPLETED): Pay.Refund went around the order
+    payment.refund_count, payment.refunded_cents, payment.status = 1, 500, PAY_REFUNDED
+    assert _only_failing(report) == {
+        "orders.paid_once": (
+            "order o-paid-ext (COMPLETED): payment pay-o-paid-ext (refunded) while the order is paid",
+        )
+    }
+    # While transactions run it may be a cancel caught between the two reads: not yet a failure.
+    moving = replace(report, coordinator=in_flight())
+    assert _verdicts(moving)["orders.paid_once"] is Verdict.SKIP
+
+
+def test_issue15_item1_paid_order_whose_points_payment_was_refunded_fails_at_rest() -> None:
+    report = world()
+    report.points.entries.append(_refund("o-paid-points:payment", 200, ("deduct", "o-paid-points")))
+    report.points.refunded += 200
+    report.points.sum_balance += 200
+    assert _only_failing(report) == {
+        "orders.paid_once": (
+            "order o-paid-points (PAID): payment points:o-paid-points (refunded) while the order is paid",
+        )
+    }
+
+
+def test_issue15_item2_paid_order_with_a_second_succeeded_payment_fails_even_in_flight() -> None:
+    report = world(in_flight())
+    # Pay EXTERNAL (pending), then Pay POINTS paid the order, then the gateway confirmed the first one,
+    # which pay_svc refunded automatically: two payments succeeded for one order.
+    late = _payment("o-paid-points", 200, refunds=1)
+    report.pay.payments.append(late)
+    failing = _only_failing(report)
+    assert failing == {
+        "orders.paid_once": (
+            "order o-paid-points (PAID): 2 successful payments "
+            "(pay-o-paid-points (refunded), points:o-paid-points)",
+        )
+    }
+
+
+def test_issue15_item2_order_refunded_twice_fails_even_in_flight() -> None:
+    report = world(in_flight())
+    # The same drift after a Cancel: the points payment and the late gateway payment both refunded.
+    report.pay.payments.append(_payment("o-refunded-points", 100, refunds=1))
+    failing = _only_failing(report)
+    assert failing == {
+        "orders.refunded_once": (
+            "order o-refunded-points (REFUNDED): refunded 2 times "
+            "(pay-o-refunded-points, points:o-refunded-points)",
+        )
+    }
+
+
+def test_issue15_item2_late_gateway_success_of_a_cancelled_order_refunded_once_passes() -> None:
+    report = world(in_flight())  # o-late-callback: CANCELLED, its late payment refunded automatically
+    assert report.pay.payments[2].refund_count == 1
+    assert _verdicts(report)["orders.refunded_once"] is Verdict.PASS
+
+
+def _with_refund(entry: ppb.PointsLogEntry, *extra: ppb.PointsLogEntry) -> MeshReport:
+    """The coherent world (transactions in flight: every finding here is hard) plus points entries."""
+    report = world(in_flight())
+    report.points.entries.extend((*extra, entry))
+    return report
+
+
+def test_issue15_item3_admin_refund_of_an_order_spending_fails() -> None:
+    # The fuzzer's drift: Points.Refund with a fresh out_trade_no gave back o-paid-points' payment.
+    report = _with_refund(_refund("fresh-1", 200, ("deduct", "o-paid-points")))
+    assert _only_failing(report) == {
+        "points.refunds_tied": (
+            "points refund fresh-1 (200): refunds order o-paid-points's deduct o-paid-points "
+            "outside its cancel chain",
+        )
+    }
+
+
+def test_issue15_item3_points_refund_not_tied_to_a_spending_fails() -> None:
+    cases = {
+        "points refund fix-1 (5): names no spending": _refund("fix-1", 5, ("", "")),
+        "points refund fix-2 (5): spending deduct ghost not found": _refund("fix-2", 5, ("deduct", "ghost")),
+        "points refund fix-3 (5): spending deduct o-abandoned cancelled": _refund(
+            "fix-3", 5, ("deduct", "o-abandoned")
+        ),
+    }
+    for message, entry in cases.items():
+        assert _only_failing(_with_refund(entry)) == {"points.refunds_tied": (message,)}
+
+
+def test_issue15_item3_order_refund_naming_another_spending_fails() -> None:
+    bonus = _entry("deduct", "bonus-1", 100, "confirmed")
+    report = world(in_flight())
+    report.points.entries[2].spending_out_trade_no = "bonus-1"  # o-refunded-points:payment
+    report.points.entries.append(bonus)
+    assert _only_failing(report) == {
+        "points.refunds_tied": (
+            "points refund o-refunded-points:payment (100): order o-refunded-points's refund names "
+            "deduct bonus-1, not deduct o-refunded-points",
+        )
+    }
+
+
+def test_issue15_item3_points_refunds_over_the_spending_fail() -> None:
+    report = world(in_flight())
+    report.points.entries[4].amount = 60  # o-refunded-points:discount gives back 60 of a freeze of 50
+    assert _only_failing(report) == {
+        "points.refunds_tied": ("spending freeze g-o-refunded-points: took 50, refunds give back 60",)
+    }
+
+
+def test_issue15_item3_points_refund_to_another_user_fails() -> None:
+    report = world(in_flight())
+    report.points.entries[4].user_id = "mallory"
+    assert _only_failing(report) == {
+        "points.refunds_tied": (
+            "points refund o-refunded-points:discount (50): to mallory, spending freeze g-o-refunded-points "
+            "was alice's",
+        )
+    }
+
+
+def test_issue15_item3_refund_of_a_non_order_spending_passes() -> None:
+    report = _with_refund(
+        _refund("fix-1", 40, ("deduct", "bonus-1")), _entry("deduct", "bonus-1", 100, "confirmed")
+    )
+    found = _by_key(report)["points.refunds_tied"]
+    assert found.verdict is Verdict.PASS
+    assert found.numbers == {"refunds": 3, "spendings_refunded": 3}
