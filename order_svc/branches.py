@@ -38,7 +38,7 @@ from order_svc.lifecycle import Actor, transition
 from order_svc.models import orders
 from order_svc.ports import DeadlineTimer
 from order_svc.repo import OrderIdTaken, OrderRepo
-from order_svc.states import OrderState, is_visible, refusal
+from order_svc.states import OrderState, is_visible, pending_external, refusal
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,9 @@ class OrderBranches:
             raise BranchFailure(
                 str(refusal(order.order_id, order.status, OrderState.PAID, "a payment is in progress"))
             )
+        if order.external_attempt is not None:
+            # Checked on the row version the lock is CAS-ed on: a concurrent external Pay wins or loses whole.
+            raise BranchFailure(str(pending_external(order.order_id, order.external_attempt)))
         if order.overdue(now_ms(self._clock)):
             raise BranchFailure(
                 str(refusal(order.order_id, order.status, OrderState.PAID, "the pay deadline has passed"))

@@ -128,6 +128,16 @@ class Order:
     reason: str
     items: tuple[Item, ...] = field(default=())
 
+    @property
+    def external_attempt(self) -> str | None:
+        """The id of the external payment Pay started for this still-CREATED order, if any.
+
+        One live payment attempt per order: while it is set, another channel is refused.
+        """
+        if self.status is OrderState.CREATED and self.channel is Channel.EXTERNAL:
+            return self.payment_id
+        return None
+
     def overdue(self, now_ms: int) -> bool:
         """True for a CREATED order, not being paid, whose pay deadline has passed."""
         return (

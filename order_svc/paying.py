@@ -4,6 +4,13 @@ Answers:
 
 * Pay of an order that is not CREATED, is being paid, or is past its deadline -> FAILED_PRECONDITION
   naming its state (an overdue order is cancelled first: passive close).
+* One live payment attempt per order: while the order's EXTERNAL payment is pending, Pay POINTS is
+  FAILED_PRECONDITION naming that payment id; Pay EXTERNAL again answers the same payment id and
+  token (pay_svc's CreatePayment is idempotent per order). An external payment the gateway FAILED is
+  void: the order forgets it and the points channel may pay. Atomic on the order row: the external
+  payment id is recorded with a compare-and-set that needs no pay lock, and TryMarkPaid takes the pay
+  lock with a compare-and-set on the same row version, refusing an order with a recorded external
+  payment; so of two concurrent Pay calls with different channels exactly one proceeds.
 * Points payment refused by a participant (points short) -> ABORTED (:class:`PaymentRejected`); refused
   because the order changed meanwhile (cancelled, paid) -> FAILED_PRECONDITION naming the state.
 * PaymentSucceeded: CREATED -> PAID (accepted); the same payment again -> accepted; CANCELLED or paid
@@ -26,7 +33,7 @@ from order_svc.lifecycle import Actor, not_found, transition
 from order_svc.models import orders
 from order_svc.ports import Mesh, Payments, PointsPayment, RolledBack
 from order_svc.repo import OrderRepo
-from order_svc.states import OrderState, is_visible, refusal
+from order_svc.states import OrderState, is_visible, pending_external, refusal
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +84,44 @@ class Payer:
         if order.status is not OrderState.CREATED:
             raise refusal(order_id, order.status, OrderState.PAID)
         if order.paying_gid is not None:
-            raise refusal(order_id, order.status, OrderState.PAID, "a payment is in progress")
+            raise refusal(
+                order_id,
+                order.status,
+                OrderState.PAID,
+                f"a points payment is in progress ({order.paying_gid})",
+            )
         if channel is Channel.POINTS:
-            return await self._pay_with_points(order)
+            return await self._pay_with_points(await self._void_dead_external(order))
         if order.amount_due_cents == 0:
             raise FailedPrecondition(f"order {order_id}: nothing is due; pay it with the points channel")
         return await self._pay_external(order)
+
+    async def _void_dead_external(self, order: Order) -> Order:
+        """``order`` once no external payment of it is live; FAILED_PRECONDITION naming a live one."""
+        attempt = order.external_attempt
+        if attempt is None:
+            return order
+        if await self._payments.payment_live(attempt):
+            raise pending_external(order.order_id, attempt)
+        # The gateway failed it (or it was refunded): it can never pay; a late success is refunded by
+        # pay_svc (FAILED -> REFUNDED), so the order forgets it and another channel may pay.
+        async with self._repo.transaction() as session:
+            won = await self._repo.update_fields(
+                session,
+                order,
+                {"payment_id": None, "channel": int(Channel.NONE)},
+                now_ms=now_ms(self._clock),
+                where=[orders.c.paying_gid.is_(None), orders.c.payment_id == attempt],
+            )
+        if not won:
+            raise refusal(order.order_id, order.status, OrderState.PAID, "changed concurrently")
+        log.info(
+            "order %s: external payment %s can no longer pay; voided for another channel",
+            order.order_id,
+            attempt,
+            extra={"order_id": order.order_id, "payment_id": attempt},
+        )
+        return await self._visible(order.order_id)
 
     async def _pay_with_points(self, order: Order) -> PayOutcome:
         gid = pay_gid(order.order_id)
@@ -103,6 +142,8 @@ class Payer:
                 raise refusal(
                     order.order_id, current.status, OrderState.PAID, "a payment is in progress"
                 ) from exc
+            if current.external_attempt is not None:  # an external Pay won the order row meanwhile
+                raise pending_external(order.order_id, current.external_attempt) from exc
             if exc.business:
                 raise PaymentRejected(f"order {order.order_id} not paid: {exc.reason}") from exc
             raise TransientError(
@@ -117,18 +158,30 @@ class Payer:
             current = await self._repo.get(session, order.order_id, with_items=False)
             if current is None:
                 raise not_found(order.order_id)
-            if current.status is not OrderState.CREATED or current.paying_gid is not None:
-                raise refusal(order.order_id, current.status, OrderState.PAID, "changed concurrently")
-            if current.payment_id != ticket.payment_id or current.channel is not Channel.EXTERNAL:
-                won = await self._repo.update_fields(
-                    session,
-                    current,
-                    {"payment_id": ticket.payment_id, "channel": int(Channel.EXTERNAL)},
-                    now_ms=now_ms(self._clock),
+            if current.paying_gid is not None:
+                raise refusal(
+                    order.order_id,
+                    current.status,
+                    OrderState.PAID,
+                    f"a points payment is in progress ({current.paying_gid})",
                 )
-                if not won:
-                    raise refusal(order.order_id, current.status, OrderState.PAID, "changed concurrently")
+            if current.status is not OrderState.CREATED:
+                raise refusal(order.order_id, current.status, OrderState.PAID, "changed concurrently")
+            won = current.external_attempt == ticket.payment_id or await self._repo.update_fields(
+                session,
+                current,
+                {"payment_id": ticket.payment_id, "channel": int(Channel.EXTERNAL)},
+                now_ms=now_ms(self._clock),
+            )
+        if not won:
+            await self._recorded_by_another_call(order.order_id, ticket.payment_id)
         return PayOutcome(payment_id=ticket.payment_id, token=ticket.token, status=OrderState.CREATED)
+
+    async def _recorded_by_another_call(self, order_id: str, payment_id: str) -> None:
+        """A lost compare-and-set is fine when a concurrent Pay EXTERNAL recorded the same payment."""
+        again = await self._visible(order_id)
+        if again.external_attempt != payment_id:
+            raise refusal(order_id, again.status, OrderState.PAID, "changed concurrently")
 
     async def payment_succeeded(self, order_id: str, payment_id: str, amount_cents: int) -> PaymentVerdict:
         """An external payment of ``order_id`` succeeded: take it (PAID) or refuse it (pay_svc refunds)."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from meshpb.stock.v1.stock_pb2_grpc import StockAsyncStub
 
 T = TypeVar("T")
+LIVE_PAYMENT_STATES = frozenset({pay_pb2.PAYMENT_STATUS_PENDING, pay_pb2.PAYMENT_STATUS_SUCCEEDED})
 
 
 async def _call(call: Awaitable[T]) -> T:
@@ -59,3 +60,9 @@ class GrpcPayments:
         )
         payment = await _call(self._stub.CreatePayment(request, timeout=self._timeout))
         return PaymentTicket(payment_id=payment.payment_id, token=payment.token)
+
+    async def payment_live(self, payment_id: str) -> bool:
+        """GetPayment: PENDING or SUCCEEDED (a FAILED or REFUNDED payment can no longer pay)."""
+        request = pay_pb2.GetPaymentRequest(payment_id=payment_id)
+        payment = await _call(self._stub.GetPayment(request, timeout=self._timeout))
+        return payment.status in LIVE_PAYMENT_STATES

@@ -102,6 +102,10 @@ class Payments(Protocol):
         """Create (or, per order, find) the external payment of ``order_id``."""
         ...
 
+    async def payment_live(self, payment_id: str) -> bool:
+        """True while the payment may still pay its order (PENDING, or SUCCEEDED and not refunded)."""
+        ...
+
 
 class Mesh(Protocol):
     """The order's global transactions, run through the coordinator."""

@@ -65,6 +65,14 @@ def refusal(order_id: str, current: OrderState, target: OrderState, why: str = "
     return FailedPrecondition(f"order {order_id} is {current.value}, cannot go to {target.value}{detail}")
 
 
+def pending_external(order_id: str, payment_id: str) -> FailedPrecondition:
+    """The refusal of another payment channel while the order's external payment is pending."""
+    return FailedPrecondition(
+        f"order {order_id} has a pending external payment {payment_id}: pay that one "
+        "(Pay with the external channel answers it again), or cancel the order first"
+    )
+
+
 def check_transition(order_id: str, current: OrderState, target: OrderState) -> None:
     """Raise :class:`FailedPrecondition` naming both states unless ``current -> target`` is allowed."""
     if not is_allowed(current, target):

@@ -55,6 +55,18 @@ class GrpcOrderClient:
             raise error_from_rpc(exc) from exc
         return reply.accepted
 
+    async def order_status(self, order_id: str) -> str | None:
+        """Call Order.GetOrder; NOT_FOUND is None, other gRPC failures become a MeshError."""
+        try:
+            info = await self._stub.GetOrder(
+                order_pb2.GetOrderRequest(order_id=order_id), timeout=self._call_seconds
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise error_from_rpc(exc) from exc
+        return order_pb2.OrderStatus.Name(info.status).removeprefix("ORDER_STATUS_")
+
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()

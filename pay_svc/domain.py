@@ -13,6 +13,10 @@ Decisions (documented for callers):
   used before -> ``UNAUTHENTICATED``; unknown payment -> ``NOT_FOUND``; order or amount not those of
   the payment -> ``INVALID_ARGUMENT``. A refused callback changes nothing (its nonce is not kept).
 * A verified callback answers ``accepted = true`` even when it changes nothing (a duplicate).
+* A refund of an order's payment goes through the order: the public (admin) Refund is
+  ``FAILED_PRECONDITION`` unless the payment's order is CANCELLED, REFUNDING or REFUNDED (the
+  cancel chain's RefundBranch is the way a paid order's money goes back). Every refund row carries
+  the ``order_id`` of its payment.
 * Refunds are full refunds only (``amount_cents`` must equal the payment's amount). A payment is
   refunded at most once: a second request with another ``out_refund_no`` answers the existing refund.
   Refunding a PENDING payment closes it (-> FAILED, nothing paid, no refund row); should the gateway
@@ -73,6 +77,8 @@ NOTIFY_CONCURRENCY = 8  # order_svc calls in flight at once per notifier round
 S = PaymentStatus
 REASON_ORDER_REFUSED = "order no longer payable: automatic refund"
 REASON_PAID_AFTER_CLOSE = "paid after the payment was closed: automatic refund"
+# Order states in which the order's own refund flow has begun: an operator's Refund may then help it.
+REFUNDABLE_ORDER_STATES = frozenset({"CANCELLED", "REFUNDING", "REFUNDED"})
 
 
 def signed_fields(notice: CallbackNotice, status: PaymentStatus) -> SignedFields:
@@ -390,10 +396,34 @@ class PayDomain:
     # ------------------------------------------------------------------ refunds
 
     async def refund(self, cmd: RefundCommand) -> RefundAnswer:
-        """The public Refund: idempotent per out_refund_no, at most one refund per payment."""
+        """The public (admin) Refund, only once the payment's order is being cancelled.
+
+        Idempotent per out_refund_no, at most one refund per payment (see :meth:`_order_lets_refund`).
+        """
         valid = validate.refund(cmd)
+        await self._order_lets_refund(valid.lookup)
         async with self._tx() as session:
             return await self._refund_in(session, valid, gid="")
+
+    async def _order_lets_refund(self, found: validate.Lookup) -> None:
+        """A refund of an order's payment goes through the order (Order.Cancel), never around it.
+
+        Every payment belongs to an order, so Refund is refused (FAILED_PRECONDITION) unless that
+        order is already CANCELLED, REFUNDING or REFUNDED; a cancelled order never leaves those states,
+        so the check cannot go stale before the refund is written.
+        """
+        async with self._tx() as session:
+            payment = await self._repo.payment(session, payment_id=found.payment_id, order_id=found.order_id)
+        if payment is None:
+            raise NotFound(f"no payment {_describe(found.payment_id, found.order_id)}")
+        if found.order_id is not None and payment.order_id != found.order_id:
+            raise InvalidArgument("order_id", f"does not match payment {payment.payment_id}")
+        status = await self._order.order_status(payment.order_id)
+        if status not in REFUNDABLE_ORDER_STATES:
+            raise FailedPrecondition(
+                f"payment {payment.payment_id} belongs to order {payment.order_id}, which is "
+                f"{status or 'not known to order_svc'}: cancel the order (Order.Cancel) to refund it"
+            )
 
     async def refund_branch(self, ctx: TxContext, cmd: RefundCommand) -> str:
         """Refund as a MSG branch (op ``action``) through the SQL barrier; returns the branch note.

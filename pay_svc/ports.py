@@ -19,6 +19,13 @@ class OrderPort(Protocol):
         """
         ...
 
+    async def order_status(self, order_id: str) -> str | None:
+        """The order's status name (``"PAID"``, ``"CANCELLED"``, ...); None when order_svc has no such order.
+
+        Raises a :class:`meshkit.errors.MeshError` when order_svc could not answer.
+        """
+        ...
+
 
 class CallbackPort(Protocol):
     """Where the simulated gateway delivers its callbacks (pay_svc's own Callback RPC)."""

@@ -102,6 +102,18 @@ class FakeOrder(order_pb2_grpc.OrderServicer):
         """The calls received for ``order_id`` (optionally only those answered so)."""
         return [c for c in self.calls if c.order_id == order_id and answered in (None, c.answered)]
 
+    def refunding(self, order_id: str) -> None:
+        """The order is being cancelled after it was paid (its cancel chain runs)."""
+        self.status[order_id] = order_pb2.ORDER_STATUS_REFUNDING
+
+    async def GetOrder(self, request: order_pb2.GetOrderRequest, context: Context) -> order_pb2.OrderInfo:  # noqa: N802
+        """The order's status (every order exists: absent means CREATED), as pay_svc's Refund reads it."""
+        return order_pb2.OrderInfo(
+            order_id=request.order_id,
+            status=self.order_status(request.order_id),  # type: ignore[arg-type]
+            payment_id=self.paid_by.get(request.order_id, ""),
+        )
+
     async def PaymentSucceeded(  # noqa: N802
         self, request: order_pb2.PaymentSucceededRequest, context: Context
     ) -> order_pb2.PaymentSucceededResponse:

@@ -9,7 +9,7 @@ import grpc
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
-from tests.integration.pay.harness import RunningPay, rpc_error
+from tests.integration.pay.harness import FakeOrder, RunningPay, rpc_error
 
 
 async def test_create_payment_is_idempotent_per_order(pay: RunningPay) -> None:
@@ -58,12 +58,13 @@ async def test_get_payment_by_id_or_order(pay: RunningPay) -> None:
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_audit_shows_every_payment_with_its_refunds(pay: RunningPay) -> None:
+async def test_audit_shows_every_payment_with_its_refunds(pay: RunningPay, fake_order: FakeOrder) -> None:
     pending = await pay.create(amount_cents=100)
     paid = await pay.create(amount_cents=200)
     refunded = await pay.create(amount_cents=300)
     for payment in (paid, refunded):
         await pay.stub.SimulateGatewayPay(pay_pb2.SimulateGatewayPayRequest(payment_id=payment.payment_id))
+    fake_order.refunding(refunded.order_id)  # a refund goes through the order's cancel (issue 15 item 1)
     await pay.stub.Refund(
         pay_pb2.RefundRequest(payment_id=refunded.payment_id, amount_cents=300, out_refund_no="r-audit")
     )

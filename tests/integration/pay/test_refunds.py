@@ -7,11 +7,14 @@ import uuid
 
 import grpc
 import pytest
+from sqlalchemy import select
 
 from meshkit.initiator import CoordinatorClient, msg
 from meshkit.txcontext import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
+from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
+from pay_svc.models import refunds
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final
 from tests.integration.creds import AUTH
 from tests.integration.pay.harness import FakeOrder, RunningPay, rpc_error
@@ -22,6 +25,13 @@ REFUNDED = pay_pb2.PAYMENT_STATUS_REFUNDED
 async def paid_payment(pay: RunningPay, amount_cents: int = 900) -> pay_pb2.Payment:
     created = await pay.create(amount_cents=amount_cents)
     return await pay.stub.SimulateGatewayPay(pay_pb2.SimulateGatewayPayRequest(payment_id=created.payment_id))
+
+
+async def refundable_payment(pay: RunningPay, order: FakeOrder, amount_cents: int = 900) -> pay_pb2.Payment:
+    """A paid payment whose order is being cancelled (REFUNDING): an operator's Refund may help it."""
+    payment = await paid_payment(pay, amount_cents)
+    order.refunding(payment.order_id)
+    return payment
 
 
 def refund_request(payment: pay_pb2.Payment, out_refund_no: str, **fields: object) -> pay_pb2.RefundRequest:
@@ -39,8 +49,8 @@ def branch_metadata(gid: str, branch: str = "03", op: str = "action") -> tuple[t
     return tuple(TxContext(gid=gid, branch_id=branch, op=Op(op), mode=TxMode.MSG).to_metadata())
 
 
-async def test_refund_is_idempotent_per_out_refund_no(pay: RunningPay) -> None:
-    payment = await paid_payment(pay)
+async def test_refund_is_idempotent_per_out_refund_no(pay: RunningPay, fake_order: FakeOrder) -> None:
+    payment = await refundable_payment(pay, fake_order)
 
     first = await pay.stub.Refund(refund_request(payment, "r-1"))
     second = await pay.stub.Refund(refund_request(payment, "r-1"))
@@ -53,8 +63,10 @@ async def test_refund_is_idempotent_per_out_refund_no(pay: RunningPay) -> None:
     assert (row.refund_count, row.refunded_cents) == (1, payment.amount_cents)
 
 
-async def test_second_refund_with_other_key_answers_the_existing_one(pay: RunningPay) -> None:
-    payment = await paid_payment(pay)
+async def test_second_refund_with_other_key_answers_the_existing_one(
+    pay: RunningPay, fake_order: FakeOrder
+) -> None:
+    payment = await refundable_payment(pay, fake_order)
     first = await pay.stub.Refund(refund_request(payment, "r-a"))
 
     other = await pay.stub.Refund(refund_request(payment, "r-b", payment_id="", order_id=payment.order_id))
@@ -63,8 +75,8 @@ async def test_second_refund_with_other_key_answers_the_existing_one(pay: Runnin
     assert (await pay.audit_of(payment.payment_id)).refund_count == 1
 
 
-async def test_concurrent_duplicate_refunds_make_one(pay: RunningPay) -> None:
-    payment = await paid_payment(pay)
+async def test_concurrent_duplicate_refunds_make_one(pay: RunningPay, fake_order: FakeOrder) -> None:
+    payment = await refundable_payment(pay, fake_order)
     keys = [f"r-{i % 3}" for i in range(12)]
 
     answers = await asyncio.gather(*(pay.stub.Refund(refund_request(payment, key)) for key in keys))
@@ -74,8 +86,8 @@ async def test_concurrent_duplicate_refunds_make_one(pay: RunningPay) -> None:
     assert (row.status, row.refund_count, row.refunded_cents) == (REFUNDED, 1, payment.amount_cents)
 
 
-async def test_partial_refund_is_refused(pay: RunningPay) -> None:
-    payment = await paid_payment(pay, amount_cents=1000)
+async def test_partial_refund_is_refused(pay: RunningPay, fake_order: FakeOrder) -> None:
+    payment = await refundable_payment(pay, fake_order, amount_cents=1000)
 
     error = await rpc_error(pay.stub.Refund(refund_request(payment, "r-part", amount_cents=400)))
 
@@ -85,8 +97,8 @@ async def test_partial_refund_is_refused(pay: RunningPay) -> None:
     assert (row.status, row.refund_count) == (pay_pb2.PAYMENT_STATUS_SUCCEEDED, 0)
 
 
-async def test_out_refund_no_of_another_payment_is_refused(pay: RunningPay) -> None:
-    one, two = await paid_payment(pay), await paid_payment(pay)
+async def test_out_refund_no_of_another_payment_is_refused(pay: RunningPay, fake_order: FakeOrder) -> None:
+    one, two = await refundable_payment(pay, fake_order), await refundable_payment(pay, fake_order)
     await pay.stub.Refund(refund_request(one, "r-shared"))
 
     error = await rpc_error(pay.stub.Refund(refund_request(two, "r-shared")))
@@ -99,6 +111,7 @@ async def test_refund_of_pending_payment_closes_it_and_late_money_goes_back(
     pay: RunningPay, fake_order: FakeOrder
 ) -> None:
     created = await pay.create(amount_cents=250)
+    fake_order.cancel(created.order_id)  # the order was cancelled while its payment was pending
 
     closed = await pay.stub.Refund(refund_request(created, "r-pending"))
     repeat = await pay.stub.Refund(refund_request(created, "r-pending"))
@@ -185,3 +198,33 @@ async def test_refund_branch_driven_by_the_coordinator(pay: RunningPay, sqlite_u
     assert tx.status == cpb.STATUS_SUCCEEDED
     row = await pay.audit_of(payment.payment_id)
     assert (row.status, row.refund_count, row.refunded_cents) == (REFUNDED, 1, 1500)
+
+
+@pytest.mark.parametrize("order_state", ["CREATED", "PAID", "SHIPPED", "COMPLETED"])
+async def test_issue15_item1_refund_of_an_order_not_being_cancelled_is_refused(
+    pay: RunningPay, fake_order: FakeOrder, order_state: str
+) -> None:
+    payment = await paid_payment(pay)
+    fake_order.status[payment.order_id] = order_pb2.OrderStatus.Value(f"ORDER_STATUS_{order_state}")
+
+    error = await rpc_error(pay.stub.Refund(refund_request(payment, f"r-{order_state}")))
+
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    assert f"order {payment.order_id}" in details and order_state in details and "cancel the order" in details
+    row = await pay.audit_of(payment.payment_id)
+    assert (row.status, row.refund_count) == (pay_pb2.PAYMENT_STATUS_SUCCEEDED, 0)
+
+
+async def test_issue15_item1_refund_rows_carry_the_order_id(pay: RunningPay, fake_order: FakeOrder) -> None:
+    payment = await refundable_payment(pay, fake_order)
+
+    await pay.stub.Refund(refund_request(payment, "r-order"))
+
+    async with pay.runtime.db.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(refunds.c.order_id, refunds.c.payment_id).where(refunds.c.out_refund_no == "r-order")
+            )
+        ).all()
+    assert [(r.order_id, str(r.payment_id)) for r in rows] == [(payment.order_id, payment.payment_id)]
