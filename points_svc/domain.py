@@ -31,7 +31,9 @@ Decisions (documented here because callers rely on them):
   one of the order service's transactions (gid prefix in :data:`ORDER_GID_PREFIXES`: placing
   ``order-...``, points payment ``pay-...``): an order's points come back only through ``Order.Cancel``,
   whose cancel chain calls ``RefundBranch`` and moves the order to REFUNDED. ``Refund`` is for
-  spendings of other transactions (corrections).
+  spendings of other transactions (corrections). ``RefundBranch`` of an order's spending takes only the
+  cancel chain's own key (``<order>:payment`` for ``deduct <order>``, ``<order>:discount`` for a
+  freeze), else ``ABORTED``.
 * **Limits**: Grant, Refund and tries take at most ``points.max_amount``; confirm, cancel and
   RefundBranch (ops that must succeed) only the hard ceiling 10^12, so a lowered limit strands nothing.
 * **GetAccount**: ``NOT_FOUND`` when the user has no account (accounts are created by the first Grant);
@@ -72,6 +74,9 @@ NOTE_ALREADY = "already done"
 # The gids of the order service's transactions that spend points (order_svc.placing.place_gid and
 # order_svc.paying.pay_gid): their spendings are refunded only through the order's cancel chain.
 ORDER_GID_PREFIXES: tuple[str, ...] = ("order-", "pay-")
+# The cancel chain's refund keys: ``<order>:payment`` (of ``deduct <order>``), ``<order>:discount``.
+PAYMENT_SUFFIX = ":payment"
+DISCOUNT_SUFFIX = ":discount"
 
 
 class LedgerMismatch(TransientError):
@@ -296,10 +301,11 @@ def _check_spending(refund: RefundMove, found: LogRow | None, origin: Origin, *,
             raise BranchOngoing(message)
     elif found.entry.state is not EntryState.CONFIRMED:
         message = f"{prefix} is {found.entry.state.value}: nothing was spent"
-    elif not branch and found.entry.gid.startswith(ORDER_GID_PREFIXES):
+    elif found.entry.gid.startswith(ORDER_GID_PREFIXES) and not (branch and _order_key(refund)):
         message = (
             f"{prefix} belongs to an order (gid {found.entry.gid}): "
             "an order's points are refunded only by Order.Cancel"
+            + (" (<order>:payment of deduct <order>, <order>:discount of a freeze)" if branch else "")
         )
     else:
         return
@@ -307,6 +313,14 @@ def _check_spending(refund: RefundMove, found: LogRow | None, origin: Origin, *,
         log.warning("refund that can never succeed: %s", message, extra={"gid": origin.gid})
         raise BranchFailure(message)
     raise FailedPrecondition(message)
+
+
+def _order_key(refund: RefundMove) -> bool:
+    """True for the cancel chain's own key of an order's spending (order_svc.mesh)."""
+    spending, key = refund.spending, refund.move.out_trade_no
+    if spending.type is EntryType.DEDUCT:
+        return key == f"{spending.out_trade_no}{PAYMENT_SUFFIX}"
+    return key.endswith(DISCOUNT_SUFFIX)  # one PlaceOrder freeze covers each of its orders' discounts
 
 
 def _same_refund(existing: LogRow, refund: RefundMove) -> bool:

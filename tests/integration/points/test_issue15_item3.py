@@ -122,6 +122,11 @@ async def test_issue15_item3_admin_refund_of_an_order_spending_is_refused(
         assert f"spending {kind} {key} belongs to an order" in details
         assert "Order.Cancel" in details
     assert await points.account(user) == (20, 0)
+    # A branch refund of an order's spending takes only the cancel chain's own key.
+    stray = msg_action(f"cancel-{uuid.uuid4().hex}")
+    for key, spending in ((f"fresh-{gid}", (order, "deduct")), (f"{order}:payment", (placing, "freeze"))):
+        await expect_error(points.branch("RefundBranch", stray, user, 5, key, spending=spending), ABORTED)
+    assert await points.account(user) == (20, 0)
     # The order's cancel chain still gives everything back, once, and is not stuck.
     cancel = msg_action(f"cancel-{order}-def456", branch="refund")
     note = await points.branch(
