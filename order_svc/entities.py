@@ -194,10 +194,11 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class PaymentTicket:
-    """An external payment as pay_svc created it."""
+    """An external payment as pay_svc created it (``live``: PENDING or SUCCEEDED, not FAILED/REFUNDED)."""
 
     payment_id: str
     token: str
+    live: bool = True
 
 
 @dataclass(frozen=True, slots=True)

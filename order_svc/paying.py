@@ -154,6 +154,11 @@ class Payer:
 
     async def _pay_external(self, order: Order) -> PayOutcome:
         ticket = await self._payments.create_payment(order.order_id, order.user_id, order.amount_due_cents)
+        if not ticket.live:  # one payment per order: pay_svc answers the dead one again; its token is void
+            raise FailedPrecondition(
+                f"order {order.order_id}: external payment {ticket.payment_id} failed; "
+                "pay with points or cancel the order"
+            )
         async with self._repo.transaction() as session:
             current = await self._repo.get(session, order.order_id, with_items=False)
             if current is None:

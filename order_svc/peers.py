@@ -59,7 +59,11 @@ class GrpcPayments:
             channel=order_pb2.PAY_CHANNEL_EXTERNAL,
         )
         payment = await _call(self._stub.CreatePayment(request, timeout=self._timeout))
-        return PaymentTicket(payment_id=payment.payment_id, token=payment.token)
+        return PaymentTicket(
+            payment_id=payment.payment_id,
+            token=payment.token,
+            live=payment.status in LIVE_PAYMENT_STATES,
+        )
 
     async def payment_live(self, payment_id: str) -> bool:
         """GetPayment: PENDING or SUCCEEDED (a FAILED or REFUNDED payment can no longer pay)."""

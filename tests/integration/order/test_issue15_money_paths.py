@@ -185,3 +185,25 @@ async def test_issue15_item2_a_failed_external_payment_is_void_and_points_may_pa
     late = await stack.pay.SimulateGatewayPay(paypb.SimulateGatewayPayRequest(payment_id=started.payment_id))
     assert late.status == paypb.PAYMENT_STATUS_REFUNDED
     assert (await stack.get_order(order_id)).status == PAID
+
+
+@pytest.mark.timeout(180)
+async def test_issue15_item3_pay_external_after_a_gateway_failure_is_refused(stack: Stack) -> None:
+    order_id, user = await new_order(stack)
+    started = await stack.pay_order(order_id, EXTERNAL)
+    await stack.pay.SimulateGatewayPay(
+        paypb.SimulateGatewayPayRequest(payment_id=started.payment_id, outcome=paypb.PAYMENT_STATUS_FAILED)
+    )
+    recorded = (await stack.get_order(order_id)).payment_id
+
+    error = await rpc_error(stack.pay_order(order_id, EXTERNAL))
+
+    assert error.code() is PRECONDITION
+    assert f"external payment {started.payment_id} failed" in (error.details() or "")
+    assert "pay with points or cancel the order" in (error.details() or "")
+    assert (await stack.get_order(order_id)).payment_id == recorded  # nothing recorded again
+    assert [p.status for p in await payments_of(stack, order_id)] == [paypb.PAYMENT_STATUS_FAILED]
+    paid = await stack.pay_order(order_id, POINTS)
+    assert paid.payment_id == f"points:{order_id}"
+    await stack.order_status(order_id, PAID)
+    assert await stack.account(user) == (POINTS_GRANTED - PRICE, 0)
