@@ -280,11 +280,12 @@ def check_points_refunds(report: MeshReport) -> CheckResult:
     found = _Findings()
     refunded: dict[tuple[str, str], int] = defaultdict(int)
     refunds = [e for e in entries if e.type.lower() == ENTRY_REFUND]
+    legacy: list[str] = []
     for refund in refunds:
         key = (refund.spending_type.lower(), refund.spending_out_trade_no)
         name = f"points refund {refund.out_trade_no} ({refund.amount})"
-        if not refund.spending_out_trade_no:
-            found.hard.append(f"{name}: names no spending")
+        if not refund.spending_out_trade_no:  # written before migration points_0002: nothing to tie
+            legacy.append(refund.out_trade_no)
             continue
         spending = spendings.get(key)
         label = f"{key[0]} {key[1]}"
@@ -306,7 +307,15 @@ def check_points_refunds(report: MeshReport) -> CheckResult:
         found,
         {"refunds": len(refunds), "spendings_refunded": len(refunded)},
         view=report.coordinator,
+        note=_legacy_note(legacy),
     )
+
+
+def _legacy_note(legacy: list[str]) -> str:
+    """The note naming refunds that name no spending (written before migration points_0002)."""
+    if not legacy:
+        return ""
+    return f"{len(legacy)} refund(s) from before migration points_0002 name no spending: {', '.join(legacy)}"
 
 
 _HOLD_ENTRIES = frozenset({ENTRY_FREEZE, ENTRY_DEDUCT})
@@ -390,11 +399,23 @@ class _Ledger:
         """A points-channel payment that was not refunded."""
         return self.points_paid(order_id) and not self.points_refunded(order_id)
 
+    def voided_by_pay(self, payment: pay_pb2.PaymentAuditRow) -> bool:
+        """A refunded gateway payment the order never took (not its recorded ``payment_id``).
+
+        pay_svc refunds such a payment on its own (issue 15 review item 1): a late success after a
+        failed, voided attempt, or an orphan pending attempt paid after another payment won the order.
+        Its money came back and the order never counted it, so it is neither a second payment nor a
+        second refund of the order.
+        """
+        order = self.orders.get(payment.order_id)
+        return bool(payment.refund_count) and order is not None and payment.payment_id != order.payment_id
+
     def payment_labels(self, order_id: str) -> list[str]:
         """Every payment of the order that ever succeeded: ``<payment id>``, `` (refunded)`` appended."""
         labels = [
             p.payment_id + (" (refunded)" if p.refund_count else "")
             for p in self.succeeded_payments(order_id)
+            if not self.voided_by_pay(p)
         ]
         if self.points_paid(order_id):
             labels.append(
@@ -407,7 +428,11 @@ class _Ledger:
 
         A gateway payment refunded twice counts once here (it is reported per payment).
         """
-        labels = [p.payment_id for p in self.payments.get(order_id, []) if p.refund_count]
+        labels = [
+            p.payment_id
+            for p in self.payments.get(order_id, [])
+            if p.refund_count and not self.voided_by_pay(p)
+        ]
         refunds = self.entries.get((ENTRY_REFUND, order_id + PAYMENT_SUFFIX), [])
         labels += [POINTS_PAYMENT_PREFIX + order_id] * len(refunds)
         return labels

@@ -34,6 +34,10 @@ Decisions (documented here because callers rely on them):
   spendings of other transactions (corrections). ``RefundBranch`` of an order's spending takes only the
   cancel chain's own key (``<order>:payment`` for ``deduct <order>``, ``<order>:discount`` for a
   freeze), else ``ABORTED``.
+* **Old cancel chains** (submitted before migration points_0002) send RefundBranch without a spending:
+  ``<order>:payment`` gives back ``deduct <order>``; ``<order>:discount`` (its freeze is keyed by the
+  placing gid, which the key does not tell) is held to the old per-user cap, logged at WARNING.
+  ``Refund`` (the operator's RPC) stays strict.
 * **Limits**: Grant, Refund and tries take at most ``points.max_amount``; confirm, cancel and
   RefundBranch (ops that must succeed) only the hard ceiling 10^12, so a lowered limit strands nothing.
 * **GetAccount**: ``NOT_FOUND`` when the user has no account (accounts are created by the first Grant);
@@ -62,7 +66,13 @@ from meshkit.txcontext import OP_KEY, Op, TxContext
 from points_svc.config import AMOUNT_CEILING, PointsSection
 from points_svc.ledger import Account, AuditReport, EntryState, EntryType, Movement, RefundMove
 from points_svc.repo import LogRow, Origin, PointsRepo
-from points_svc.validation import check_movement, check_refund, check_user_id
+from points_svc.validation import (
+    check_movement,
+    check_refund,
+    check_user_id,
+    is_legacy_discount,
+    legacy_spending,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +210,55 @@ class Points:
     ) -> str:
         """The MSG branch form of :meth:`refund` (op ``action``: the cancel chain), through the barrier."""
         _expect(ctx, Op.ACTION)
-        refund = check_refund(user_id, amount, out_trade_no, spending, AMOUNT_CEILING)
         origin = Origin(ctx.gid, ctx.branch_id)
+        if spending == ("", ""):  # a cancel chain submitted before the spending fields existed
+            derived = legacy_spending(out_trade_no)
+            if derived is None and is_legacy_discount(out_trade_no):
+                return await self._legacy_capped_refund(ctx, user_id, amount, out_trade_no)
+            spending = derived or spending
+        refund = check_refund(user_id, amount, out_trade_no, spending, AMOUNT_CEILING)
 
         async def business(session: AsyncSession) -> str:
             applied = await self._refund_in(session, refund, origin, branch=True)
             return NOTE_APPLIED if applied else NOTE_ALREADY
+
+        return await self._through_barrier(ctx, business)
+
+    async def _legacy_capped_refund(
+        self, ctx: TxContext, user_id: str, amount: int, out_trade_no: str
+    ) -> str:
+        """An old ``<order>:discount`` refund naming no spending: the pre-points_0002 per-user cap.
+
+        The freeze it gives back is keyed by the placing gid, which the request does not carry, so the
+        refund is held only to the user's total: refunds never exceed the confirmed spending.
+        """
+        move = _settling_movement(user_id, amount, out_trade_no)
+        log.warning(
+            "refund %s names no spending (submitted before points_0002): capped per user %s",
+            out_trade_no,
+            move.user_id,
+            extra={"gid": ctx.gid},
+        )
+        origin = Origin(ctx.gid, ctx.branch_id)
+
+        async def business(session: AsyncSession) -> str:
+            now = now_ms(self._clock)
+            if not await self._repo.insert_entry(
+                session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now
+            ):
+                existing = await self._repo.entry(session, move.out_trade_no, EntryType.REFUND)
+                if existing is None or not existing.entry.same_movement(move):
+                    raise BranchFailure(_key_taken(move, existing))
+                return NOTE_ALREADY
+            # The credit locks the account row first, so refunds of one user see each other's rows here.
+            await self._repo.credit(session, move.user_id, move.amount, now)
+            spent, refunded = await self._repo.spent_and_refunded(session, move.user_id)
+            if refunded > spent:
+                raise BranchOngoing(
+                    f"refund {move.out_trade_no} of {move.amount}: user {move.user_id} would get back "
+                    f"more than spent (spent {spent}, refunded {refunded - move.amount} before)"
+                )
+            return NOTE_APPLIED
 
         return await self._through_barrier(ctx, business)
 

@@ -215,6 +215,21 @@ class PointsRepo:
         row = (await session.execute(stmt)).first()
         return None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
 
+    async def spent_and_refunded(self, session: AsyncSession, user_id: str) -> tuple[int, int]:
+        """``(confirmed spending, refunds)`` of one user, from the log (as this transaction sees it)."""
+        mine = points_log.c.user_id == user_id
+        stmt = select(
+            _sum(
+                points_log.c.amount,
+                mine,
+                points_log.c.type.in_(HOLD_TYPES),
+                points_log.c.state == EntryState.CONFIRMED.value,
+            ),
+            _sum(points_log.c.amount, mine, points_log.c.type == EntryType.REFUND.value),
+        )
+        row = (await session.execute(stmt)).one()
+        return int(row[0]), int(row[1])
+
     async def refunded_of(self, session: AsyncSession, spending: SpendingRef) -> int:
         """The sum of the refunds naming ``spending``, as this transaction sees it."""
         log = points_log.c

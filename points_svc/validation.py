@@ -53,3 +53,25 @@ def check_refund(
     if kind is None:
         raise InvalidArgument("spending_type", f"must be one of {', '.join(kinds)} (got {spent_type!r})")
     return RefundMove(move=move, spending=SpendingRef(kind, key))
+
+
+LEGACY_PAYMENT_SUFFIX = ":payment"
+LEGACY_DISCOUNT_SUFFIX = ":discount"
+
+
+def legacy_spending(out_trade_no: str) -> tuple[str, str] | None:
+    """The spending an old cancel-chain refund key names, when the request carried none.
+
+    Cancel chains submitted before migration points_0002 send no spending: ``<order>:payment`` gives
+    back ``deduct <order>``. ``None`` for every other key (a ``<order>:discount`` freeze is keyed by
+    the placing gid, which the order id does not tell).
+    """
+    order_id = out_trade_no.removesuffix(LEGACY_PAYMENT_SUFFIX)
+    if out_trade_no.endswith(LEGACY_PAYMENT_SUFFIX) and order_id:
+        return order_id, EntryType.DEDUCT.value
+    return None
+
+
+def is_legacy_discount(out_trade_no: str) -> bool:
+    """An old cancel-chain key for the points used as a discount (``<order>:discount``)."""
+    return out_trade_no.endswith(LEGACY_DISCOUNT_SUFFIX) and len(out_trade_no) > len(LEGACY_DISCOUNT_SUFFIX)

@@ -596,23 +596,22 @@ def test_issue15_item1_paid_order_whose_points_payment_was_refunded_fails_at_res
 
 def test_issue15_item2_paid_order_with_a_second_succeeded_payment_fails_even_in_flight() -> None:
     report = world(in_flight())
-    # Pay EXTERNAL (pending), then Pay POINTS paid the order, then the gateway confirmed the first one,
-    # which pay_svc refunded automatically: two payments succeeded for one order.
-    late = _payment("o-paid-points", 200, refunds=1)
-    report.pay.payments.append(late)
+    # Pay EXTERNAL and Pay POINTS both took money and the gateway payment was kept: two payments.
+    report.pay.payments.append(_payment("o-paid-points", 200))
     failing = _only_failing(report)
-    assert failing == {
-        "orders.paid_once": (
-            "order o-paid-points (PAID): 2 successful payments "
-            "(pay-o-paid-points (refunded), points:o-paid-points)",
-        )
-    }
+    assert failing["orders.paid_once"] == (
+        "order o-paid-points (PAID): 2 successful payments (pay-o-paid-points, points:o-paid-points)",
+    )
 
 
 def test_issue15_item2_order_refunded_twice_fails_even_in_flight() -> None:
     report = world(in_flight())
-    # The same drift after a Cancel: the points payment and the late gateway payment both refunded.
+    # The same drift after a Cancel: the order's recorded gateway payment and its points payment both
+    # refunded (a payment the order took, so not one pay_svc voided on its own).
     report.pay.payments.append(_payment("o-refunded-points", 100, refunds=1))
+    orders = report.orders.orders
+    at = next(i for i, o in enumerate(orders) if o.order_id == "o-refunded-points")
+    orders[at].payment_id = "pay-o-refunded-points"
     failing = _only_failing(report)
     assert failing == {
         "orders.refunded_once": (
@@ -648,7 +647,6 @@ def test_issue15_item3_admin_refund_of_an_order_spending_fails() -> None:
 
 def test_issue15_item3_points_refund_not_tied_to_a_spending_fails() -> None:
     cases = {
-        "points refund fix-1 (5): names no spending": _refund("fix-1", 5, ("", "")),
         "points refund fix-2 (5): spending deduct ghost not found": _refund("fix-2", 5, ("deduct", "ghost")),
         "points refund fix-3 (5): spending deduct o-abandoned cancelled": _refund(
             "fix-3", 5, ("deduct", "o-abandoned")
@@ -697,3 +695,51 @@ def test_issue15_item3_refund_of_a_non_order_spending_passes() -> None:
     found = _by_key(report)["points.refunds_tied"]
     assert found.verdict is Verdict.PASS
     assert found.numbers == {"refunds": 3, "spendings_refunded": 3}
+
+
+def _voided_by_pay(order_id: str, amount: int) -> paypb.PaymentAuditRow:
+    """A gateway payment the order never recorded, succeeded late and refunded by pay_svc itself."""
+    return replace_payment_id(_payment(order_id, amount, refunds=1), f"pay-orphan-{order_id}")
+
+
+def replace_payment_id(row: paypb.PaymentAuditRow, payment_id: str) -> paypb.PaymentAuditRow:
+    """``row`` with another payment id."""
+    copy = paypb.PaymentAuditRow()
+    copy.CopyFrom(row)
+    copy.payment_id = payment_id
+    return copy
+
+
+def test_issue15_item1_orphan_payment_paid_after_points_won_and_refunded_by_pay_passes() -> None:
+    report = world()
+    # Pay EXTERNAL created a payment, a concurrent Pay POINTS won the order row (TryMarkPaid), the
+    # orphan was paid at the gateway later and pay_svc refunded it: a healthy mesh.
+    report.pay.payments.append(_voided_by_pay("o-paid-points", 200))
+    assert _verdicts(report)["orders.paid_once"] is Verdict.PASS
+    assert _verdicts(report)["orders.refunded_once"] is Verdict.PASS
+    assert _only_failing(report) == {}
+
+
+def test_issue15_item1_late_success_after_a_voided_failed_attempt_then_cancel_passes() -> None:
+    report = world()
+    # The gateway FAILED the order's attempt (voided), the order was paid by points and cancelled, then
+    # the gateway reported the old attempt SUCCEEDED and pay_svc refunded it on its own.
+    report.pay.payments.append(_voided_by_pay("o-refunded-points", 100))
+    assert _verdicts(report)["orders.refunded_once"] is Verdict.PASS
+    assert _only_failing(report) == {}
+
+
+def test_issue15_item1_unrecorded_payment_kept_still_fails() -> None:
+    report = world(in_flight())
+    kept = replace_payment_id(_payment("o-paid-points", 200), "pay-orphan-o-paid-points")
+    report.pay.payments.append(kept)
+    assert _only_failing(report)["orders.paid_once"] == (
+        "order o-paid-points (PAID): 2 successful payments (pay-orphan-o-paid-points, points:o-paid-points)",
+    )
+
+
+def test_issue15_item2_refund_from_before_points_0002_is_a_note_not_a_failure() -> None:
+    report = _with_refund(_refund("o-old:payment", 5, ("", "")))
+    result = _by_key(report)["points.refunds_tied"]
+    assert result.verdict is Verdict.PASS
+    assert result.note == "1 refund(s) from before migration points_0002 name no spending: o-old:payment"
