@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BASE_PORT ?= 50050
 DATA_DIR ?= .mesh
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
-PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl
+PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl devtools
 
 .PHONY: venv protos protos-check fmt lint test demo up down bench clean
 
@@ -18,7 +18,7 @@ venv: $(PY)
 
 ## protos: regenerate meshpb/ from protos/ (committed; CI checks it is fresh)
 protos: $(PY)
-	$(PY) -m meshkit.protogen protos .
+	$(PY) -m devtools.protogen protos .
 
 fmt: $(PY)
 	$(PY) -m ruff format $(PACKAGES) tests bench

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshctl.audit_clients import MeshAddresses
-from meshctl.endpoints import TOKEN_FILE
-from meshctl.launcher import StackLauncher, free_base_port
-from meshkit.clock import SystemClock
+from meshctl.audit.clients import MeshAddresses
+from meshctl.stack.endpoints import TOKEN_FILE
+from meshctl.stack.launcher import StackLauncher, free_base_port
+from meshkit.runtime.clock import SystemClock
 
 MAX_ERRORS_SHOWN = 3
 

@@ -27,13 +27,13 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
-from meshkit.clock import Clock, SystemClock, now_ms
-from meshkit.config import DbSettings, LogSettings, MeshSettings, ServerSettings
-from meshkit.db import create_engine
-from meshkit.logging import setup_logging
-from meshkit.migrate import upgrade
-from meshkit.server import MeshServer
-from meshkit.txcontext import require_context
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock, SystemClock, now_ms
+from meshkit.runtime.config import DbSettings, LogSettings, MeshSettings, ServerSettings
+from meshkit.runtime.logging import setup_logging
+from meshkit.tx.context import require_context
 from meshpb.common.v1 import common_pb2
 
 SERVICE = "bench.v1.Account"

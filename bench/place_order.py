@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import BenchStack, Call, LoadResult, closed_loop, local_stack, print_table
-from meshctl import layout
-from meshctl.audit_checks import all_ok
-from meshctl.audit_clients import MeshClients
-from meshctl.audit_gather import ServiceUnreachable, audit_until_settled
-from meshctl.audit_render import summary_line
-from meshkit.clock import SystemClock
-from meshkit.embedded import MariaDbServer
+from meshctl.audit.checks import all_ok
+from meshctl.audit.clients import MeshClients
+from meshctl.audit.gather import ServiceUnreachable, audit_until_settled
+from meshctl.audit.render import summary_line
+from meshctl.stack import layout
+from meshctl.stack.embedded import MariaDbServer
+from meshkit.runtime.clock import SystemClock
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.points.v1 import points_pb2 as ppb
 from meshpb.stock.v1 import stock_pb2 as spb

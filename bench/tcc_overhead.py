@@ -8,7 +8,7 @@ NATS off: nothing here needs a retry timer). Then, in one run and with the same 
 
 * **TCC direct**: try on the three participants one after the other, then the three confirms at once;
   the calls carry the same ``x-mesh-*`` metadata the coordinator would send.
-* **TCC coordinator**: ``meshkit.initiator.tcc`` (Prepare, RegisterBranch + try per branch, Submit
+* **TCC coordinator**: ``meshkit.tx.initiator.tcc`` (Prepare, RegisterBranch + try per branch, Submit
   with ``wait_result`` so a transaction counts once its confirms are done).
 * **saga direct**: the three actions one after the other.
 * **saga coordinator**: a 3-step saga submitted with ``wait_result``.
@@ -38,12 +38,12 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bench.participant import SERVICE, account_name
-from meshkit.branchcall import ChannelPool, branch_metadata
-from meshkit.config import AuthSettings
-from meshkit.embedded import free_port
-from meshkit.health import wait_serving
-from meshkit.initiator import CoordinatorClient, saga, tcc
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshctl.stack.embedded import free_port
+from meshkit.rpc.health import wait_serving
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.initiator import CoordinatorClient, saga, tcc
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSettings
 from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, start_replica
-from meshkit.server import boot
+from meshkit.rpc.server import boot
 
 log = logging.getLogger("coordinator")
 

@@ -3,7 +3,7 @@
 Calls ``host:port/package.Service/Method`` with the branch's payload bytes and the transaction
 context (``x-mesh-gid/branch/op/mode``, ``traceparent``, the transaction's custom headers), with the
 transaction's ``request_timeout_ms`` as deadline, over a channel pooled per ``host:port``. The status
-is classified through :func:`meshkit.status.error_from_rpc` (DESIGN.md section 3): OK -> ``OK``,
+is classified through :func:`meshkit.rpc.status.error_from_rpc` (DESIGN.md section 3): OK -> ``OK``,
 ABORTED -> ``FAILURE``, FAILED_PRECONDITION -> ``ONGOING``, anything else -> ``TRANSIENT``.
 """
 
@@ -15,12 +15,12 @@ import grpc
 import grpc.aio
 
 from coordinator.engine.ports import BranchCall, BranchResult, Outcome
-from meshkit.branchcall import ChannelPool, branch_metadata
-from meshkit.config import AuthSettings
 from meshkit.errors import BranchFailure, BranchOngoing
-from meshkit.status import error_from_rpc
-from meshkit.target import TargetError
-from meshkit.txcontext import TxContext
+from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import TxContext
+from meshkit.tx.target import TargetError
 
 log = logging.getLogger(__name__)
 

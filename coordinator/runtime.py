@@ -29,13 +29,13 @@ from coordinator.store.retention import FinishedTxCleaner
 from coordinator.store.sql import SqlTxStore, migrate
 from coordinator.timers.jetstream import JetStreamTimers
 from coordinator.timers.sweeper import Sweeper
-from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
-from meshkit.clock import Clock, SystemClock, now_ms
-from meshkit.db import create_engine
-from meshkit.ids import Snowflake
-from meshkit.nats import connect
-from meshkit.periodic import Periodic
-from meshkit.server import MeshServer
+from meshkit.infra.db import create_engine
+from meshkit.infra.nats import connect
+from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock, SystemClock, now_ms
+from meshkit.runtime.ids import Snowflake
+from meshkit.runtime.periodic import Periodic
 from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import typer
 
-from meshctl import audit_cli, config_cli, demo_cli, stack_cli, tx_cli
+from meshctl import config_cli
+from meshctl.audit import cli as audit_cli
+from meshctl.demo import cli as demo_cli
+from meshctl.stack import cli as stack_cli
+from meshctl.tx import cli as tx_cli
 
 
 def build_app() -> typer.Typer:

@@ -9,8 +9,8 @@ import typer
 from pydantic import BaseModel
 
 from coordinator.config import CoordinatorSettings
-from meshkit.config import MeshSettings
-from meshkit.config_sample import render_sample, sections_of
+from meshkit.runtime.config import MeshSettings
+from meshkit.runtime.config_sample import render_sample, sections_of
 from order_svc.config import OrderSettings
 from pay_svc.config import PaySettings
 from points_svc.config import PointsSettings

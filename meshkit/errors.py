@@ -1,6 +1,6 @@
 """Domain errors shared by every service. Domain code raises these; it never imports grpc.
 
-The one place that maps them to gRPC status codes is :mod:`meshkit.status`; the reverse mapping
+The one place that maps them to gRPC status codes is :mod:`meshkit.rpc.status`; the reverse mapping
 (a status code a branch call answered -> one of these) lives there too.
 """
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import Outcome, SqlBarrier
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, BranchOngoing, TransientError
-from meshkit.txcontext import TxContext
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import TxContext
 from order_svc.config import OrderSection
 from order_svc.entities import Channel, NewOrder, Order
 from order_svc.lifecycle import Actor, transition

@@ -20,8 +20,8 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import FailedPrecondition, MeshError
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.entities import Channel, Order
 from order_svc.lifecycle import Actor, not_found, transition
 from order_svc.models import orders

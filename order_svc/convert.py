@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshkit.errors import InvalidArgument
-from meshkit.pbtime import timestamp
+from meshkit.rpc.pbtime import timestamp
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.branches import MarkPaid
 from order_svc.entities import Channel, Item, NewOrder, Order, PlacePlan, PlaceRequest

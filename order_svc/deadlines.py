@@ -24,14 +24,14 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from meshkit.clock import Clock
-from meshkit.config import NatsSettings
-from meshkit.nats import (
+from meshkit.infra.nats import (
     connect,
     create_stream_if_missing,
     schedule_at,
     subscribe_explicit_ack,
 )
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import NatsSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import base64
 import binascii
 import logging
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import InvalidArgument, MeshError
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.branches import OrderBranches
 from order_svc.cancelling import Canceller
 from order_svc.config import OrderSection

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshkit.pbtime import timestamp, timestamp_ms
+from meshkit.rpc.pbtime import timestamp, timestamp_ms
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.flash_rules import BuyRequest, FlashSale, FlashState, FlashTicket, SaleView
 

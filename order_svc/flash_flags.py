@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from meshkit.clock import Clock
+from meshkit.runtime.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, InvalidArgument, MeshError, TransientError
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.config import OrderSection
 from order_svc.entities import Item, PlaceRequest
 from order_svc.flash_flags import SoldOutFlags

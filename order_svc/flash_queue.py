@@ -35,10 +35,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
-from meshkit.clock import Clock
-from meshkit.config import NatsSettings
 from meshkit.errors import MeshError, TransientError
-from meshkit.nats import connect, create_stream_if_missing
+from meshkit.infra.nats import connect, create_stream_if_missing
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import NatsSettings
 from order_svc.config import OrderSection
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.db import rowcount, session_factory
-from meshkit.db import transaction as db_transaction
+from meshkit.infra.db import rowcount, session_factory
+from meshkit.infra.db import transaction as db_transaction
 from order_svc.flash_rules import FlashSale, FlashState, FlashTicket
 from order_svc.models import flash_sales, flash_tickets
 from order_svc.repo import clip

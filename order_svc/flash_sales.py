@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import NotFound, TransientError
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.config import OrderSection
 from order_svc.flash_hot import FlashHot
 from order_svc.flash_repo import FlashRepo

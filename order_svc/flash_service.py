@@ -53,7 +53,6 @@ import contextlib
 import logging
 from dataclasses import replace
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -62,6 +61,7 @@ from meshkit.errors import (
     NotFound,
     TransientError,
 )
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.config import OrderSection
 from order_svc.flash_flags import SoldOutFlags
 from order_svc.flash_hot import BuyKind, BuyOutcome, FlashHot

@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import SqlBarrier
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError, NotFound
-from meshkit.grpcutil import PeersSection
-from meshkit.initiator import CoordinatorClient, Tcc, msg, tcc
-from meshkit.status import error_from_rpc
+from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.peers import PeersSection
+from meshkit.tx.initiator import CoordinatorClient, Tcc, msg, tcc
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, SmallInteger, String, Table, Text
 
-# Pass to meshkit.migrate.upgrade(engine, COMPONENT, VERSIONS).
+# Pass to meshkit.infra.migrate.upgrade(engine, COMPONENT, VERSIONS).
 COMPONENT = "order"
 VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 

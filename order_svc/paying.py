@@ -25,8 +25,8 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, FailedPrecondition, TransientError
+from meshkit.runtime.clock import Clock, now_ms
 from order_svc.cancelling import Canceller
 from order_svc.entities import Channel, Order, PaymentVerdict, PayOutcome
 from order_svc.lifecycle import Actor, not_found, transition

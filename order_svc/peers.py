@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 import grpc.aio
 
-from meshkit.status import error_from_rpc
+from meshkit.rpc.status import error_from_rpc
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc

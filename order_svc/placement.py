@@ -30,9 +30,9 @@ import contextlib
 import logging
 from dataclasses import replace
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, FailedPrecondition, InvalidArgument, MeshError, TransientError
-from meshkit.ids import Snowflake
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.runtime.ids import Snowflake
 from order_svc.config import OrderSection
 from order_svc.entities import PlaceRequest, PlaceResult, RequestRecord, RequestState
 from order_svc.placing import (

@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from meshkit.db import rowcount, session_factory
-from meshkit.db import transaction as db_transaction
 from meshkit.errors import AlreadyExists
+from meshkit.infra.db import rowcount, session_factory
+from meshkit.infra.db import transaction as db_transaction
 from order_svc.entities import (
     Channel,
     HistoryEntry,

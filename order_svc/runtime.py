@@ -19,16 +19,16 @@ import grpc.aio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
-from meshkit.branchcall import DEFAULT_CHANNEL_OPTIONS
-from meshkit.clock import Clock, SystemClock
-from meshkit.db import create_engine
-from meshkit.finality import CoordinatorFinality
-from meshkit.ids import Snowflake
-from meshkit.initiator import CoordinatorClient
-from meshkit.migrate import upgrade
-from meshkit.periodic import Periodic
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
+from meshkit.runtime.clock import Clock, SystemClock
+from meshkit.runtime.ids import Snowflake
+from meshkit.runtime.periodic import Periodic
+from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS
+from meshkit.tx.finality import CoordinatorFinality
+from meshkit.tx.initiator import CoordinatorClient
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from order_svc.branches import OrderBranches
 from order_svc.cancelling import Canceller

@@ -1,6 +1,6 @@
 """The ``meshpb.order.v1.Order`` servicer: convert the message, call the domain, convert back.
 
-Domain errors become status codes in the server's error-mapping interceptor (:mod:`meshkit.status`).
+Domain errors become status codes in the server's error-mapping interceptor (:mod:`meshkit.rpc.status`).
 Branch RPCs read the transaction context from the call's metadata and refuse one whose ``x-mesh-op``
 is not the operation the method implements (the barrier's behaviour depends on it).
 """
@@ -14,7 +14,7 @@ import grpc.aio
 
 from meshkit.barrier import Outcome
 from meshkit.errors import InvalidArgument
-from meshkit.txcontext import OP_KEY, Op, TxContext, require_context
+from meshkit.tx.context import OP_KEY, Op, TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc

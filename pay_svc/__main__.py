@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from meshkit.server import MeshServer, boot
+from meshkit.rpc.server import MeshServer, boot
 from pay_svc.config import PaySettings
 from pay_svc.runtime import PROTECTED, SERVICE_NAME, PayRuntime
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
-from meshkit.auth import mesh_channel
-from meshkit.branchcall import DEFAULT_CHANNEL_OPTIONS, child_traceparent
-from meshkit.config import AuthSettings
-from meshkit.status import error_from_rpc
-from meshkit.txcontext import TRACEPARENT_KEY
+from meshkit.rpc.auth import mesh_channel
+from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS, child_traceparent
+from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2_grpc
 from pay_svc.convert import callback_request

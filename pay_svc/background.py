@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from meshkit.clock import Clock
+from meshkit.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

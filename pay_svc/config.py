@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from meshkit.config import MeshSettings, Section, ServerSettings
-from meshkit.grpcutil import PeersSection
+from meshkit.runtime.config import MeshSettings, Section, ServerSettings
+from meshkit.runtime.peers import PeersSection
 
 DEFAULT_PORT = 50053
 

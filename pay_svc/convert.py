@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meshkit.errors import InvalidArgument
-from meshkit.pbtime import timestamp
+from meshkit.rpc.pbtime import timestamp
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2

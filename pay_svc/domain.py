@@ -36,9 +36,6 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.barrier import Outcome, SqlBarrier
-from meshkit.clock import Clock, now_ms
-from meshkit.db import session_factory
-from meshkit.db import transaction as db_transaction
 from meshkit.errors import (
     AlreadyExists,
     BranchFailure,
@@ -49,8 +46,11 @@ from meshkit.errors import (
     TransientError,
     Unauthenticated,
 )
-from meshkit.ids import Snowflake
-from meshkit.txcontext import Op, TxContext
+from meshkit.infra.db import session_factory
+from meshkit.infra.db import transaction as db_transaction
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.runtime.ids import Snowflake
+from meshkit.tx.context import Op, TxContext
 from pay_svc import rules, validate
 from pay_svc.config import PaySection
 from pay_svc.ports import OrderPort

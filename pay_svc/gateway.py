@@ -14,8 +14,8 @@ import logging
 import secrets
 from dataclasses import replace
 
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import MeshError
+from meshkit.runtime.clock import Clock, now_ms
 from pay_svc import validate
 from pay_svc.config import PaySection
 from pay_svc.domain import PayDomain, signed_fields

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table
 
-# Pass to meshkit.migrate.upgrade(engine, "pay", VERSIONS_DIR).
+# Pass to meshkit.infra.migrate.upgrade(engine, "pay", VERSIONS_DIR).
 VERSIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
 
 ID_LEN = 64

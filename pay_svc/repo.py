@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
-from meshkit.db import is_mysql, rowcount
+from meshkit.infra.db import is_mysql, rowcount
 from pay_svc.models import callback_nonces, payments, refunds
 from pay_svc.records import AuditRow, Channel, Payment, PaymentStatus, Refund
 

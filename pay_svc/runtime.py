@@ -1,7 +1,7 @@
 """Assembly of pay_svc: database and migrations, domain, gateway, gRPC adapters, background loops.
 
 ``pay_svc/__main__.py`` builds one :class:`PayRuntime` next to its :class:`MeshServer`; tests build
-one in-process the same way (with a :class:`meshkit.clock.ManualClock` if they want to move time).
+one in-process the same way (with a :class:`meshkit.runtime.clock.ManualClock` if they want to move time).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
-from meshkit.clock import Clock, SystemClock
-from meshkit.db import create_engine
-from meshkit.finality import CoordinatorFinality
-from meshkit.ids import Snowflake
-from meshkit.migrate import upgrade
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
+from meshkit.runtime.clock import Clock, SystemClock
+from meshkit.runtime.ids import Snowflake
+from meshkit.tx.finality import CoordinatorFinality
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc.adapters import GrpcCallbackClient, GrpcOrderClient, own_address
 from pay_svc.background import Background, run_periodically

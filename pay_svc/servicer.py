@@ -1,6 +1,6 @@
 """The ``meshpb.pay.v1.Pay`` servicer: convert the message, call the domain, convert back.
 
-Domain errors become status codes in the server's error-mapping interceptor (:mod:`meshkit.status`).
+Domain errors become status codes in the server's error-mapping interceptor (:mod:`meshkit.rpc.status`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc.aio
 
-from meshkit.txcontext import require_context
+from meshkit.tx.context import require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc import convert

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from meshkit.server import MeshServer, boot
+from meshkit.rpc.server import MeshServer, boot
 from points_svc.config import PointsSettings
 from points_svc.runtime import PROTECTED, SERVICE_NAME, PointsRuntime
 

@@ -52,7 +52,6 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import SqlBarrier
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import (
     AlreadyExists,
     BranchFailure,
@@ -62,7 +61,8 @@ from meshkit.errors import (
     NotFound,
     TransientError,
 )
-from meshkit.txcontext import OP_KEY, Op, TxContext
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import OP_KEY, Op, TxContext
 from points_svc.config import AMOUNT_CEILING, PointsSection
 from points_svc.ledger import Account, AuditReport, EntryState, EntryType, Movement, RefundMove
 from points_svc.repo import LogRow, Origin, PointsRepo

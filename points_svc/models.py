@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 from points_svc.validation import MAX_OUT_TRADE_NO_LEN, MAX_USER_ID_LEN
 
-# Pass to meshkit.migrate.upgrade(engine, "points", POINTS_VERSIONS).
+# Pass to meshkit.infra.migrate.upgrade(engine, "points", POINTS_VERSIONS).
 POINTS_VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 COMPONENT = "points"
 

@@ -19,9 +19,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from meshkit.db import is_mysql, session_factory
-from meshkit.db import transaction as db_transaction
 from meshkit.errors import TransientError
+from meshkit.infra.db import is_mysql, session_factory
+from meshkit.infra.db import transaction as db_transaction
 from points_svc.ledger import (
     AUDITED_TYPES,
     HOLD_TYPES,

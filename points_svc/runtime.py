@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
-from meshkit.clock import Clock, SystemClock
-from meshkit.db import create_engine
-from meshkit.finality import CoordinatorFinality
-from meshkit.migrate import upgrade
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
+from meshkit.runtime.clock import Clock, SystemClock
+from meshkit.tx.finality import CoordinatorFinality
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.config import PointsSettings
 from points_svc.domain import Points

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc.aio
 
-from meshkit.txcontext import TxContext, require_context
+from meshkit.tx.context import TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.domain import Points

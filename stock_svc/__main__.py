@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from meshkit.server import MeshServer, boot
+from meshkit.rpc.server import MeshServer, boot
 from stock_svc.config import StockSettings
 from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
 

@@ -61,7 +61,7 @@ from meshkit.errors import (
     NotFound,
     TransientError,
 )
-from meshkit.txcontext import OP_KEY, Op, TxContext
+from meshkit.tx.context import OP_KEY, Op, TxContext
 from stock_svc.config import StockSection
 from stock_svc.epoch import RedisEpoch
 from stock_svc.hot import HotLevel, HotStock, StockNotLoaded

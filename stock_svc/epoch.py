@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from meshkit.clock import Clock, now_ms
+from meshkit.runtime.clock import Clock, now_ms
 from stock_svc.hot import HotStock
 from stock_svc.models import stock_redis_epoch
 from stock_svc.repo import StockRepo

@@ -51,9 +51,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from meshkit.barrier import BarrierResult, RedisBarrier, RedisBarrierScript
 from meshkit.barrier.redis import barrier_field, barrier_key, legacy_key
-from meshkit.clock import MS_PER_DAY
 from meshkit.errors import BranchFailure, TransientError
-from meshkit.txcontext import Op, TxContext
+from meshkit.runtime.clock import MS_PER_DAY
+from meshkit.tx.context import Op, TxContext
 from stock_svc.validate import Item
 
 # The error every script answers when a SKU hash is missing; never a business failure.

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from meshkit.clock import Clock, days_to_ms, now_ms
-from meshkit.periodic import Periodic
-from meshkit.txcontext import Op
+from meshkit.runtime.clock import Clock, days_to_ms, now_ms
+from meshkit.runtime.periodic import Periodic
+from meshkit.tx.context import Op
 from stock_svc.config import StockSettings
 from stock_svc.domain import StockDomain
 from stock_svc.hot import HotStock, OwedHalf, Repair, Snapshot, branch_half

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import Row, false, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.clock import Clock, now_ms
-from meshkit.db import rowcount, session_factory
-from meshkit.db import transaction as db_transaction
+from meshkit.infra.db import rowcount, session_factory
+from meshkit.infra.db import transaction as db_transaction
+from meshkit.runtime.clock import Clock, now_ms
 from stock_svc.hot import Snapshot
 from stock_svc.models import stock_log, stock_restock, stock_sku
 from stock_svc.validate import Item, PutSkuInput

@@ -1,6 +1,6 @@
 """Assembly of stock_svc: database (migrated), Redis, barriers, domain, servicer, barrier cleanup.
 
-``__main__`` builds one :class:`StockRuntime` next to its :class:`~meshkit.server.MeshServer` and
+``__main__`` builds one :class:`StockRuntime` next to its :class:`~meshkit.rpc.server.MeshServer` and
 registers :meth:`StockRuntime.stop` as a stop hook; tests build one in-process the same way.
 """
 
@@ -16,14 +16,14 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, RedisBarrierCleaner, SqlBarrier
-from meshkit.clock import Clock, SystemClock, days_to_ms
-from meshkit.db import create_engine
 from meshkit.errors import TransientError
-from meshkit.finality import CoordinatorFinality
-from meshkit.migrate import upgrade
-from meshkit.periodic import Periodic
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
+from meshkit.runtime.clock import Clock, SystemClock, days_to_ms
+from meshkit.runtime.periodic import Periodic
+from meshkit.tx.finality import CoordinatorFinality
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSettings
 from stock_svc.domain import StockDomain

@@ -1,7 +1,7 @@
 """The Stock gRPC servicer: messages -> :class:`~stock_svc.domain.StockDomain` -> messages, nothing more.
 
 Branch RPCs read the transaction context from the call's ``x-mesh-*`` metadata; domain errors are
-mapped to status codes by the shared interceptor (meshkit.status).
+mapped to status codes by the shared interceptor (meshkit.rpc.status).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc.aio
 
-from meshkit.txcontext import TxContext, require_context
+from meshkit.tx.context import TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.domain import SkuAudit, StockDomain, StockLevel

@@ -20,9 +20,9 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.config import DbSettings
-from meshkit.db import create_engine
-from meshkit.embedded import MariaDbServer, NatsServer, RedisServer
+from meshctl.stack.embedded import MariaDbServer, NatsServer, RedisServer
+from meshkit.infra.db import create_engine
+from meshkit.runtime.config import DbSettings
 
 REQUIRE_MYSQL_ENV = "MESH_REQUIRE_MYSQL"
 
@@ -124,7 +124,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    """An AsyncEngine for ``db_url`` (meshkit.db.create_engine), disposed afterwards."""
+    """An AsyncEngine for ``db_url`` (meshkit.infra.db.create_engine), disposed afterwards."""
     engine = create_engine(DbSettings(url=db_url))
     try:
         yield engine

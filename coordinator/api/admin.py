@@ -19,10 +19,10 @@ from coordinator.engine.model import GlobalTx, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
-from meshkit.auth import check_admin
-from meshkit.clock import now_ms
 from meshkit.errors import InvalidArgument
-from meshkit.pbtime import duration_ms, timestamp_ms
+from meshkit.rpc.auth import check_admin
+from meshkit.rpc.pbtime import duration_ms, timestamp_ms
+from meshkit.runtime.clock import now_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 

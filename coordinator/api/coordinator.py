@@ -1,7 +1,7 @@
 """The ``meshpb.coordinator.v1.Coordinator`` servicer: convert, call the engine, convert back.
 
 Domain errors raised by the engine become status codes in the server's error-mapping interceptor
-(:mod:`meshkit.status`), so this module has no error handling of its own.
+(:mod:`meshkit.rpc.status`), so this module has no error handling of its own.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from coordinator.engine.service import TxEngine
 from coordinator.engine.validate import check_gids
 from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
-from meshkit.branchcall import valid_traceparent
-from meshkit.ids import Snowflake
-from meshkit.txcontext import TRACEPARENT_KEY
+from meshkit.runtime.ids import Snowflake
+from meshkit.tx.branchcall import valid_traceparent
+from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 

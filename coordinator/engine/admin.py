@@ -44,9 +44,9 @@ from coordinator.engine.model import (
 )
 from coordinator.engine.service import TxEngine
 from coordinator.engine.validate import check_gid, check_reason
-from meshkit.clock import now_ms
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, TransientError
-from meshkit.txcontext import Op
+from meshkit.runtime.clock import now_ms
+from meshkit.tx.context import Op
 
 MAX_ACTOR_LEN = 200
 MAX_LEASE_RACES = 4

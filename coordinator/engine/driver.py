@@ -25,8 +25,8 @@ from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchInvoker, Claimed, TimerSink, TxRepository
 from coordinator.engine.settings import EngineSettings
 from coordinator.engine.wakeups import LocalWakeups
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import NotFound
+from meshkit.runtime.clock import Clock, now_ms
 
 log = logging.getLogger(__name__)
 

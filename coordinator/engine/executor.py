@@ -36,8 +36,8 @@ from coordinator.engine.model import (
 from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
-from meshkit.clock import Clock, now_ms
-from meshkit.txcontext import Op
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import Op
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from meshkit.txcontext import Op, TxMode
+from meshkit.tx.context import Op, TxMode
 
 
 class Mode(IntEnum):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from coordinator.engine.model import CHECK_BACK_BRANCH, GlobalTx, OpStatus, Status
 from coordinator.engine.plan import Decision, Ops, earliest_wake, is_due
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 CHECK_BACK_KEY = (CHECK_BACK_BRANCH, Op.MSG)
 CHECK_BACK_COMMITTED = "check-back: local transaction committed"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from coordinator.engine.model import BranchOp, Mode, OpStatus, TxOptions
 from coordinator.engine.ports import BranchResult, Outcome
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 MAX_ERROR_LEN = 1000
 

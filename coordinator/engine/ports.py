@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from coordinator.engine.model import BranchOp, Event, GlobalTx, Status
-from meshkit.txcontext import Op, TxMode
+from meshkit.tx.context import Op, TxMode
 
 
 class Outcome(StrEnum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from coordinator.engine.model import BranchOp, GlobalTx, OpStatus, Status
 from coordinator.engine.plan import Decision, Ops, earliest_wake, is_due
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 
 def _actions(ops: Ops) -> list[BranchOp]:

@@ -58,9 +58,9 @@ from coordinator.engine.validate import (
     check_target,
     check_tcc_branch,
 )
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, TransientError
-from meshkit.txcontext import Op
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import Op
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from coordinator.engine.model import GlobalTx, Status
 from coordinator.engine.plan import Decision, Ops, drive_all
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 TIMEOUT_REASON = "timeout"
 

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from coordinator.engine.model import CHECK_BACK_BRANCH, BranchSpec, Mode
-from meshkit.config import MAX_REQUEST_BYTES
 from meshkit.errors import InvalidArgument
-from meshkit.target import TargetError, parse_target
+from meshkit.runtime.config import MAX_REQUEST_BYTES
+from meshkit.tx.target import TargetError, parse_target
 
 MAX_GID_LEN = 128
 MAX_BRANCH_ID_LEN = 64

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from meshkit.clock import Clock
+from meshkit.runtime.clock import Clock
 
 Fire = Callable[[str, int], None]
 

@@ -3,7 +3,7 @@
 A finished transaction is kept ``finished_retention_days`` after it finished, so operators can still
 ``meshctl tx show`` it, and then deleted in batches, oldest first, so the tables do not grow without
 bound. Unfinished transactions are never touched, however old. Every replica may run the cleanup (on a
-:class:`~meshkit.periodic.Periodic`): the deletes are idempotent.
+:class:`~meshkit.runtime.periodic.Periodic`): the deletes are idempotent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from coordinator.engine.model import Status
 from coordinator.store.sql import SqlTxStore
 from coordinator.store.tables import trans_branch_op, trans_event, trans_global
-from meshkit.clock import Clock, days_to_ms, now_ms
+from meshkit.runtime.clock import Clock, days_to_ms, now_ms
 
 _FINAL = [int(s) for s in Status if s.final]
 

@@ -18,7 +18,7 @@ from coordinator.engine.model import (
     TxOptions,
 )
 from coordinator.store.tables import DETAIL_LEN, ERROR_LEN, REASON_LEN
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 Row = RowMapping
 

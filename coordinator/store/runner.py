@@ -6,7 +6,7 @@
   file, so it costs one thread hop instead of one per statement (aiosqlite hops for every statement;
   measured ~8x slower for a 6-statement transaction). Transactions of this process are queued on an
   asyncio lock rather than in SQLite's busy handler (which sleeps and backs off). The connection
-  settings mirror :mod:`meshkit.db`: WAL, ``synchronous=NORMAL``, busy timeout, ``BEGIN IMMEDIATE``.
+  settings mirror :mod:`meshkit.infra.db`: WAL, ``synchronous=NORMAL``, busy timeout, ``BEGIN IMMEDIATE``.
 
 The body gets a SQLAlchemy :class:`~sqlalchemy.engine.Connection` inside a transaction that commits
 when it returns and rolls back when it raises.
@@ -25,8 +25,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from meshkit.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from meshkit.errors import TransientError
+from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]

@@ -34,8 +34,8 @@ from coordinator.store.rows import (
 )
 from coordinator.store.runner import Body, TxRunner
 from coordinator.store.tables import COMPONENT, VERSIONS, trans_branch_op, trans_event, trans_global
-from meshkit.db import is_mysql, rowcount
-from meshkit.migrate import upgrade
+from meshkit.infra.db import is_mysql, rowcount
+from meshkit.infra.migrate import upgrade
 
 T = TypeVar("T")
 g = trans_global.c

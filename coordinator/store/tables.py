@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-# Pass to meshkit.migrate.upgrade(engine, "coordinator", VERSIONS).
+# Pass to meshkit.infra.migrate.upgrade(engine, "coordinator", VERSIONS).
 VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 COMPONENT = "coordinator"
 

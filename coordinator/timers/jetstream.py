@@ -27,8 +27,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from coordinator.engine.service import TxEngine
-from meshkit.clock import Clock, now_ms
-from meshkit.nats import create_stream_if_missing, schedule_at, subscribe_explicit_ack
+from meshkit.infra.nats import create_stream_if_missing, schedule_at, subscribe_explicit_ack
+from meshkit.runtime.clock import Clock, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 from coordinator.engine.service import TxEngine
 from coordinator.store.queries import stats
 from coordinator.store.sql import SqlTxStore
-from meshkit.clock import Clock
+from meshkit.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

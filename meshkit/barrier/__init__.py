@@ -5,9 +5,9 @@
 * :class:`RedisBarrier` - the same rules in one Lua script for resources kept in Redis.
 * :class:`BarrierCleaner` / :class:`RedisBarrierCleaner` - delete the entries of final transactions
   past the retention period, in batches; finality comes from a :class:`FinalityOracle` (the
-  coordinator, through :class:`meshkit.finality.CoordinatorFinality`).
+  coordinator, through :class:`meshkit.tx.finality.CoordinatorFinality`).
 
-Run ``await meshkit.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS)`` before using the SQL barrier.
+Run ``await meshkit.infra.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS)`` before using the SQL barrier.
 """
 
 from meshkit.barrier.cleanup import BarrierCleaner

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.table import tx_barrier
-from meshkit.clock import Clock, days_to_ms, now_ms
-from meshkit.config import BarrierSettings
-from meshkit.db import rowcount
+from meshkit.infra.db import rowcount
+from meshkit.runtime.clock import Clock, days_to_ms, now_ms
+from meshkit.runtime.config import BarrierSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The barrier must keep the rows of a transaction that can still be driven: a cancel or compensate
 retried after the rows are gone would be taken for an empty rollback and skip its undo. Only the
 coordinator knows whether a gid is final, so the cleaners ask it through this small protocol (the
-gRPC adapter is :class:`meshkit.finality.CoordinatorFinality`; meshkit.barrier itself has no gRPC).
+gRPC adapter is :class:`meshkit.tx.finality.CoordinatorFinality`; meshkit.barrier itself has no gRPC).
 """
 
 from __future__ import annotations

@@ -59,10 +59,10 @@ from meshkit.barrier.outcome import (
     MessageRolledBack,
     Outcome,
 )
-from meshkit.clock import Clock, now_ms
 from meshkit.errors import BranchFailure, TransientError
-from meshkit.redisutil import as_text
-from meshkit.txcontext import ORIGIN_OF, Op, TxContext
+from meshkit.infra.redisutil import as_text
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import ORIGIN_OF, Op, TxContext
 
 _HERE = Path(__file__).resolve().parent
 _BODY_MARKER = "-- @@BUSINESS_BODY@@"

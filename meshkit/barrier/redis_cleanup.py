@@ -17,9 +17,9 @@ from redis.exceptions import RedisError
 
 from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.redis import INDEX_KEY, barrier_key
-from meshkit.clock import Clock, days_to_ms, now_ms
-from meshkit.config import BarrierSettings
-from meshkit.redisutil import as_text
+from meshkit.infra.redisutil import as_text
+from meshkit.runtime.clock import Clock, days_to_ms, now_ms
+from meshkit.runtime.config import BarrierSettings
 
 log = logging.getLogger(__name__)
 

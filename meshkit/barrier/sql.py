@@ -42,10 +42,10 @@ from meshkit.barrier.outcome import (
     Outcome,
 )
 from meshkit.barrier.table import tx_barrier
-from meshkit.clock import Clock, now_ms
-from meshkit.db import is_mysql, is_sqlite, session_factory
 from meshkit.errors import TransientError
-from meshkit.txcontext import ORIGIN_OF, Op, TxContext
+from meshkit.infra.db import is_mysql, is_sqlite, session_factory
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.tx.context import ORIGIN_OF, Op, TxContext
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table
 
-# Pass to meshkit.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS).
+# Pass to meshkit.infra.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS).
 BARRIER_VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 
 GID_LEN = 128

@@ -1,6 +1,6 @@
 """A real coordinator that knows final and unfinished gids, for the barrier cleanup tests (issue 9 item 1).
 
-The cleaners learn finality from it through :class:`meshkit.finality.CoordinatorFinality`; the tests
+The cleaners learn finality from it through :class:`meshkit.tx.finality.CoordinatorFinality`; the tests
 make transactions final (a TCC without branches, submitted: SUCCEEDED) or leave them open (a TCC
 prepared with a long timeout: PREPARED); any other gid is unknown to it.
 """
@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshkit.embedded import free_port
-from meshkit.finality import CoordinatorFinality
+from meshctl.stack.embedded import free_port
+from meshkit.tx.finality import CoordinatorFinality
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
 from tests.integration.creds import AUTH

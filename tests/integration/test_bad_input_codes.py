@@ -21,10 +21,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import SecretStr
 
-from meshctl import layout
-from meshkit.auth import mesh_channel
-from meshkit.config import AuthSettings
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshctl.stack import layout
+from meshkit.rpc.auth import mesh_channel
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc

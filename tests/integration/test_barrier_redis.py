@@ -25,10 +25,10 @@ from meshkit.barrier import (
     RedisBarrierScript,
 )
 from meshkit.barrier.redis import INDEX_KEY, barrier_key, legacy_key
-from meshkit.clock import Clock, ManualClock, SystemClock
-from meshkit.config import BarrierSettings
 from meshkit.errors import BranchFailure
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.runtime.clock import Clock, ManualClock, SystemClock
+from meshkit.runtime.config import BarrierSettings
+from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 
 TIMEOUT = 10.0

@@ -24,11 +24,11 @@ from meshkit.barrier import (
     Outcome,
     SqlBarrier,
 )
-from meshkit.clock import ManualClock, SystemClock
-from meshkit.config import BarrierSettings
 from meshkit.errors import BranchFailure
-from meshkit.migrate import upgrade
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.infra.migrate import upgrade
+from meshkit.runtime.clock import ManualClock, SystemClock
+from meshkit.runtime.config import BarrierSettings
+from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 
 TIMEOUT = 10.0

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.embedded import (
+from meshctl.stack.embedded import (
     EmbeddedServerError,
     MariaDbServer,
     NatsServer,
@@ -134,7 +134,7 @@ def test_start_failure_reports_log_tail(tmp_path: Path) -> None:
 DETACHED_START = """
 import sys
 from pathlib import Path
-from meshkit.embedded import RedisServer
+from meshctl.stack.embedded import RedisServer
 server = RedisServer(Path(sys.argv[1]))
 server.start()
 print(server.port)

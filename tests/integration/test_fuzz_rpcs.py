@@ -28,12 +28,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 
-from meshctl import layout
-from meshctl.audit_checks import all_ok
-from meshctl.audit_gather import audit_until_settled
-from meshkit.auth import auth_header
-from meshkit.clock import SystemClock, now_ms
-from meshkit.txcontext import GID_KEY
+from meshctl.audit.checks import all_ok
+from meshctl.audit.gather import audit_until_settled
+from meshctl.stack import layout
+from meshkit.rpc.auth import auth_header
+from meshkit.runtime.clock import SystemClock, now_ms
+from meshkit.tx.context import GID_KEY
 from tests.integration.flows.stack import Stack, whole_stack
 from tests.integration.fuzz_bodies import MODULES, Rpc, Wire, all_rpcs, bodies
 from tests.integration.fuzz_metadata import CallMetadata, metadata

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import layout
-from meshctl.launcher import free_base_port
-from meshctl.procs import ProcRef, is_running, port_taken
-from meshctl.stackfile import load
-from meshkit.health import check_health
+from meshctl.stack import layout
+from meshctl.stack.launcher import free_base_port
+from meshctl.stack.procs import ProcRef, is_running, port_taken
+from meshctl.stack.stackfile import load
+from meshkit.rpc.health import check_health
 
 SERVICE_NAMES = [s.name for s in layout.SERVICES]
 

@@ -1,4 +1,4 @@
-"""The shared Alembic runner (meshkit.migrate) on real SQLite and MariaDB databases."""
+"""The shared Alembic runner (meshkit.infra.migrate) on real SQLite and MariaDB databases."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier import BARRIER_VERSIONS
-from meshkit.config import DbSettings
-from meshkit.db import create_engine
-from meshkit.migrate import MigrationError, upgrade, version_table
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import MigrationError, upgrade, version_table
+from meshkit.runtime.config import DbSettings
 
 TIMEOUT = 60.0
 

@@ -1,4 +1,4 @@
-"""meshkit.nats against a real JetStream nats-server: streams, message schedules, explicit acks."""
+"""meshkit.infra.nats against a real JetStream nats-server: streams, message schedules, explicit acks."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
-from meshkit.config import NatsSettings
-from meshkit.embedded import NatsServer
-from meshkit.nats import (
+from meshctl.stack.embedded import NatsServer
+from meshkit.infra.nats import (
     SCHEDULER_HEADER,
     connect,
     create_stream_if_missing,
@@ -25,6 +24,7 @@ from meshkit.nats import (
     schedule_at,
     subscribe_explicit_ack,
 )
+from meshkit.runtime.config import NatsSettings
 
 # Fired messages may come a few ms either side of the requested time (server and test share a clock,
 # the server's timer and our timestamps are taken at slightly different points).

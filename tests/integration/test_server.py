@@ -17,13 +17,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from meshkit.config import MeshSettings, ServerSettings
-from meshkit.embedded import free_port
+from meshctl.stack.embedded import free_port
 from meshkit.errors import BranchFailure, BranchOngoing, InvalidArgument, NotFound
-from meshkit.health import check_health
-from meshkit.server import MeshServer
-from meshkit.status import error_from_rpc
-from meshkit.txcontext import TxContext, current_tx
+from meshkit.rpc.health import check_health
+from meshkit.rpc.server import MeshServer
+from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.tx.context import TxContext, current_tx
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 
 STOCK = stock_pb2.DESCRIPTOR.services_by_name["Stock"].full_name

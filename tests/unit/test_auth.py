@@ -1,4 +1,4 @@
-"""Issue 9 item 6: meshkit.auth's header format, skew window, duplicate headers and access rules."""
+"""Issue 9 item 6: meshkit.rpc.auth's header format, skew window, duplicate headers and access rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hmac
 import pytest
 from pydantic import SecretStr
 
-from meshkit.auth import (
+from meshkit.errors import Unauthenticated
+from meshkit.rpc.auth import (
     ADMIN,
     MESH,
     MESH_OR_ADMIN,
@@ -19,9 +20,8 @@ from meshkit.auth import (
     client_interceptors,
     protect,
 )
-from meshkit.clock import ManualClock
-from meshkit.config import AuthSettings, MeshSettings, redacted
-from meshkit.errors import Unauthenticated
+from meshkit.runtime.clock import ManualClock
+from meshkit.runtime.config import AuthSettings, MeshSettings, redacted
 
 SECRET = "s3cret"
 METHOD = "/meshpb.stock.v1.Stock/TryReserve"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.config import (
+from meshkit.runtime.config import (
     ConfigError,
     MeshSettings,
     Section,

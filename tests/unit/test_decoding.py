@@ -1,12 +1,12 @@
-"""meshkit.decoding: a body that does not decode becomes INVALID_ARGUMENT naming the request body."""
+"""meshkit.rpc.decoding: a body that does not decode becomes INVALID_ARGUMENT naming the request body."""
 
 from __future__ import annotations
 
 import pytest
 
-from meshkit.decoding import BODY_FIELD, UndecodableBody, decoded, tolerant
 from meshkit.errors import InvalidArgument
-from meshkit.status import status_of
+from meshkit.rpc.decoding import BODY_FIELD, UndecodableBody, decoded, tolerant
+from meshkit.rpc.status import status_of
 from meshpb.points.v1 import points_pb2
 
 

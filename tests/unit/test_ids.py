@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from meshkit.clock import ManualClock, SystemClock
-from meshkit.ids import (
+from meshkit.runtime.clock import ManualClock, SystemClock
+from meshkit.runtime.ids import (
     EPOCH_MS,
     MAX_BACKWARD_MS,
     MAX_SEQUENCE,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from meshctl import layout
 from meshctl.config_cli import PROCESSES
-from meshkit.config import load_settings
+from meshctl.stack import layout
+from meshkit.runtime.config import load_settings
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "dev", K8S / "overlays" / "prod"]

@@ -1,4 +1,4 @@
-"""meshkit.pbtime: epoch ms <-> Timestamp, and out-of-range client values named by field (issue 15 item 4)."""
+"""meshkit.rpc.pbtime: epoch ms <-> Timestamp; out-of-range client values named by field (issue 15 item 4)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshkit.errors import InvalidArgument
-from meshkit.pbtime import MAX_SECONDS, MIN_SECONDS, duration_ms, timestamp, timestamp_ms
+from meshkit.rpc.pbtime import MAX_SECONDS, MIN_SECONDS, duration_ms, timestamp, timestamp_ms
 
 
 def test_round_trip() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import filecmp
 from pathlib import Path
 
-from meshkit.protogen import generate
+from devtools.protogen import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 

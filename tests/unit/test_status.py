@@ -1,4 +1,4 @@
-"""meshkit.status: domain errors -> gRPC status codes (servers) and back (clients)."""
+"""meshkit.rpc.status: domain errors -> gRPC status codes (servers) and back (clients)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from meshkit.errors import (
     TransientError,
     Unauthenticated,
 )
-from meshkit.status import INTERNAL_DETAILS, code_by_name, error_from_rpc, error_from_status, status_of
+from meshkit.rpc.status import INTERNAL_DETAILS, code_by_name, error_from_rpc, error_from_status, status_of
 
 SC = grpc.StatusCode
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshkit.errors import InvalidArgument
-from meshkit.txcontext import (
+from meshkit.tx.context import (
     BRANCH_KEY,
     GID_KEY,
     MAX_BRANCH_LEN,

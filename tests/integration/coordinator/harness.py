@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSection, CoordinatorServerSettings, CoordinatorSettings
 from coordinator.runtime import CoordinatorRuntime, start_replica
-from meshkit.auth import mesh_channel
-from meshkit.clock import Clock
-from meshkit.config import AdminSettings, DbSettings, NatsSettings
-from meshkit.initiator import CoordinatorClient
-from meshkit.server import MeshServer
+from meshkit.rpc.auth import mesh_channel
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import AdminSettings, DbSettings, NatsSettings
+from meshkit.tx.initiator import CoordinatorClient
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from tests.integration.creds import AUTH

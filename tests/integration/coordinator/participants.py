@@ -35,12 +35,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
-from meshkit.clock import Clock, SystemClock, now_ms
-from meshkit.config import MeshSettings, ServerSettings
 from meshkit.errors import BranchFailure, BranchOngoing, MeshError, TransientError
-from meshkit.migrate import upgrade
-from meshkit.server import MeshServer
-from meshkit.txcontext import TxContext, require_context
+from meshkit.infra.migrate import upgrade
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock, SystemClock, now_ms
+from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.tx.context import TxContext, require_context
 from meshpb.common.v1 import common_pb2
 
 SERVICE = "test.bank.v1.Bank"

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from meshkit.embedded import free_port, log_tail
-from meshkit.health import wait_serving
+from meshctl.stack.embedded import free_port, log_tail
+from meshkit.rpc.health import wait_serving
 from tests.integration.creds import ENV as CREDENTIALS_ENV
 
 START_SECONDS = 30.0

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from meshkit.initiator import CoordinatorClient, tcc
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, admin_metadata, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload

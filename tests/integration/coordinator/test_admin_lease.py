@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from coordinator.engine.model import Status
-from meshkit.clock import now_ms
+from meshkit.runtime.clock import now_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
     RunningCoordinator,

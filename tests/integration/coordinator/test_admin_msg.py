@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import MessageRolledBack
-from meshkit.initiator import Msg, msg
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.initiator import Msg, msg
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, admin_metadata, wait_final
 from tests.integration.coordinator.participants import Bank, apply_to_account, payload

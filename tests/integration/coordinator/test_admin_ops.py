@@ -10,7 +10,7 @@ import pytest
 from coordinator.engine.admin import AdminOps
 from coordinator.engine.model import Status
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound
-from meshkit.initiator import CoordinatorClient, tcc
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload

@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshkit.initiator import CoordinatorClient, tcc
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from tests.integration.coordinator.harness import FINAL, wait_for

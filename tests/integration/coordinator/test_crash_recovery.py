@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.initiator import CoordinatorClient, tcc
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import wait_for
 from tests.integration.coordinator.participants import Bank, payload

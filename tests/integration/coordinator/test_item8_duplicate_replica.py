@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.embedded import log_tail
-from meshkit.initiator import CoordinatorClient, tcc
+from meshctl.stack.embedded import log_tail
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import wait_for
 from tests.integration.coordinator.participants import Bank, payload

@@ -21,9 +21,9 @@ from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
 from coordinator.store.sql import SqlTxStore, migrate
-from meshkit.branchcall import ChannelPool, branch_metadata
-from meshkit.clock import ManualClock, now_ms
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.runtime.clock import ManualClock, now_ms
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.coordinator.participants import Bank, payload
 
 

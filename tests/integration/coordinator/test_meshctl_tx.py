@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.embedded import free_port
+from meshctl.stack.embedded import free_port
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
     ADMIN_TOKEN,

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import MessageRolledBack
 from meshkit.errors import BranchFailure
-from meshkit.initiator import CoordinatorClient, msg
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.initiator import CoordinatorClient, msg
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, apply_to_account, payload

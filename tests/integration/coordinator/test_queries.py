@@ -7,8 +7,8 @@ import pytest
 
 from coordinator.engine.model import Mode, Status
 from coordinator.store.queries import list_transactions, stats, stuck_transactions
-from meshkit.clock import SystemClock, now_ms
 from meshkit.errors import InvalidArgument
+from meshkit.runtime.clock import SystemClock, now_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_for
 from tests.integration.coordinator.participants import Bank, payload

@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from meshkit.config import DbSettings
-from meshkit.db import create_engine
-from meshkit.initiator import CoordinatorClient, saga, tcc
+from meshkit.infra.db import create_engine
+from meshkit.runtime.config import DbSettings
+from meshkit.tx.initiator import CoordinatorClient, saga, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import FINAL, wait_for
 from tests.integration.coordinator.participants import Bank, payload

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from coordinator.store.retention import FinishedTxCleaner
 from coordinator.store.tables import trans_branch_op, trans_event, trans_global
-from meshkit.clock import MS_PER_DAY, SystemClock
+from meshkit.runtime.clock import MS_PER_DAY, SystemClock
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload

@@ -6,7 +6,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshkit.initiator import CoordinatorClient, saga
+from meshkit.tx.initiator import CoordinatorClient, saga
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, payload

@@ -6,10 +6,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshkit.branchcall import ChannelPool, branch_metadata
 from meshkit.errors import BranchFailure
-from meshkit.initiator import CoordinatorClient, tcc
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
 from tests.integration.coordinator.participants import Bank, payload

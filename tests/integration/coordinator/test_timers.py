@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from meshkit.branchcall import ChannelPool, branch_metadata
-from meshkit.embedded import NatsServer
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshctl.stack.embedded import NatsServer
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
     RunningCoordinator,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from meshkit.embedded import free_port
+from meshctl.stack.embedded import free_port
 from order_svc.config import OrderSettings
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
 from tests.integration.flash.harness import JobQueue, new_namespace, node_settings, start_node

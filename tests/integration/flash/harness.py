@@ -18,9 +18,9 @@ import nats
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from meshkit.config import DbSettings, NatsSettings, RedisSettings
-from meshkit.embedded import free_port
-from meshkit.grpcutil import PeersSection
+from meshctl.stack.embedded import free_port
+from meshkit.runtime.config import DbSettings, NatsSettings, RedisSettings
+from meshkit.runtime.peers import PeersSection
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
 from order_svc.flash_queue import QueueNames, job_payload

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from meshkit.embedded import NatsServer, free_port
+from meshctl.stack.embedded import NatsServer, free_port
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.stock.v1 import stock_pb2
 from order_svc.flash_hot import BuyKind

@@ -19,12 +19,12 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from meshctl import layout, stackfile
-from meshctl.audit_checks import all_ok
-from meshctl.audit_gather import audit_until_settled
-from meshkit.clock import SystemClock
-from meshkit.config import DbSettings
-from meshkit.db import create_engine
+from meshctl.audit.checks import all_ok
+from meshctl.audit.gather import audit_until_settled
+from meshctl.stack import layout, stackfile
+from meshkit.infra.db import create_engine
+from meshkit.runtime.clock import SystemClock
+from meshkit.runtime.config import DbSettings
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.flash_hot import FlashHot
 from order_svc.flash_repo import FlashRepo

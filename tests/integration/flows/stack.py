@@ -17,10 +17,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshctl import layout
-from meshctl.audit_clients import MeshAddresses, MeshClients
-from meshctl.launcher import StackLauncher, free_base_port
-from meshkit.clock import SystemClock
+from meshctl.audit.clients import MeshAddresses, MeshClients
+from meshctl.stack import layout
+from meshctl.stack.launcher import StackLauncher, free_base_port
+from meshkit.runtime.clock import SystemClock
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from meshctl import stackfile
+from meshctl.stack import stackfile
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb

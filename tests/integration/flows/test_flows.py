@@ -16,10 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
-from meshctl import stackfile
-from meshctl.audit_checks import all_ok
-from meshctl.audit_gather import audit_until_settled
-from meshkit.clock import SystemClock
+from meshctl.audit.checks import all_ok
+from meshctl.audit.gather import audit_until_settled
+from meshctl.stack import stackfile
+from meshkit.runtime.clock import SystemClock
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb

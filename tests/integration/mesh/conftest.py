@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import layout, stackfile
-from meshctl.audit_clients import MeshAddresses, MeshClients
-from meshctl.endpoints import TOKEN_FILE
-from meshctl.launcher import StackLauncher, free_base_port
-from meshctl.procs import tail_lines
-from meshctl.stackfile import StackState
-from meshkit.clock import SystemClock
+from meshctl.audit.clients import MeshAddresses, MeshClients
+from meshctl.stack import layout, stackfile
+from meshctl.stack.endpoints import TOKEN_FILE
+from meshctl.stack.launcher import StackLauncher, free_base_port
+from meshctl.stack.procs import tail_lines
+from meshctl.stack.stackfile import StackState
+from meshkit.runtime.clock import SystemClock
 from tests.integration.creds import stack_auth
 
 FAST_COORDINATOR = {

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 import grpc
 import grpc.aio
 
-from meshctl.audit_checks import all_pass
-from meshctl.audit_clients import MeshClients
-from meshctl.audit_gather import AuditOutcome, audit_until_settled
-from meshkit.clock import SystemClock
+from meshctl.audit.checks import all_pass
+from meshctl.audit.clients import MeshClients
+from meshctl.audit.gather import AuditOutcome, audit_until_settled
+from meshkit.runtime.clock import SystemClock
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.stock.v1 import stock_pb2 as spb
 

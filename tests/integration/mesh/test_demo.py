@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import stackfile
-from meshctl.launcher import free_base_port
+from meshctl.stack import stackfile
+from meshctl.stack.launcher import free_base_port
 
 SCENES = [
     "Seed the shop",

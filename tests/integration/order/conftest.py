@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.embedded import free_port
+from meshctl.stack.embedded import free_port
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
 from tests.integration.order.harness import RunningOrder, order_settings
 from tests.integration.pay.harness import RunningPay, pay_settings

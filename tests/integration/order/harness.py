@@ -17,11 +17,11 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshkit.config import DbSettings, NatsSettings
-from meshkit.embedded import free_port
-from meshkit.grpcutil import PeersSection
-from meshkit.server import MeshServer
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshctl.stack.embedded import free_port
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.config import DbSettings, NatsSettings
+from meshkit.runtime.peers import PeersSection
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc

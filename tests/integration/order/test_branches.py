@@ -11,7 +11,7 @@ import uuid
 import grpc
 import pytest
 
-from meshkit.txcontext import Op, TxMode
+from meshkit.tx.context import Op, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as pb

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.states import OrderState
 from tests.integration.coordinator.harness import RunningCoordinator, wait_for

@@ -11,7 +11,7 @@ import uuid
 
 import grpc
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from tests.integration.order.harness import RunningOrder, orders_branch
 
 ROUNDS = 12

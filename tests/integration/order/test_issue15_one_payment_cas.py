@@ -11,7 +11,7 @@ import asyncio
 
 import grpc
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.entities import Channel
 from tests.integration.order.harness import RunningOrder, expect_code

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc
 from order_svc.states import OrderState

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from meshkit.branchcall import branch_metadata
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from tests.integration.creds import plain_channel

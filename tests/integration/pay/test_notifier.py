@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from meshkit.clock import ManualClock
+from meshkit.runtime.clock import ManualClock
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
 from tests.integration.pay.harness import (

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from meshkit.embedded import free_port, log_tail
-from meshkit.health import wait_serving
+from meshctl.stack.embedded import free_port, log_tail
+from meshkit.rpc.health import wait_serving
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from tests.integration.creds import ENV as CREDENTIALS_ENV

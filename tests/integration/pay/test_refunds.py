@@ -9,8 +9,8 @@ import grpc
 import pytest
 from sqlalchemy import select
 
-from meshkit.initiator import CoordinatorClient, msg
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.initiator import CoordinatorClient, msg
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2

@@ -1,7 +1,7 @@
 """An in-process points_svc for tests: the real runtime behind a real MeshServer on a free port.
 
 Branch calls carry the ``x-mesh-*`` metadata exactly as the coordinator sends it
-(:func:`meshkit.branchcall.branch_metadata` of a :class:`TxContext`).
+(:func:`meshkit.tx.branchcall.branch_metadata` of a :class:`TxContext`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import grpc
 import grpc.aio
 import pytest
 
-from meshkit.branchcall import branch_metadata
-from meshkit.clock import Clock
-from meshkit.config import DbSettings
-from meshkit.server import MeshServer
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import DbSettings
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.__main__ import SERVICE_NAME

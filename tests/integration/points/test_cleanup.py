@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from meshkit.barrier import tx_barrier
-from meshkit.clock import ManualClock
-from meshkit.grpcutil import PeersSection
-from meshkit.txcontext import Op
+from meshkit.runtime.clock import ManualClock
+from meshkit.runtime.peers import PeersSection
+from meshkit.tx.context import Op
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.points.v1 import points_pb2
 from tests.integration.coordinator.harness import wait_for

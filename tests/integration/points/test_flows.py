@@ -1,7 +1,7 @@
 """points_svc driven by a real coordinator replica: the TCC of PlaceOrder / Pay and the MSG refund branch.
 
 The coordinator runs in-process on its own SQLite file; points_svc on the test database (SQLite and
-MariaDB). The initiator side uses meshkit.initiator exactly as order_svc does.
+MariaDB). The initiator side uses meshkit.tx.initiator exactly as order_svc does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from meshkit.errors import BranchFailure
-from meshkit.initiator import msg, tcc
+from meshkit.tx.initiator import msg, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.points.v1 import points_pb2
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final

@@ -14,7 +14,7 @@ import uuid
 
 import grpc
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from tests.integration.points.harness import RunningPoints, expect_error, msg_action, tcc
 
 REFUSED = grpc.StatusCode.FAILED_PRECONDITION

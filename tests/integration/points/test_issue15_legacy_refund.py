@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from tests.integration.points.harness import RunningPoints, expect_error, msg_action, tcc
 
 

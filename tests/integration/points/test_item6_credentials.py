@@ -11,9 +11,9 @@ import time
 import grpc
 import pytest
 
-from meshkit.branchcall import branch_metadata
-from meshkit.config import AdminSettings
-from meshkit.txcontext import Op
+from meshkit.runtime.config import AdminSettings
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.runtime import SERVICE_NAME
 from tests.integration.creds import auth_item, plain_channel

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import grpc.aio
 
-from meshkit.embedded import free_port, log_tail
-from meshkit.health import wait_serving
-from meshkit.txcontext import Op
+from meshctl.stack.embedded import free_port, log_tail
+from meshkit.rpc.health import wait_serving
+from meshkit.tx.context import Op
 from meshpb.points.v1 import points_pb2_grpc
 from tests.integration.creds import ENV as CREDENTIALS_ENV
 from tests.integration.creds import trusted_channel

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from meshkit.branchcall import branch_metadata
-from meshkit.txcontext import Op, TxContext
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op, TxContext
 from meshpb.common.v1 import common_pb2
 from meshpb.points.v1 import points_pb2
 from tests.integration.points.harness import RunningPoints, expect_error, msg_action, tcc

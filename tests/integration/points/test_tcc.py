@@ -10,8 +10,8 @@ import uuid
 
 import grpc
 
-from meshkit.branchcall import branch_metadata
-from meshkit.txcontext import Op
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op
 from meshpb.points.v1 import points_pb2
 from tests.integration.points.harness import RunningPoints, expect_error, tcc
 

@@ -1,6 +1,6 @@
 """An in-process stock_svc for tests: the real runtime behind a real MeshServer, plus helpers.
 
-Branch calls carry the metadata the coordinator sends (:func:`meshkit.branchcall.branch_metadata`).
+Branch calls carry the metadata the coordinator sends (:func:`meshkit.tx.branchcall.branch_metadata`).
 Every test gets its own database (``db_url``) and its own Redis namespace, so its SKU keys are its own.
 """
 
@@ -17,11 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from meshkit.branchcall import branch_metadata
-from meshkit.clock import Clock
-from meshkit.config import DbSettings, RedisSettings
-from meshkit.server import MeshServer
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.rpc.server import MeshServer
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import DbSettings, RedisSettings
+from meshkit.tx.branchcall import branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.config import StockSection, StockServerSettings, StockSettings

@@ -10,8 +10,8 @@ import pytest
 
 from meshkit.barrier import RedisBarrierCleaner
 from meshkit.barrier.redis import barrier_key
-from meshkit.clock import ManualClock
-from meshkit.grpcutil import PeersSection
+from meshkit.runtime.clock import ManualClock
+from meshkit.runtime.peers import PeersSection
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from stock_svc.hot import stock_key
 from tests.integration.coordinator.harness import wait_for

@@ -9,7 +9,7 @@ import grpc
 from sqlalchemy import func, select
 
 from meshkit.barrier import tx_barrier
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from meshpb.common.v1 import common_pb2
 from meshpb.stock.v1 import stock_pb2
 from stock_svc.models import stock_log

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import grpc
 import pytest
 
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.runtime import SERVICE_NAME
 from tests.integration.creds import MESH_SECRET, auth_item, plain_channel

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from meshkit.clock import ManualClock
-from meshkit.embedded import RedisServer
+from meshctl.stack.embedded import RedisServer
+from meshkit.runtime.clock import ManualClock
 from tests.integration.stock.harness import RunningStock, rpc_error, stock_settings
 
 DAY = 86_400.0

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from meshkit.barrier import RedisBarrier
-from meshkit.clock import ManualClock
+from meshkit.runtime.clock import ManualClock
 from meshpb.stock.v1 import stock_pb2
 from stock_svc.config import StockSection
 from stock_svc.hot import HotStock, restock_marker, stock_key

@@ -1,6 +1,6 @@
 """stock_svc driven by a real coordinator: the TCC of PlaceOrder and the MSG release of the cancel chain.
 
-The initiator is meshkit.initiator (what order_svc uses); branch payloads are the serialized requests,
+The initiator is meshkit.tx.initiator (what order_svc uses); branch payloads are the serialized requests,
 called generically by target, exactly as in production.
 """
 
@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
-from meshkit.clock import SystemClock
-from meshkit.config import DbSettings
-from meshkit.db import create_engine
 from meshkit.errors import BranchFailure
-from meshkit.initiator import msg, tcc
-from meshkit.migrate import upgrade
+from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import upgrade
+from meshkit.runtime.clock import SystemClock
+from meshkit.runtime.config import DbSettings
+from meshkit.tx.initiator import msg, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final
 from tests.integration.stock.harness import RunningStock, release_request, reserve_request

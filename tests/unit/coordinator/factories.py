@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from coordinator.engine.model import BranchOp, GlobalTx, Mode, OpKey, OpStatus, Status, TxOptions
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 
 NOW = 1_800_000_000_000
 OPTIONS = TxOptions(timeout_ms=10_000, retry_interval_ms=100, retry_limit=3, request_timeout_ms=1_000)

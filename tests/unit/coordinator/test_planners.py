@@ -8,7 +8,7 @@ from coordinator.engine.model import Mode, OpStatus, Status
 from coordinator.engine.msg import CHECK_BACK_COMMITTED, CHECK_BACK_ROLLED_BACK, MsgPlanner
 from coordinator.engine.saga import SagaPlanner
 from coordinator.engine.tcc import TIMEOUT_REASON, TccPlanner
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from tests.unit.coordinator.factories import NOW, OPTIONS, op, ops, tx
 
 S, P, F = OpStatus.SUCCEEDED, OpStatus.PENDING, OpStatus.FAILED

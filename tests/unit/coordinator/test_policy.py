@@ -10,7 +10,7 @@ import pytest
 from coordinator.engine.model import Mode, OpStatus
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchResult, Outcome
-from meshkit.txcontext import Op
+from meshkit.tx.context import Op
 from tests.unit.coordinator.factories import NOW, OPTIONS, op
 
 

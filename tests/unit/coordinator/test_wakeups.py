@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator.engine.wakeups import LocalWakeups
-from meshkit.clock import ManualClock
+from meshkit.runtime.clock import ManualClock
 
 
 async def settle() -> None:

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from meshkit.branchcall import branch_metadata, child_traceparent
-from meshkit.target import TargetError, parse_target
-from meshkit.txcontext import Op, TxContext, TxMode
+from meshkit.tx.branchcall import branch_metadata, child_traceparent
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshkit.tx.target import TargetError, parse_target
 
 TRACE = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from meshctl import audit_checks as checks
-from meshctl.audit_model import CheckResult, CoordinatorView, MeshReport, Verdict
+from meshctl.audit import checks
+from meshctl.audit.model import CheckResult, CoordinatorView, MeshReport, Verdict
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb

@@ -9,11 +9,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from meshctl import audit_checks as checks
-from meshctl import layout, stackfile
 from meshctl.__main__ import build_app
-from meshctl.audit_checks import run_checks
-from meshctl.audit_cli import (
+from meshctl.audit import checks
+from meshctl.audit.checks import run_checks
+from meshctl.audit.cli import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_VIOLATION,
@@ -21,10 +20,11 @@ from meshctl.audit_cli import (
     resolve_addresses,
     resolve_token,
 )
-from meshctl.audit_clients import AddressError, MeshAddresses
-from meshctl.audit_gather import AuditOutcome
-from meshctl.audit_render import outcome_json, print_outcome
-from meshctl.stackfile import KIND_SERVICE, ProcEntry, StackState
+from meshctl.audit.clients import AddressError, MeshAddresses
+from meshctl.audit.gather import AuditOutcome
+from meshctl.audit.render import outcome_json, print_outcome
+from meshctl.stack import layout, stackfile
+from meshctl.stack.stackfile import KIND_SERVICE, ProcEntry, StackState
 from tests.unit.meshctl.test_audit_checks import in_flight, world
 
 

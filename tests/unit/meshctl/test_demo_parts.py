@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from meshctl.demo_narrate import Narrator, money, order_json, tx_json
-from meshctl.demo_wait import WaitTimeout, wait_for
+from meshctl.demo.narrate import Narrator, money, order_json, tx_json
+from meshctl.demo.wait import WaitTimeout, wait_for
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 

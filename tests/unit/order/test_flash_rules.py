@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from meshkit.clock import ManualClock
 from meshkit.errors import FailedPrecondition, InvalidArgument
+from meshkit.runtime.clock import ManualClock
 from order_svc.flash_flags import SoldOutFlags
 from order_svc.flash_queue import QueueNames, job_payload, ticket_of_job
 from order_svc.flash_rules import (

@@ -1,0 +1,209 @@
+"""The gRPC server bootstrap every saga-mesh process uses.
+
+A :class:`MeshServer` is a ``grpc.aio`` server with health and reflection, the interceptor chain of
+:mod:`meshkit.rpc.interceptors`, a request size limit, Prometheus metrics on their own HTTP port, and a
+graceful stop on SIGTERM/SIGINT (health ``NOT_SERVING`` first, then in-flight calls get
+``server.grace_seconds`` to finish). :func:`boot` is the common start of every ``__main__``: parse
+``--config``, load the settings, set up logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from meshkit.rpc.auth import Gate, Protected
+from meshkit.rpc.interceptors import default_interceptors
+from meshkit.runtime.config import ConfigError, MeshSettings, load_settings, log_settings
+from meshkit.runtime.logging import setup_logging
+from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics
+
+log = logging.getLogger(__name__)
+
+Registration = Callable[[grpc.aio.Server], None]
+StopHook = Callable[[], Awaitable[None]]
+S = TypeVar("S", bound=MeshSettings)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` for binding, bracketing a bare IPv6 host."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class MeshServer:
+    """A process's gRPC server with health, reflection, interceptors, metrics and graceful stop.
+
+    ``protected`` maps the full method paths that need credentials to the ones they accept
+    (:mod:`meshkit.rpc.auth`); every other method is open.
+    """
+
+    def __init__(
+        self,
+        settings: MeshSettings,
+        service_name: str,
+        registrations: Sequence[Registration],
+        service_full_names: Sequence[str],
+        *,
+        registry: CollectorRegistry | None = None,
+        protected: Protected | None = None,
+    ) -> None:
+        self.settings = settings
+        self._gate = Gate(protected or {}, settings.auth, settings.admin.token.get_secret_value())
+        self.service_name = service_name
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = RpcMetrics(self.registry)
+        self._registrations = list(registrations)
+        self._service_names = list(service_full_names)
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._endpoint: MetricsEndpoint | None = None
+        self._stop_hooks: list[StopHook] = []
+        self._stopped = asyncio.Event()
+        self._stop_task: asyncio.Task[None] | None = None
+        self.port = 0
+        self.metrics_port = 0
+
+    @property
+    def health(self) -> health.aio.HealthServicer:
+        """The health servicer (e.g. to mark a service ``NOT_SERVING`` while a dependency is down)."""
+        return self._health
+
+    def add_stop_hook(self, hook: StopHook) -> None:
+        """Run ``hook`` after the server stopped (close pools, stop background tasks), in order added."""
+        self._stop_hooks.append(hook)
+
+    def _build(self) -> grpc.aio.Server:
+        cfg = self.settings.server
+        server = grpc.aio.server(
+            interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds, self._gate),
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_request_bytes),
+                # gRPC sets SO_REUSEPORT on Linux: a second process could then bind a live one's port
+                # and share its calls. A port belongs to one process (the coordinator relies on it).
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for register in self._registrations:
+            register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        return server
+
+    async def _set_health(self, status: int) -> None:
+        for name in ["", *self._service_names]:
+            await self._health.set(name, status)
+
+    async def start(self) -> int:
+        """Bind ``server.host:server.port``, start serving, mark every service SERVING; returns the port."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        cfg = self.settings.server
+        log_settings(self.settings, log)
+        await self._set_health(NOT_SERVING)
+        server = self._build()
+        self.port = server.add_insecure_port(bind_address(cfg.host, cfg.port))
+        if cfg.metrics_port:
+            self._endpoint = MetricsEndpoint(self.registry, cfg.host, cfg.metrics_port)
+            self.metrics_port = self._endpoint.start()
+        await server.start()
+        self._server = server
+        await self._set_health(SERVING)
+        log.info(
+            "%s serving on %s",
+            self.service_name,
+            bind_address(cfg.host, self.port),
+            extra={"service": self.service_name, "port": self.port, "metrics_port": self.metrics_port},
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully: health NOT_SERVING, refuse new calls, let in-flight ones finish within grace.
+
+        Safe to call more than once and concurrently; every caller returns once the stop is complete.
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._do_stop(grace))
+        await asyncio.shield(self._stop_task)
+
+    async def _do_stop(self, grace: float | None) -> None:
+        seconds = self.settings.server.grace_seconds if grace is None else grace
+        log.info("%s stopping (grace %.1fs)", self.service_name, seconds)
+        await self._health.enter_graceful_shutdown()
+        try:
+            if self._server is not None:
+                await self._server.stop(seconds)
+            if self._endpoint is not None:
+                await asyncio.to_thread(self._endpoint.stop)
+            for hook in self._stop_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stop hook %r failed", hook)
+        finally:
+            self._stopped.set()
+            log.info("%s stopped", self.service_name)
+
+    async def wait_for_termination(self) -> None:
+        """Return once :meth:`stop` has completed (by a call or a signal)."""
+        await self._stopped.wait()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT start a graceful :meth:`stop`; a second signal gets the default action."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s", sig.name)
+        loop = asyncio.get_running_loop()
+        for installed in STOP_SIGNALS:
+            loop.remove_signal_handler(installed)
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._do_stop(None))
+
+    async def run(self) -> None:
+        """Start, stop gracefully on SIGTERM/SIGINT, return when stopped."""
+        await self.start()
+        self.install_signal_handlers()
+        await self.wait_for_termination()
+
+
+def parse_config_path(prog: str, argv: Sequence[str] | None = None) -> Path | None:
+    """The ``--config PATH`` argument of a service process (optional YAML file)."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"run the {prog} gRPC server")
+    parser.add_argument("--config", type=Path, default=None, help="YAML settings file (MESH_* env wins)")
+    args = parser.parse_args(argv)
+    config: Path | None = args.config
+    return config
+
+
+def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None) -> S:
+    """Common start of a service ``__main__``: ``--config``, settings, logging. Exits 2 on bad settings."""
+    config = parse_config_path(prog, argv)
+    try:
+        settings = load_settings(settings_cls, config)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(settings.log)
+    return settings

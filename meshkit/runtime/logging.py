@@ -1,0 +1,109 @@
+"""Structured logging for every process: JSON lines when not on a TTY, a readable line otherwise.
+
+Every record carries ``gid``, ``branch`` and ``op`` of the transaction context being served (from
+:data:`meshkit.tx.context.current_tx`) and any ``extra`` fields the caller passed (e.g. ``order_id``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from meshkit.runtime.config import LogSettings
+from meshkit.tx.context import current_tx
+
+CONTEXT_FIELDS = ("gid", "branch", "op")
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+    | {"message", "asctime", "taskName", *CONTEXT_FIELDS}
+)
+
+
+class TxContextFilter(logging.Filter):
+    """Adds ``gid``, ``branch`` and ``op`` of the current transaction context to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the context fields (empty strings outside a transaction); never drops a record."""
+        ctx = current_tx.get()
+        if not hasattr(record, "gid"):
+            record.gid = ctx.gid if ctx else ""
+        if not hasattr(record, "branch"):
+            record.branch = ctx.branch_id if ctx else ""
+        if not hasattr(record, "op"):
+            record.op = ctx.op.value if ctx else ""
+        return True
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields passed to the log call through ``extra``."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, context fields, extras, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a JSON line."""
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, "")
+            if value:
+                out[name] = value
+        out.update(extra_fields(record))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    """A readable line: ``time level logger [gid branch op] message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` with its context and extras appended."""
+        line = super().format(record)
+        ctx = " ".join(f"{n}={getattr(record, n)}" for n in CONTEXT_FIELDS if getattr(record, n, ""))
+        extras = " ".join(f"{k}={v}" for k, v in extra_fields(record).items())
+        tail = " ".join(part for part in (ctx, extras) if part)
+        if not tail:
+            return line
+        head, sep, exc = line.partition("\n")
+        return f"{head} [{tail}]{sep}{exc}"
+
+
+def use_json(settings: LogSettings, stream: TextIO) -> bool:
+    """JSON when configured so, else when ``stream`` is not a terminal."""
+    if settings.json_format is not None:
+        return settings.json_format
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def setup_logging(settings: LogSettings, stream: TextIO | None = None) -> logging.Handler:
+    """Configure the root logger once for this process; returns the installed handler.
+
+    Replaces any handler a previous call installed, so calling it twice is harmless.
+    """
+    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if use_json(settings, out) else TextFormatter())
+    handler.addFilter(TxContextFilter())
+    handler.set_name("meshkit")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "meshkit"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.level)
+    return handler

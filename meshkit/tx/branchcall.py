@@ -1,0 +1,123 @@
+"""Generic unary gRPC calls to branch targets (``host:port/package.Service/Method``) with raw bytes.
+
+The coordinator calls participants without knowing their protobuf types: the request is the branch's
+payload bytes, sent with identity serializers, and only the status matters. Initiators (the
+:mod:`meshkit.tx.initiator` builders) call tries the same way. Channels are pooled per ``host:port`` and,
+given the ``auth`` settings, sign every call with the mesh credentials (:mod:`meshkit.rpc.auth`).
+
+W3C trace context: every call carries a ``traceparent``; a caller's one is continued (same trace id,
+new span id), otherwise a trace id derived from the gid is used, so all calls of one transaction share
+a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+
+import grpc
+import grpc.aio
+
+from meshkit.rpc.auth import client_interceptors
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.context import TRACEPARENT_KEY, TxContext
+from meshkit.tx.target import Target, parse_target
+
+_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+
+RawMethod = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def valid_traceparent(value: str) -> bool:
+    """True for a well-formed W3C ``traceparent`` (version 00-fe, non-zero trace id)."""
+    match = _TRACEPARENT_RE.fullmatch(value.strip().lower())
+    return match is not None and match[1] != "ff" and match[2] != "0" * 32
+
+
+def child_traceparent(parent: str | None, seed: str) -> str:
+    """A ``traceparent`` for an outgoing call: continues ``parent`` if valid, else a trace from ``seed``."""
+    match = (
+        _TRACEPARENT_RE.fullmatch(parent.strip().lower()) if parent and valid_traceparent(parent) else None
+    )
+    if match is not None:
+        trace_id, flags = match[2], match[4]
+    else:
+        trace_id, flags = hashlib.sha256(seed.encode()).hexdigest()[:32], "01"
+    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
+def branch_metadata(
+    ctx: TxContext, headers: Sequence[tuple[str, str]] = (), traceparent: str | None = None
+) -> list[tuple[str, str]]:
+    """The metadata of a branch call: custom headers, ``x-mesh-*`` and a ``traceparent``."""
+    parent = traceparent or next((v for k, v in headers if k == TRACEPARENT_KEY), None)
+    metadata = [(k, v) for k, v in headers if k != TRACEPARENT_KEY]
+    metadata.extend(ctx.to_metadata())
+    metadata.append((TRACEPARENT_KEY, child_traceparent(parent, ctx.gid)))
+    return metadata
+
+
+class ChannelPool:
+    """One ``grpc.aio`` channel per ``host:port`` and one raw method callable per target."""
+
+    def __init__(
+        self,
+        options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS,
+        *,
+        auth: AuthSettings | None = None,
+    ) -> None:
+        self._options = list(options)
+        self._interceptors = client_interceptors(auth)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._methods: dict[str, tuple[Target, RawMethod]] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """The pooled channel to ``address`` (``host:port``), created on first use."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(
+                address, options=self._options, interceptors=self._interceptors
+            )
+            self._channels[address] = channel
+        return channel
+
+    def method(self, target: str) -> RawMethod:
+        """The raw-bytes callable of ``target``; raises :class:`meshkit.tx.target.TargetError` if bad."""
+        cached = self._methods.get(target)
+        if cached is None:
+            parsed = parse_target(target)
+            call: RawMethod = self.channel(parsed.address).unary_unary(
+                parsed.method_path, request_serializer=_identity, response_deserializer=_identity
+            )
+            cached = (parsed, call)
+            self._methods[target] = cached
+        return cached[1]
+
+    async def call(
+        self, target: str, payload: bytes, metadata: Sequence[tuple[str, str]], deadline_seconds: float | None
+    ) -> bytes:
+        """Call ``target`` with ``payload``; returns the response bytes, raises ``AioRpcError`` on failure."""
+        response: bytes = await self.method(target)(
+            payload, metadata=tuple(metadata), timeout=deadline_seconds
+        )
+        return response
+
+    async def close(self) -> None:
+        """Close every channel."""
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._methods.clear()
+        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)

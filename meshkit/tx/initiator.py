@@ -1,0 +1,473 @@
+"""Transaction builders for initiators: ``tcc``, ``saga`` and ``msg`` (DESIGN.md sections 4 and 5).
+
+TCC - register each branch, call its try, submit when the block ends normally, abort on an exception::
+
+    async with tcc(coordinator, timeout_ms=10_000) as t:
+        await t.call_branch(try_target, confirm_target, cancel_target, payload)
+        await t.call_branch(...)
+
+SAGA - declare the steps, submit; the coordinator runs (and if needed compensates) them::
+
+    status = await saga(coordinator).add(action, compensate, payload).add(...).submit(wait=True)
+
+MSG - prepare, run the local transaction through the barrier (op ``msg``, branch ``00``), submit::
+
+    result = await msg(coordinator, query_prepared=target).add(action, payload).do_and_submit(
+        barrier, local_business)
+
+``coordinator`` is a :class:`CoordinatorClient` (reuse one per process: it pools the channels), a
+``Coordinator`` stub, or a ``host:port`` address (a client is then opened and closed per transaction).
+Failed calls raise the domain errors of :mod:`meshkit.errors` (see :func:`meshkit.rpc.status.error_from_rpc`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.barrier.outcome import MSG_BRANCH, BarrierResult
+from meshkit.errors import BranchFailure, FailedPrecondition, MeshError
+from meshkit.rpc.auth import mesh_channel
+from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.clock import Clock, SystemClock, now_ms
+from meshkit.runtime.config import AuthSettings
+from meshkit.tx.branchcall import ChannelPool, branch_metadata
+from meshkit.tx.context import Op, TxContext, TxMode
+from meshpb.coordinator.v1 import coordinator_pb2 as pb
+from meshpb.coordinator.v1 import coordinator_pb2_grpc
+
+if TYPE_CHECKING:
+    from meshpb.coordinator.v1.coordinator_pb2_grpc import CoordinatorAsyncStub
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+Payload = bytes | Message
+MAX_ABORT_REASON = 500
+
+
+class CoordinatorClient:
+    """A connection to the coordinator plus a channel pool for the branch calls an initiator makes.
+
+    The Coordinator service is mesh-only: pass the process's ``auth`` settings so that every call (to the
+    coordinator and to the branches) carries the mesh credentials (:mod:`meshkit.rpc.auth`).
+    """
+
+    def __init__(
+        self, address: str, pool: ChannelPool | None = None, *, auth: AuthSettings | None = None
+    ) -> None:
+        self.address = address
+        self._channel = mesh_channel(address, auth)
+        self.stub: CoordinatorAsyncStub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self.pool = pool or ChannelPool(auth=auth)
+        self._own_pool = pool is None
+
+    @classmethod
+    def of_stub(cls, stub: CoordinatorAsyncStub, pool: ChannelPool | None = None) -> CoordinatorClient:
+        """A client around an existing stub (its channel stays the caller's)."""
+        client = cls.__new__(cls)
+        client.address = ""
+        client._channel = None  # type: ignore[assignment]
+        client.stub = stub
+        client.pool = pool or ChannelPool()
+        client._own_pool = pool is None
+        return client
+
+    async def close(self) -> None:
+        """Close the coordinator channel and (if this client made it) the branch channel pool."""
+        if self._channel is not None:
+            await self._channel.close()
+        if self._own_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+@asynccontextmanager
+async def _client(
+    coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+) -> AsyncIterator[CoordinatorClient]:
+    if isinstance(coordinator, CoordinatorClient):
+        yield coordinator
+    elif isinstance(coordinator, str):
+        async with CoordinatorClient(coordinator) as client:
+            yield client
+    else:
+        client = CoordinatorClient.of_stub(coordinator)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+async def _rpc(call: Awaitable[T]) -> T:
+    """Await a coordinator call, turning a failed status into a domain error.
+
+    The coordinator answers ``FAILED_PRECONDITION`` for a refused state change: that is a
+    :class:`FailedPrecondition` here (not the "branch not yet" meaning it has for branch calls).
+    """
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+            raise FailedPrecondition(exc.details() or "failed precondition") from exc
+        raise error_from_rpc(exc) from exc
+
+
+async def _branch_rpc(call: Awaitable[T]) -> T:
+    """Await a branch call (a try), turning a failed status into the branch's domain error."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_rpc(exc) from exc
+
+
+def _bytes(payload: Payload) -> bytes:
+    return payload if isinstance(payload, bytes) else payload.SerializeToString()
+
+
+def _options(
+    *,
+    timeout_ms: int,
+    retry_interval_ms: int,
+    retry_limit: int,
+    request_timeout_ms: int,
+    headers: Mapping[str, str] | None,
+    concurrent: bool = False,
+) -> pb.TxOptions:
+    return pb.TxOptions(
+        timeout_ms=timeout_ms,
+        retry_interval_ms=retry_interval_ms,
+        retry_limit=retry_limit,
+        request_timeout_ms=request_timeout_ms,
+        concurrent=concurrent,
+        headers=dict(headers or {}),
+    )
+
+
+def local_gid(clock: Clock | None = None) -> str:
+    """A fresh gid made here, without a round trip: 12 hex digits of milliseconds + 80 random bits.
+
+    Time-ordered like the coordinator's ``NewGid`` (good for the database's primary-key index) and
+    unique without coordination. Use ``NewGid`` instead when ids must be the coordinator's snowflakes.
+    """
+    millis = now_ms(clock or SystemClock())
+    return f"{millis:012x}{secrets.token_hex(10)}"
+
+
+async def _new_gid(_client: CoordinatorClient, gid: str | None) -> str:
+    return gid or local_gid()
+
+
+# ============================================================================ TCC
+
+
+class Tcc:
+    """An open TCC transaction (use :func:`tcc`)."""
+
+    def __init__(self, client: CoordinatorClient, gid: str, headers: Sequence[tuple[str, str]]) -> None:
+        self.client = client
+        self.gid = gid
+        self.status: int = pb.STATUS_PREPARED
+        self._headers = list(headers)
+        self._branches = 0
+
+    async def call_branch(
+        self,
+        try_target: str,
+        confirm_target: str,
+        cancel_target: str,
+        payload: Payload = b"",
+        *,
+        branch_id: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> bytes:
+        """Register a branch with the coordinator, then call its try; returns the try's response bytes.
+
+        A failed try raises the domain error (``BranchFailure`` for ``ABORTED``): leaving the ``async
+        with`` block with it aborts the transaction.
+        """
+        self._branches += 1
+        branch_id = branch_id or f"{self._branches:02d}"
+        data = _bytes(payload)
+        branch = pb.Branch(
+            branch_id=branch_id, action=try_target, confirm=confirm_target, cancel=cancel_target, payload=data
+        )
+        await _rpc(self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch)))
+        ctx = TxContext(gid=self.gid, branch_id=branch_id, op=Op.TRY, mode=TxMode.TCC)
+        metadata = branch_metadata(ctx, self._headers)
+        return await _branch_rpc(self.client.pool.call(try_target, data, metadata, timeout_seconds))
+
+
+@asynccontextmanager
+async def tcc(
+    coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+    *,
+    gid: str | None = None,
+    timeout_ms: int = 0,
+    retry_interval_ms: int = 0,
+    retry_limit: int = 0,
+    request_timeout_ms: int = 0,
+    headers: Mapping[str, str] | None = None,
+    wait_result: bool = False,
+) -> AsyncIterator[Tcc]:
+    """Open a TCC transaction; submit when the block ends normally, abort (and re-raise) on an exception.
+
+    With ``wait_result`` the submit returns once every confirm is done; ``Tcc.status`` holds the final
+    (or current) status after the block.
+    """
+    async with _client(coordinator) as client:
+        gid = await _new_gid(client, gid)
+        options = _options(
+            timeout_ms=timeout_ms,
+            retry_interval_ms=retry_interval_ms,
+            retry_limit=retry_limit,
+            request_timeout_ms=request_timeout_ms,
+            headers=headers,
+        )
+        await _rpc(client.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options)))
+        t = Tcc(client, gid, sorted((headers or {}).items()))
+        try:
+            yield t
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:MAX_ABORT_REASON]
+            try:
+                response = await _rpc(client.stub.Abort(pb.AbortRequest(gid=gid, reason=reason)))
+                t.status = response.status
+            except MeshError as abort_error:
+                log.warning(
+                    "abort of %s failed (%s); the coordinator's timeout will roll it back", gid, abort_error
+                )
+            raise
+        request = pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC, wait_result=wait_result)
+        t.status = (await _rpc(client.stub.Submit(request))).status
+
+
+# ============================================================================ SAGA
+
+
+class Saga:
+    """A saga being declared (use :func:`saga`)."""
+
+    def __init__(
+        self,
+        coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+        gid: str | None,
+        options: pb.TxOptions,
+    ) -> None:
+        self._coordinator = coordinator
+        self.gid = gid or ""
+        self._options = options
+        self._steps: list[pb.Branch] = []
+
+    def add(
+        self,
+        action: str,
+        compensate: str = "",
+        payload: Payload = b"",
+        *,
+        branch_id: str | None = None,
+        depends_on: Sequence[str] = (),
+    ) -> Saga:
+        """Add a step (``depends_on`` needs ``concurrent=True``); returns the saga for chaining."""
+        step_id = branch_id or f"{len(self._steps) + 1:02d}"
+        self._steps.append(
+            pb.Branch(
+                branch_id=step_id,
+                action=action,
+                cancel=compensate,
+                payload=_bytes(payload),
+                depends_on=list(depends_on),
+            )
+        )
+        return self
+
+    async def submit(self, *, wait: bool = False, timeout_seconds: float | None = None) -> int:
+        """Create and start the saga; with ``wait`` return once it is final. Returns the status."""
+        async with _client(self._coordinator) as client:
+            self.gid = await _new_gid(client, self.gid)
+            request = pb.SubmitRequest(
+                gid=self.gid, mode=pb.MODE_SAGA, options=self._options, branches=self._steps, wait_result=wait
+            )
+            response = await _rpc(client.stub.Submit(request, timeout=timeout_seconds))
+            return response.status
+
+
+def saga(
+    coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+    *,
+    gid: str | None = None,
+    concurrent: bool = False,
+    retry_interval_ms: int = 0,
+    retry_limit: int = 0,
+    request_timeout_ms: int = 0,
+    headers: Mapping[str, str] | None = None,
+) -> Saga:
+    """Start declaring a saga (steps run in order, or along ``depends_on`` when ``concurrent``)."""
+    options = _options(
+        timeout_ms=0,
+        retry_interval_ms=retry_interval_ms,
+        retry_limit=retry_limit,
+        request_timeout_ms=request_timeout_ms,
+        headers=headers,
+        concurrent=concurrent,
+    )
+    return Saga(coordinator, gid, options)
+
+
+# ============================================================================ MSG
+
+
+class MsgBarrier(Protocol):
+    """What :meth:`Msg.do_and_submit` needs from a barrier (:class:`meshkit.barrier.SqlBarrier` fits)."""
+
+    async def call(
+        self, ctx: TxContext, business: Callable[[AsyncSession], Awaitable[T]]
+    ) -> BarrierResult[T]:
+        """Run ``business`` inside the barrier's local transaction."""
+        ...
+
+    async def query_prepared(self, gid: str) -> None:
+        """Return if the local transaction of ``gid`` committed, else raise ``BranchFailure``."""
+        ...
+
+
+class Msg:
+    """A two-phase message being declared (use :func:`msg`)."""
+
+    def __init__(
+        self,
+        coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+        query_prepared: str,
+        gid: str | None,
+        options: pb.TxOptions,
+    ) -> None:
+        self._coordinator = coordinator
+        self.query_prepared = query_prepared
+        self.gid = gid or ""
+        self._options = options
+        self._branches: list[pb.Branch] = []
+
+    def add(
+        self,
+        action: str,
+        payload: Payload = b"",
+        *,
+        branch_id: str | None = None,
+        depends_on: Sequence[str] = (),
+    ) -> Msg:
+        """Add a branch the message delivers; returns the message for chaining.
+
+        Branch ids default to ``01``, ``02``, ... in the order added. A branch with ``depends_on``
+        (ids of branches of this message) is called only after all of them succeeded.
+        """
+        self._branches.append(
+            pb.Branch(
+                branch_id=branch_id or f"{len(self._branches) + 1:02d}",
+                action=action,
+                payload=_bytes(payload),
+                depends_on=list(depends_on),
+            )
+        )
+        return self
+
+    async def prepare(self) -> int:
+        """Record the message (before the local transaction). Returns the status."""
+        async with _client(self._coordinator) as client:
+            self.gid = await _new_gid(client, self.gid)
+            request = pb.PrepareRequest(
+                gid=self.gid,
+                mode=pb.MODE_MSG,
+                options=self._options,
+                branches=self._branches,
+                query_prepared=self.query_prepared,
+            )
+            return (await _rpc(client.stub.Prepare(request))).status
+
+    async def submit(self, *, wait: bool = False) -> int:
+        """Send the message (after the local transaction committed). Returns the status."""
+        async with _client(self._coordinator) as client:
+            request = pb.SubmitRequest(gid=self.gid, mode=pb.MODE_MSG, wait_result=wait)
+            return (await _rpc(client.stub.Submit(request))).status
+
+    async def abort(self, reason: str) -> int:
+        """Drop the prepared message (its local transaction did not commit). Returns the status."""
+        async with _client(self._coordinator) as client:
+            request = pb.AbortRequest(gid=self.gid, reason=reason[:MAX_ABORT_REASON])
+            return (await _rpc(client.stub.Abort(request))).status
+
+    async def do_and_submit(
+        self, barrier: MsgBarrier, business: Callable[[AsyncSession], Awaitable[R]], *, wait: bool = False
+    ) -> R | None:
+        """Prepare, run ``business`` as the local transaction through the barrier, then submit.
+
+        * business failure (``BranchFailure``, including the barrier refusing a local transaction the
+          coordinator's check-back already rolled back): abort the message and re-raise;
+        * any other error: the outcome is unknown, so ask the barrier like the check-back would -
+          committed: submit, then re-raise; not committed: abort, then re-raise;
+        * success: submit and return what ``business`` returned.
+        """
+        await self.prepare()
+        ctx = TxContext(gid=self.gid, branch_id=MSG_BRANCH, op=Op.MSG, mode=TxMode.MSG)
+        try:
+            result = await barrier.call(ctx, business)
+        except BranchFailure as exc:
+            await self._abort_quietly(f"local transaction failed: {exc}")
+            raise
+        except Exception as exc:
+            try:
+                await barrier.query_prepared(self.gid)
+            except BranchFailure:
+                await self._abort_quietly(f"local transaction failed: {exc}")
+                raise exc from None
+            except Exception:
+                log.warning("msg %s: outcome unknown; the coordinator's check-back will decide", self.gid)
+                raise exc from None
+            await self.submit(wait=wait)
+            raise
+        await self.submit(wait=wait)
+        return result.value
+
+    async def _abort_quietly(self, reason: str) -> None:
+        try:
+            await self.abort(reason)
+        except MeshError as exc:
+            log.warning("abort of msg %s failed (%s); the check-back will decide", self.gid, exc)
+
+
+def msg(
+    coordinator: CoordinatorClient | CoordinatorAsyncStub | str,
+    *,
+    query_prepared: str,
+    gid: str | None = None,
+    timeout_ms: int = 0,
+    retry_interval_ms: int = 0,
+    retry_limit: int = 0,
+    request_timeout_ms: int = 0,
+    headers: Mapping[str, str] | None = None,
+) -> Msg:
+    """Start declaring a two-phase message whose check-back target is ``query_prepared``."""
+    options = _options(
+        timeout_ms=timeout_ms,
+        retry_interval_ms=retry_interval_ms,
+        retry_limit=retry_limit,
+        request_timeout_ms=request_timeout_ms,
+        headers=headers,
+    )
+    return Msg(coordinator, query_prepared, gid, options)
+
+
+__all__ = ["CoordinatorClient", "Msg", "MsgBarrier", "Saga", "Tcc", "local_gid", "msg", "saga", "tcc"]
