@@ -47,42 +47,42 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
 
     # ------------------------------------------------------------------ public
 
-    async def PlaceOrder(self, request: pb.PlaceOrderRequest, context: Context) -> pb.PlaceOrderResponse:  # noqa: N802
+    async def PlaceOrder(self, request: pb.PlaceOrderRequest, context: Context) -> pb.PlaceOrderResponse:
         """Place one order per merchant in one TCC; idempotent on ``request_id``."""
         result = await self._service.place_order(convert.place_request(request))
         return pb.PlaceOrderResponse(order_ids=list(result.order_ids), gid=result.gid)
 
-    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.OrderInfo:  # noqa: N802
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.OrderInfo:
         """One visible order."""
         return convert.order_info(await self._service.get_order(request.order_id))
 
-    async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersResponse:  # noqa: N802
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersResponse:
         """A user's orders, newest first, cursor-paged."""
         page = await self._service.list_orders(request.user_id, request.page.cursor, request.page.limit)
         return pb.ListOrdersResponse(
             orders=[convert.order_info(o) for o in page.orders], next_cursor=page.next_cursor
         )
 
-    async def Pay(self, request: pb.PayRequest, context: Context) -> pb.PayResponse:  # noqa: N802
+    async def Pay(self, request: pb.PayRequest, context: Context) -> pb.PayResponse:
         """Pay with points (TCC) or start an external payment."""
         outcome = await self._service.pay(request.order_id, convert.channel_of(request.channel))
         return pb.PayResponse(
             payment_id=outcome.payment_id, token=outcome.token, status=convert.status_pb(outcome.status)
         )
 
-    async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.OrderInfo:  # noqa: N802
+    async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.OrderInfo:
         """Cancel (CREATED) or refund (PAID) an order through the cancel chain."""
         return convert.order_info(await self._service.cancel(request.order_id, request.reason))
 
-    async def Ship(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:  # noqa: N802
+    async def Ship(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:
         """PAID -> SHIPPED."""
         return convert.order_info(await self._service.ship(request.order_id))
 
-    async def Complete(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:  # noqa: N802
+    async def Complete(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:
         """SHIPPED -> COMPLETED."""
         return convert.order_info(await self._service.complete(request.order_id))
 
-    async def PaymentSucceeded(  # noqa: N802
+    async def PaymentSucceeded(
         self, request: pb.PaymentSucceededRequest, context: Context
     ) -> pb.PaymentSucceededResponse:
         """pay_svc reports a verified external payment."""
@@ -93,69 +93,69 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
             accepted=verdict.accepted, status=convert.status_pb(verdict.status)
         )
 
-    async def FlashBuy(self, request: pb.FlashBuyRequest, context: Context) -> pb.FlashBuyResponse:  # noqa: N802
+    async def FlashBuy(self, request: pb.FlashBuyRequest, context: Context) -> pb.FlashBuyResponse:
         """Take units of a flash sale: a ticket whose order is placed asynchronously."""
         answer = await self._flash.buy(flash_convert.buy_request(request))
         return pb.FlashBuyResponse(ticket=answer.ticket, state=flash_convert.state_pb(answer.state))
 
-    async def GetFlashResult(self, request: pb.GetFlashResultRequest, context: Context) -> pb.FlashResult:  # noqa: N802
+    async def GetFlashResult(self, request: pb.GetFlashResultRequest, context: Context) -> pb.FlashResult:
         """A ticket's state: pending, succeeded with the order id, failed with the reason."""
         return flash_convert.result_pb(await self._flash.result(request.ticket))
 
-    async def PutFlashSale(self, request: pb.PutFlashSaleRequest, context: Context) -> pb.FlashSale:  # noqa: N802
+    async def PutFlashSale(self, request: pb.PutFlashSaleRequest, context: Context) -> pb.FlashSale:
         """Admin: create a flash sale (idempotent with the same terms)."""
         return flash_convert.sale_pb(await self._flash.put_sale(flash_convert.sale(request)))
 
-    async def GetFlashSale(self, request: pb.GetFlashSaleRequest, context: Context) -> pb.FlashSale:  # noqa: N802
+    async def GetFlashSale(self, request: pb.GetFlashSaleRequest, context: Context) -> pb.FlashSale:
         """A flash sale with its units left and tickets per state."""
         return flash_convert.sale_pb(await self._flash.get_sale(request.sale_id))
 
-    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> pb.OrderAudit:  # noqa: N802
+    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> pb.OrderAudit:
         """Every visible order for ``meshctl audit``."""
         return pb.OrderAudit(orders=[convert.audit_row(o) for o in await self._service.audit()])
 
     # ------------------------------------------------------------------ branches
 
-    async def TryCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def TryCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:
         """Insert the orders hidden."""
         ctx = branch_context(context, Op.TRY)
         request_id, orders = convert.new_orders(request)
         return reply(await self._service.branches.try_create(ctx, request_id, orders))
 
-    async def ConfirmCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def ConfirmCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:
         """Make the orders visible as CREATED."""
         ctx = branch_context(context, Op.CONFIRM)
         _, orders = convert.new_orders(request)
         return reply(await self._service.branches.confirm_create(ctx, orders))
 
-    async def CancelCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def CancelCreate(self, request: pb.CreateOrdersBranch, context: Context) -> common_pb2.BranchReply:
         """Void the orders."""
         ctx = branch_context(context, Op.CANCEL)
         _, orders = convert.new_orders(request)
         return reply(await self._service.branches.cancel_create(ctx, orders))
 
-    async def TryMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def TryMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """Take the pay lock."""
         ctx = branch_context(context, Op.TRY)
         return reply(await self._service.branches.try_mark_paid(ctx, convert.mark_paid(request)))
 
-    async def ConfirmMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def ConfirmMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """CREATED -> PAID."""
         ctx = branch_context(context, Op.CONFIRM)
         return reply(await self._service.branches.confirm_mark_paid(ctx, convert.mark_paid(request)))
 
-    async def CancelMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def CancelMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """Release the pay lock."""
         ctx = branch_context(context, Op.CANCEL)
         return reply(await self._service.branches.cancel_mark_paid(ctx, convert.mark_paid(request)))
 
-    async def QueryPrepared(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def QueryPrepared(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:
         """The cancel MSG's check-back."""
         ctx = branch_context(context, Op.MSG)
         await self._service.branches.query_prepared(ctx)
         return common_pb2.BranchReply(note="committed")
 
-    async def FinishRefund(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:  # noqa: N802
+    async def FinishRefund(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:
         """REFUNDING -> REFUNDED."""
         ctx = branch_context(context, Op.ACTION)
         order_id = check_order_id(request.order_id)

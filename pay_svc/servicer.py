@@ -26,43 +26,35 @@ class PayServicer(pay_pb2_grpc.PayServicer):
         self._domain = domain
         self._gateway = gateway
 
-    async def CreatePayment(  # noqa: N802
-        self, request: pay_pb2.CreatePaymentRequest, context: Context
-    ) -> pay_pb2.Payment:
+    async def CreatePayment(self, request: pay_pb2.CreatePaymentRequest, context: Context) -> pay_pb2.Payment:
         """A PENDING payment for the order (the existing one on a repeat)."""
         return convert.payment_pb(await self._domain.create_payment(convert.create_command(request)))
 
-    async def Callback(  # noqa: N802
-        self, request: pay_pb2.CallbackRequest, context: Context
-    ) -> pay_pb2.CallbackResponse:
+    async def Callback(self, request: pay_pb2.CallbackRequest, context: Context) -> pay_pb2.CallbackResponse:
         """The gateway's signed notification."""
         return convert.callback_response(await self._domain.handle_callback(convert.callback_notice(request)))
 
-    async def GetPayment(  # noqa: N802
-        self, request: pay_pb2.GetPaymentRequest, context: Context
-    ) -> pay_pb2.Payment:
+    async def GetPayment(self, request: pay_pb2.GetPaymentRequest, context: Context) -> pay_pb2.Payment:
         """A payment by payment id or order id."""
         return convert.payment_pb(await self._domain.get_payment(convert.lookup(request)))
 
-    async def Refund(self, request: pay_pb2.RefundRequest, context: Context) -> pay_pb2.RefundRecord:  # noqa: N802
+    async def Refund(self, request: pay_pb2.RefundRequest, context: Context) -> pay_pb2.RefundRecord:
         """Refund a payment in full (idempotent per out_refund_no, at most once per payment)."""
         return convert.refund_record(await self._domain.refund(convert.refund_command(request)))
 
-    async def RefundBranch(  # noqa: N802
-        self, request: pay_pb2.RefundRequest, context: Context
-    ) -> common_pb2.BranchReply:
+    async def RefundBranch(self, request: pay_pb2.RefundRequest, context: Context) -> common_pb2.BranchReply:
         """Refund as a MSG branch of the cancel chain, through the SQL barrier."""
         ctx = require_context(context.invocation_metadata())
         note = await self._domain.refund_branch(ctx, convert.refund_command(request))
         return convert.branch_reply(note)
 
-    async def SimulateGatewayPay(  # noqa: N802
+    async def SimulateGatewayPay(
         self, request: pay_pb2.SimulateGatewayPayRequest, context: Context
     ) -> pay_pb2.Payment:
         """Play the gateway: deliver a signed callback to our own Callback; answer the payment."""
         outcome = convert.status_from_pb(request.outcome, "outcome")
         return convert.payment_pb(await self._gateway.pay(request.payment_id, outcome))
 
-    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> pay_pb2.PayAudit:  # noqa: N802
+    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> pay_pb2.PayAudit:
         """Every payment with its refunds."""
         return convert.audit(await self._domain.audit())

@@ -62,66 +62,62 @@ class PointsServicer(points_pb2_grpc.PointsServicer):
     def __init__(self, points: Points) -> None:
         self._points = points
 
-    async def Grant(self, request: points_pb2.GrantRequest, context: Context) -> points_pb2.Account:  # noqa: N802
+    async def Grant(self, request: points_pb2.GrantRequest, context: Context) -> points_pb2.Account:
         """Credit points once per out_trade_no."""
         return account_pb(await self._points.grant(request.user_id, request.amount, request.out_trade_no))
 
-    async def GetAccount(  # noqa: N802
-        self, request: points_pb2.GetAccountRequest, context: Context
-    ) -> points_pb2.Account:
+    async def GetAccount(self, request: points_pb2.GetAccountRequest, context: Context) -> points_pb2.Account:
         """The user's balance and frozen points."""
         return account_pb(await self._points.account(request.user_id))
 
-    async def Refund(self, request: points_pb2.RefundRequest, context: Context) -> points_pb2.Account:  # noqa: N802
+    async def Refund(self, request: points_pb2.RefundRequest, context: Context) -> points_pb2.Account:
         """Give back points of a non-order spending once per out_trade_no (admin)."""
         refund = await self._points.refund(
             request.user_id, request.amount, request.out_trade_no, _spending(request)
         )
         return account_pb(refund)
 
-    async def Audit(  # noqa: N802
-        self, request: common_pb2.AuditRequest, context: Context
-    ) -> points_pb2.PointsAudit:
+    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> points_pb2.PointsAudit:
         """The points invariant's totals and the spending/refund entries."""
         return audit_pb(await self._points.audit())
 
-    async def TryFreeze(  # noqa: N802
+    async def TryFreeze(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC try of an order's points: hold them."""
         return reply(await self._points.try_hold(EntryType.FREEZE, tx_context(context), *_move(request)))
 
-    async def ConfirmFreeze(  # noqa: N802
+    async def ConfirmFreeze(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC confirm of an order's points: spend the hold."""
         return reply(await self._points.confirm_hold(EntryType.FREEZE, tx_context(context), *_move(request)))
 
-    async def CancelFreeze(  # noqa: N802
+    async def CancelFreeze(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC cancel of an order's points: give the hold back."""
         return reply(await self._points.cancel_hold(EntryType.FREEZE, tx_context(context), *_move(request)))
 
-    async def TryDeduct(  # noqa: N802
+    async def TryDeduct(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC try of a points payment: hold the amount due."""
         return reply(await self._points.try_hold(EntryType.DEDUCT, tx_context(context), *_move(request)))
 
-    async def ConfirmDeduct(  # noqa: N802
+    async def ConfirmDeduct(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC confirm of a points payment: spend the hold."""
         return reply(await self._points.confirm_hold(EntryType.DEDUCT, tx_context(context), *_move(request)))
 
-    async def CancelDeduct(  # noqa: N802
+    async def CancelDeduct(
         self, request: points_pb2.PointsBranchRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC cancel of a points payment: give the hold back."""
         return reply(await self._points.cancel_hold(EntryType.DEDUCT, tx_context(context), *_move(request)))
 
-    async def RefundBranch(  # noqa: N802
+    async def RefundBranch(
         self, request: points_pb2.RefundRequest, context: Context
     ) -> common_pb2.BranchReply:
         """MSG branch (op ``action``) of the cancel chain: refund once per out_trade_no."""

@@ -55,24 +55,18 @@ class StockServicer(stock_pb2_grpc.StockServicer):
     def __init__(self, domain: StockDomain) -> None:
         self._domain = domain
 
-    async def PutSku(  # noqa: N802
-        self, request: stock_pb2.PutSkuRequest, context: Context
-    ) -> stock_pb2.StockLevel:
+    async def PutSku(self, request: stock_pb2.PutSkuRequest, context: Context) -> stock_pb2.StockLevel:
         """Create or restock a SKU, once per request id."""
         level = await self._domain.put_sku(
             request.sku, request.merchant_id, request.price_cents, request.quantity, request.request_id
         )
         return _level(level)
 
-    async def GetStock(  # noqa: N802
-        self, request: stock_pb2.GetStockRequest, context: Context
-    ) -> stock_pb2.StockLevel:
+    async def GetStock(self, request: stock_pb2.GetStockRequest, context: Context) -> stock_pb2.StockLevel:
         """One SKU's available, reserved and sold stock."""
         return _level(await self._domain.get_stock(request.sku))
 
-    async def GetSkus(  # noqa: N802
-        self, request: stock_pb2.GetSkusRequest, context: Context
-    ) -> stock_pb2.GetSkusResponse:
+    async def GetSkus(self, request: stock_pb2.GetSkusRequest, context: Context) -> stock_pb2.GetSkusResponse:
         """The known SKUs among the requested ones."""
         skus = await self._domain.get_skus(list(request.skus))
         return stock_pb2.GetSkusResponse(
@@ -81,16 +75,14 @@ class StockServicer(stock_pb2_grpc.StockServicer):
             ]
         )
 
-    async def TryReserve(  # noqa: N802
-        self, request: stock_pb2.ReserveRequest, context: Context
-    ) -> common_pb2.BranchReply:
+    async def TryReserve(self, request: stock_pb2.ReserveRequest, context: Context) -> common_pb2.BranchReply:
         """TCC try: reserve every item in Redis, or none."""
         note = await self._domain.try_reserve(
             _context(context), _items(request.items), list(request.order_ids)
         )
         return common_pb2.BranchReply(note=note)
 
-    async def ConfirmReserve(  # noqa: N802
+    async def ConfirmReserve(
         self, request: stock_pb2.ReserveRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC confirm: persist the sale, clear the reservation."""
@@ -99,7 +91,7 @@ class StockServicer(stock_pb2_grpc.StockServicer):
         )
         return common_pb2.BranchReply(note=note)
 
-    async def CancelReserve(  # noqa: N802
+    async def CancelReserve(
         self, request: stock_pb2.ReserveRequest, context: Context
     ) -> common_pb2.BranchReply:
         """TCC cancel: give the reservation back."""
@@ -108,15 +100,13 @@ class StockServicer(stock_pb2_grpc.StockServicer):
         )
         return common_pb2.BranchReply(note=note)
 
-    async def ReleaseStock(  # noqa: N802
+    async def ReleaseStock(
         self, request: stock_pb2.ReleaseStockRequest, context: Context
     ) -> common_pb2.BranchReply:
         """MSG branch of the cancel chain: give persisted stock back."""
         note = await self._domain.release_stock(_context(context), _items(request.items), request.order_id)
         return common_pb2.BranchReply(note=note)
 
-    async def Audit(  # noqa: N802
-        self, request: common_pb2.AuditRequest, context: Context
-    ) -> stock_pb2.StockAudit:
+    async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> stock_pb2.StockAudit:
         """Per-SKU figures for ``meshctl audit``."""
         return stock_pb2.StockAudit(skus=[_audit(s) for s in await self._domain.audit()])

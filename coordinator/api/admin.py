@@ -84,7 +84,7 @@ class AdminService(coordinator_pb2_grpc.AdminServicer):
         view = await self._engine.query(gid)
         return pb.AdminActionResponse(transaction=transaction_pb(view.tx, view.ops, view.history))
 
-    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:  # noqa: N802
+    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         """Transactions by status, mode and creation time, newest first, one page (without history)."""
         self._authenticate(context)
         page = await queries.list_transactions(
@@ -104,7 +104,7 @@ class AdminService(coordinator_pb2_grpc.AdminServicer):
             transactions=await self._with_ops(page.transactions), next_cursor=page.next_cursor
         )
 
-    async def Stuck(self, request: pb.StuckRequest, context: Context) -> pb.StuckResponse:  # noqa: N802
+    async def Stuck(self, request: pb.StuckRequest, context: Context) -> pb.StuckResponse:
         """Unfinished transactions flagged stuck, or older than ``older_than`` and retried often."""
         self._authenticate(context)
         txs = await queries.stuck_transactions(
@@ -116,45 +116,37 @@ class AdminService(coordinator_pb2_grpc.AdminServicer):
         )
         return pb.StuckResponse(transactions=await self._with_ops(txs))
 
-    async def Retry(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:  # noqa: N802
+    async def Retry(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:
         """Make every pending op due now and drive the transaction."""
         self._authenticate(context)
         await self._ops.retry_now(request.gid, actor=actor_of(request, context), reason=request.reason)
         return await self._action_reply(request.gid)
 
-    async def PauseRetry(  # noqa: N802
-        self, request: pb.AdminActionRequest, context: Context
-    ) -> pb.AdminActionResponse:
+    async def PauseRetry(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:
         """Stop automatic driving of the transaction."""
         self._authenticate(context)
         await self._ops.pause(request.gid, actor=actor_of(request, context), reason=request.reason)
         return await self._action_reply(request.gid)
 
-    async def ResumeRetry(  # noqa: N802
-        self, request: pb.AdminActionRequest, context: Context
-    ) -> pb.AdminActionResponse:
+    async def ResumeRetry(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:
         """Restart automatic driving of the transaction."""
         self._authenticate(context)
         await self._ops.resume(request.gid, actor=actor_of(request, context), reason=request.reason)
         return await self._action_reply(request.gid)
 
-    async def ForceAbort(  # noqa: N802
-        self, request: pb.AdminActionRequest, context: Context
-    ) -> pb.AdminActionResponse:
+    async def ForceAbort(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:
         """Roll back what ran (cancel / compensate); refused for submitted TCC and MSG transactions."""
         self._authenticate(context)
         await self._ops.force_abort(request.gid, actor=actor_of(request, context), reason=request.reason)
         return await self._action_reply(request.gid)
 
-    async def ForceFail(  # noqa: N802
-        self, request: pb.AdminActionRequest, context: Context
-    ) -> pb.AdminActionResponse:
+    async def ForceFail(self, request: pb.AdminActionRequest, context: Context) -> pb.AdminActionResponse:
         """Mark the transaction FAILED without compensation."""
         self._authenticate(context)
         await self._ops.force_fail(request.gid, actor=actor_of(request, context), reason=request.reason)
         return await self._action_reply(request.gid)
 
-    async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsResponse:  # noqa: N802
+    async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsResponse:
         """Counts by mode and status, stuck and paused counts, age of the oldest unfinished transaction."""
         self._authenticate(context)
         result = await queries.stats(self._store)

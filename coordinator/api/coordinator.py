@@ -53,41 +53,41 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServicer):
         self._ids = ids
         self._default_wait = default_wait_seconds
 
-    async def NewGid(self, request: pb.NewGidRequest, context: Context) -> pb.NewGidResponse:  # noqa: N802
+    async def NewGid(self, request: pb.NewGidRequest, context: Context) -> pb.NewGidResponse:
         """A fresh snowflake gid."""
         return pb.NewGidResponse(gid=self._ids.next_str())
 
-    async def Prepare(self, request: pb.PrepareRequest, context: Context) -> pb.PrepareResponse:  # noqa: N802
+    async def Prepare(self, request: pb.PrepareRequest, context: Context) -> pb.PrepareResponse:
         """Open a TCC transaction or prepare a MSG one."""
         command = prepare_command(request, traceparent(context))
         tx = await self._engine.prepare(command, actor=initiator(context))
         return pb.PrepareResponse(gid=tx.gid, status=int(tx.status))  # type: ignore[arg-type]
 
-    async def RegisterBranch(  # noqa: N802
+    async def RegisterBranch(
         self, request: pb.RegisterBranchRequest, context: Context
     ) -> pb.RegisterBranchResponse:
         """Record a TCC branch before its try."""
         await self._engine.register_branch(request.gid, branch_spec(request.branch))
         return pb.RegisterBranchResponse(gid=request.gid, branch_id=request.branch.branch_id)
 
-    async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:  # noqa: N802
+    async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
         """Commit (TCC/MSG) or create and run (SAGA); with ``wait_result`` answer once final."""
         wait = self._wait_seconds(context) if request.wait_result else None
         command = submit_command(request, traceparent(context))
         tx = await self._engine.submit(command, wait_seconds=wait, actor=initiator(context))
         return pb.SubmitResponse(gid=tx.gid, status=int(tx.status))  # type: ignore[arg-type]
 
-    async def Abort(self, request: pb.AbortRequest, context: Context) -> pb.AbortResponse:  # noqa: N802
+    async def Abort(self, request: pb.AbortRequest, context: Context) -> pb.AbortResponse:
         """Roll back a prepared TCC transaction, or fail a prepared MSG one."""
         tx = await self._engine.abort(request.gid, request.reason, actor=initiator(context))
         return pb.AbortResponse(gid=tx.gid, status=int(tx.status))  # type: ignore[arg-type]
 
-    async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:  # noqa: N802
+    async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
         """The transaction with its ops and history."""
         view = await self._engine.query(request.gid)
         return pb.QueryResponse(transaction=view_pb(view))
 
-    async def FinishedGids(  # noqa: N802
+    async def FinishedGids(
         self, request: pb.FinishedGidsRequest, context: Context
     ) -> pb.FinishedGidsResponse:
         """Which of the asked gids are final (SUCCEEDED/FAILED) and which have no record."""

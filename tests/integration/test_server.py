@@ -44,7 +44,7 @@ class FakeStock(stock_pb2_grpc.StockServicer):
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     seen: list[TxContext | None] = field(default_factory=list)
 
-    async def GetStock(  # noqa: N802 - the generated servicer's method name
+    async def GetStock(
         self, request: stock_pb2.GetStockRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> stock_pb2.StockLevel:
         self.seen.append(current_tx.get())

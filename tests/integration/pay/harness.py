@@ -106,7 +106,7 @@ class FakeOrder(order_pb2_grpc.OrderServicer):
         """The order is being cancelled after it was paid (its cancel chain runs)."""
         self.status[order_id] = order_pb2.ORDER_STATUS_REFUNDING
 
-    async def GetOrder(self, request: order_pb2.GetOrderRequest, context: Context) -> order_pb2.OrderInfo:  # noqa: N802
+    async def GetOrder(self, request: order_pb2.GetOrderRequest, context: Context) -> order_pb2.OrderInfo:
         """The order's status (every order exists: absent means CREATED), as pay_svc's Refund reads it."""
         return order_pb2.OrderInfo(
             order_id=request.order_id,
@@ -114,7 +114,7 @@ class FakeOrder(order_pb2_grpc.OrderServicer):
             payment_id=self.paid_by.get(request.order_id, ""),
         )
 
-    async def PaymentSucceeded(  # noqa: N802
+    async def PaymentSucceeded(
         self, request: order_pb2.PaymentSucceededRequest, context: Context
     ) -> order_pb2.PaymentSucceededResponse:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
