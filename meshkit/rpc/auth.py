@@ -189,6 +189,22 @@ def client_interceptors(
     return [MeshSigner(secret, admin_token, clock)]
 
 
+LB_POLICY_OPTION = "grpc.lb_policy_name"
+
+
+def balanced(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``options`` plus the ``round_robin`` load-balancing policy unless they name one.
+
+    ``host:port`` goes through gRPC's DNS resolver (as ``dns:///host:port`` would): behind a headless
+    Kubernetes Service it resolves to every ready pod, and round_robin spreads calls over all of them
+    where the default pick_first would pin each client to one pod.
+    """
+    chosen = list(options)
+    if all(key != LB_POLICY_OPTION for key, _ in chosen):
+        chosen.append((LB_POLICY_OPTION, "round_robin"))
+    return chosen
+
+
 def mesh_channel(
     address: str,
     settings: AuthSettings | None,
@@ -196,7 +212,9 @@ def mesh_channel(
     options: Sequence[tuple[str, Any]] = (),
     admin_token: str = "",
 ) -> grpc.aio.Channel:
-    """An insecure ``grpc.aio`` channel to ``address`` whose calls carry this process's credentials."""
+    """An insecure, round-robin ``grpc.aio`` channel to ``address`` carrying this process's credentials."""
     return grpc.aio.insecure_channel(
-        address, options=list(options), interceptors=client_interceptors(settings, admin_token=admin_token)
+        address,
+        options=balanced(options),
+        interceptors=client_interceptors(settings, admin_token=admin_token),
     )

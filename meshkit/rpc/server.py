@@ -2,7 +2,8 @@
 
 A :class:`MeshServer` is a ``grpc.aio`` server with health and reflection, the interceptor chain of
 :mod:`meshkit.rpc.interceptors`, a request size limit, Prometheus metrics on their own HTTP port, and a
-graceful stop on SIGTERM/SIGINT (health ``NOT_SERVING`` first, then in-flight calls get
+graceful stop on SIGTERM/SIGINT (health ``NOT_SERVING`` first, calls still served for
+``server.drain_seconds`` so load balancers and clients move away, then in-flight calls get
 ``server.grace_seconds`` to finish). :func:`boot` is the common start of every ``__main__``: parse
 ``--config``, load the settings, set up logging.
 """
@@ -26,7 +27,8 @@ from prometheus_client import CollectorRegistry
 
 from meshkit.rpc.auth import Gate, Protected
 from meshkit.rpc.interceptors import default_interceptors
-from meshkit.runtime.config import ConfigError, MeshSettings, load_settings, log_settings
+from meshkit.runtime.clock import Clock, SystemClock
+from meshkit.runtime.config import ConfigError, MeshSettings, ServerSettings, load_settings, log_settings
 from meshkit.runtime.logging import setup_logging
 from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics
 
@@ -64,8 +66,10 @@ class MeshServer:
         *,
         registry: CollectorRegistry | None = None,
         protected: Protected | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self._gate = Gate(protected or {}, settings.auth, settings.admin.token.get_secret_value())
         self.service_name = service_name
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -94,12 +98,7 @@ class MeshServer:
         cfg = self.settings.server
         server = grpc.aio.server(
             interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds, self._gate),
-            options=[
-                ("grpc.max_receive_message_length", cfg.max_request_bytes),
-                # gRPC sets SO_REUSEPORT on Linux: a second process could then bind a live one's port
-                # and share its calls. A port belongs to one process (the coordinator relies on it).
-                ("grpc.so_reuseport", 0),
-            ],
+            options=server_options(cfg),
         )
         for register in self._registrations:
             register(server)
@@ -136,20 +135,28 @@ class MeshServer:
         )
         return self.port
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop gracefully: health NOT_SERVING, refuse new calls, let in-flight ones finish within grace.
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Stop gracefully: health NOT_SERVING, drain, refuse new calls, let in-flight ones finish.
 
-        Safe to call more than once and concurrently; every caller returns once the stop is complete.
+        ``drain`` (calls still served while health says NOT_SERVING) defaults to
+        ``server.drain_seconds`` when ``grace`` is not given either, else to 0: an explicit grace is a
+        stop now. Safe to call more than once and concurrently; every caller returns once the stop is
+        complete.
         """
         if self._stop_task is None:
-            self._stop_task = asyncio.ensure_future(self._do_stop(grace))
+            if drain is None:
+                drain = self.settings.server.drain_seconds if grace is None else 0.0
+            self._stop_task = asyncio.ensure_future(self._do_stop(grace, drain))
         await asyncio.shield(self._stop_task)
 
-    async def _do_stop(self, grace: float | None) -> None:
+    async def _do_stop(self, grace: float | None, drain: float) -> None:
         seconds = self.settings.server.grace_seconds if grace is None else grace
-        log.info("%s stopping (grace %.1fs)", self.service_name, seconds)
+        log.info("%s stopping (drain %.1fs, grace %.1fs)", self.service_name, drain, seconds)
         await self._health.enter_graceful_shutdown()
         try:
+            if drain > 0:
+                # Health checkers (kubelet, clients) see NOT_SERVING and move away; calls are still served.
+                await self._clock.sleep(drain)
             if self._server is not None:
                 await self._server.stop(seconds)
             if self._endpoint is not None:
@@ -179,13 +186,31 @@ class MeshServer:
         for installed in STOP_SIGNALS:
             loop.remove_signal_handler(installed)
         if self._stop_task is None:
-            self._stop_task = asyncio.ensure_future(self._do_stop(None))
+            self._stop_task = asyncio.ensure_future(self._do_stop(None, self.settings.server.drain_seconds))
 
     async def run(self) -> None:
         """Start, stop gracefully on SIGTERM/SIGINT, return when stopped."""
         await self.start()
         self.install_signal_handlers()
         await self.wait_for_termination()
+
+
+def server_options(cfg: ServerSettings) -> list[tuple[str, int]]:
+    """The ``grpc.aio.server`` options of ``cfg``: request size, exclusive port, connection age."""
+    options = [
+        ("grpc.max_receive_message_length", cfg.max_request_bytes),
+        # gRPC sets SO_REUSEPORT on Linux: a second process could then bind a live one's port
+        # and share its calls. A port belongs to one process (the coordinator relies on it).
+        ("grpc.so_reuseport", 0),
+    ]
+    if cfg.max_connection_age_seconds > 0:
+        # Clients reconnect (and re-resolve DNS) now and then, so new replicas get their share.
+        age_ms = round(cfg.max_connection_age_seconds * 1000)
+        options += [
+            ("grpc.max_connection_age_ms", age_ms),
+            ("grpc.max_connection_age_grace_ms", round(cfg.grace_seconds * 1000)),
+        ]
+    return options
 
 
 def parse_config_path(prog: str, argv: Sequence[str] | None = None) -> Path | None:

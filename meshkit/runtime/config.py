@@ -36,6 +36,17 @@ class ServerSettings(Section):
     port: int = Field(50050, ge=0, le=65535, description="gRPC port (0 = pick a free one)")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (0 = off)")
     grace_seconds: float = Field(5.0, ge=0, description="SIGTERM: time in-flight calls get to finish")
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="SIGTERM: health NOT_SERVING this long (calls still served) before the server stops",
+    )
+    max_connection_age_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="close client connections this old (0 = never), so clients re-resolve and spread",
+    )
     max_request_bytes: int = Field(MAX_REQUEST_BYTES, ge=1024, description="largest accepted request body")
     default_deadline_seconds: float = Field(30.0, gt=0, description="deadline for calls that carry none")
     worker_id: int = Field(0, ge=0, le=1023, description="snowflake worker id, unique per replica")

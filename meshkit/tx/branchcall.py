@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import grpc
 import grpc.aio
 
-from meshkit.rpc.auth import client_interceptors
+from meshkit.rpc.auth import balanced, client_interceptors
 from meshkit.runtime.config import AuthSettings
 from meshkit.tx.context import TRACEPARENT_KEY, TxContext
 from meshkit.tx.target import Target, parse_target
@@ -79,7 +79,7 @@ class ChannelPool:
         *,
         auth: AuthSettings | None = None,
     ) -> None:
-        self._options = list(options)
+        self._options = balanced(options)
         self._interceptors = client_interceptors(auth)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[str, tuple[Target, RawMethod]] = {}

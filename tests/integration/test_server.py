@@ -19,9 +19,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshctl.stack.embedded import free_port
 from meshkit.errors import BranchFailure, BranchOngoing, InvalidArgument, NotFound
+from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.health import check_health
 from meshkit.rpc.server import MeshServer
 from meshkit.rpc.status import error_from_rpc
+from meshkit.runtime.clock import Clock, ManualClock
 from meshkit.runtime.config import MeshSettings, ServerSettings
 from meshkit.tx.context import TxContext, current_tx
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
@@ -73,13 +75,14 @@ def _settings(**server: float) -> MeshSettings:
     return MeshSettings(server=ServerSettings(host="127.0.0.1", port=0, grace_seconds=1.0, **server))
 
 
-async def _start(settings: MeshSettings) -> Running:
+async def _start(settings: MeshSettings, clock: Clock | None = None) -> Running:
     servicer = FakeStock()  # type: ignore[abstract]  # the other RPCs answer UNIMPLEMENTED
     server = MeshServer(
         settings,
         "test_svc",
         [lambda s: stock_pb2_grpc.add_StockServicer_to_server(servicer, s)],
         [STOCK],
+        clock=clock,
     )
     port = await server.start()
     return Running(server, servicer, f"127.0.0.1:{port}")
@@ -244,3 +247,61 @@ async def test_sigterm_marks_not_serving_and_lets_inflight_call_finish() -> None
         assert (await inflight).sku == "done"
         watch.cancel()
     await asyncio.wait_for(run.server.wait_for_termination(), 10)
+
+
+async def test_sigterm_drain_answers_not_serving_but_still_serves_until_the_delay_ends() -> None:
+    clock = ManualClock()
+    run = await _start(_settings(drain_seconds=10.0), clock)
+    run.server.install_signal_handlers()
+    async with grpc.aio.insecure_channel(run.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=STOCK))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stock = stock_pb2_grpc.StockStub(channel)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert (await asyncio.wait_for(watch.read(), 5)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # During the drain a client polling health sees NOT_SERVING, and calls are still served.
+        assert await check_health(run.target) == "NOT_SERVING"
+        assert (await stock.GetStock(stock_pb2.GetStockRequest(sku="during"), timeout=5)).sku == "during"
+        clock.advance(9.0)
+        assert (await stock.GetStock(stock_pb2.GetStockRequest(sku="still"), timeout=5)).sku == "still"
+        assert not run.server._stopped.is_set()
+        clock.advance(1.0)
+        await asyncio.wait_for(run.server.wait_for_termination(), 10)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stock.GetStock(stock_pb2.GetStockRequest(sku="late"), timeout=5)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        watch.cancel()
+
+
+async def test_max_connection_age_closes_old_connections_and_the_client_reconnects() -> None:
+    run = await _start(_settings(max_connection_age_seconds=0.5))
+    try:
+        async with grpc.aio.insecure_channel(run.target) as channel:
+            stock = stock_pb2_grpc.StockStub(channel)
+            assert (await stock.GetStock(stock_pb2.GetStockRequest(sku="a"), timeout=5)).sku == "a"
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=STOCK))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            # The server ends the aged connection: the open stream ends once the age grace (1 s) is up.
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await asyncio.wait_for(watch.read(), 10)
+            assert ended.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert (await stock.GetStock(stock_pb2.GetStockRequest(sku="b"), timeout=5)).sku == "b"
+    finally:
+        await run.server.stop(0)
+
+
+async def test_mesh_channel_spreads_calls_over_every_address_a_name_resolves_to() -> None:
+    first, second = await _start(_settings()), await _start(_settings())
+    try:
+        # What a headless Service's DNS name gives a client: several addresses behind one target.
+        target = f"ipv4:{first.target},{second.target}"
+        async with mesh_channel(target, None) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 5)
+            stock = stock_pb2_grpc.StockStub(channel)
+            for n in range(40):
+                await stock.GetStock(stock_pb2.GetStockRequest(sku=f"rr{n}"), timeout=5)
+        assert first.servicer.seen and second.servicer.seen
+        assert len(first.servicer.seen) + len(second.servicer.seen) == 40
+    finally:
+        await first.server.stop(0)
+        await second.server.stop(0)
