@@ -19,13 +19,13 @@ from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
-from pay_svc.adapters import GrpcCallbackClient, GrpcOrderClient, own_address
+from pay_svc.adapters.grpc_clients import GrpcCallbackClient, GrpcOrderClient, own_address
+from pay_svc.api.servicer import PayServicer
 from pay_svc.background import Background, run_periodically
 from pay_svc.config import PaySettings
-from pay_svc.domain import PayDomain
-from pay_svc.gateway import GatewaySimulator
-from pay_svc.models import VERSIONS_DIR
-from pay_svc.servicer import PayServicer
+from pay_svc.gateway.simulator import GatewaySimulator
+from pay_svc.payments.domain import PayDomain
+from pay_svc.payments.tables import VERSIONS_DIR
 
 SERVICE_NAME = pay_pb2.DESCRIPTOR.services_by_name["Pay"].full_name
 # Payments are created by order_svc and refunded through the order's cancel chain; a refund by hand

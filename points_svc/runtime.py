@@ -20,11 +20,11 @@ from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
+from points_svc.api.servicer import PointsServicer
 from points_svc.config import PointsSettings
-from points_svc.domain import Points
-from points_svc.models import COMPONENT, POINTS_VERSIONS
-from points_svc.repo import PointsRepo
-from points_svc.servicer import PointsServicer
+from points_svc.ledger.domain import Points
+from points_svc.ledger.queries import PointsRepo
+from points_svc.ledger.tables import COMPONENT, POINTS_VERSIONS
 
 SERVICE_NAME = points_pb2.DESCRIPTOR.services_by_name["Points"].full_name
 # Branch RPCs: mesh credentials only; granting and refunding by hand: operators only.

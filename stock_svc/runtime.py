@@ -25,14 +25,14 @@ from meshkit.runtime.clock import Clock, SystemClock, days_to_ms
 from meshkit.runtime.periodic import Periodic
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
+from stock_svc.api.servicer import StockServicer
 from stock_svc.config import StockSettings
-from stock_svc.domain import StockDomain
-from stock_svc.epoch import EpochMetrics, EpochStore, RedisEpoch
-from stock_svc.hot import HotStock
+from stock_svc.hot.epoch import EpochMetrics, EpochStore, RedisEpoch
+from stock_svc.hot.reconciler import StockReconciler
+from stock_svc.hot.redis_stock import HotStock
 from stock_svc.migrations import STOCK_VERSIONS
-from stock_svc.reconcile import StockReconciler
-from stock_svc.repo import StockRepo
-from stock_svc.servicer import StockServicer
+from stock_svc.stock.domain import StockDomain
+from stock_svc.stock.queries import StockRepo
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc.config import PaySection, PayServerSettings, PaySettings
-from pay_svc.records import Payment
+from pay_svc.payments.values import Payment
 from pay_svc.runtime import PROTECTED, PayRuntime
 from tests.integration.creds import ADMIN, AUTH, trusted_channel
 

@@ -14,7 +14,7 @@ from meshkit.tx.initiator import CoordinatorClient, msg
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
-from pay_svc.models import refunds
+from pay_svc.payments.tables import refunds
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final
 from tests.integration.creds import AUTH
 from tests.integration.pay.harness import FakeOrder, RunningPay, rpc_error

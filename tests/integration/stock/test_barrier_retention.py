@@ -13,7 +13,7 @@ from meshkit.barrier.redis import barrier_key
 from meshkit.runtime.clock import ManualClock
 from meshkit.runtime.peers import PeersSection
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
-from stock_svc.hot import stock_key
+from stock_svc.hot.redis_stock import stock_key
 from tests.integration.coordinator.harness import wait_for
 from tests.integration.finality_coordinator import Ledger, running_ledger
 from tests.integration.stock.harness import BRANCH, RunningStock, reserve_request, stock_settings

@@ -12,7 +12,7 @@ from meshkit.barrier import tx_barrier
 from meshkit.tx.context import Op
 from meshpb.common.v1 import common_pb2
 from meshpb.stock.v1 import stock_pb2
-from stock_svc.models import stock_log
+from stock_svc.stock.tables import stock_log
 from tests.integration.stock.harness import (
     RunningStock,
     metadata,

@@ -22,12 +22,12 @@ from meshkit.barrier import RedisBarrier
 from meshkit.runtime.clock import ManualClock
 from meshpb.stock.v1 import stock_pb2
 from stock_svc.config import StockSection
-from stock_svc.hot import HotStock, restock_marker, stock_key
-from stock_svc.repo import StockRepo
+from stock_svc.hot.redis_stock import HotStock, restock_marker, stock_key
+from stock_svc.stock.queries import StockRepo
 from tests.integration.stock.harness import RunningStock, rpc_error, stock_settings
 from tests.integration.stock.test_persist import DEAD_REDIS, without_redis
 
-RECONCILE_LOGGER = "stock_svc.reconcile"
+RECONCILE_LOGGER = "stock_svc.hot.reconciler"
 STARTUP_ROUND_SECONDS = 10.0
 # Past the reconciler's grace for owed restocks, short of its next periodic round.
 AGED_SECONDS = StockSection().reconcile_grace_seconds + 1

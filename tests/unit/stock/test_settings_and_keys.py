@@ -7,7 +7,14 @@ from pydantic import ValidationError
 
 from meshkit.barrier.redis import barrier_key
 from stock_svc.config import HARD_MAX_QUANTITY, StockSection, StockSettings
-from stock_svc.hot import ADD_AVAILABLE_BODY, CANCEL_BODY, CONFIRM_BODY, NOT_LOADED, RESERVE_BODY, stock_key
+from stock_svc.hot.redis_stock import (
+    ADD_AVAILABLE_BODY,
+    CANCEL_BODY,
+    CONFIRM_BODY,
+    NOT_LOADED,
+    RESERVE_BODY,
+    stock_key,
+)
 
 
 def hash_tag(key: str) -> str:
