@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.errors import FailedPrecondition, MeshError
 from meshkit.runtime.clock import Clock, now_ms
-from order_svc.entities import Channel, Order
-from order_svc.lifecycle import Actor, not_found, transition
-from order_svc.models import orders
-from order_svc.ports import Mesh, Release
-from order_svc.repo import OrderRepo
-from order_svc.states import OrderState, is_visible, refusal
+from order_svc.adapters.ports import Mesh, Release
+from order_svc.orders.lifecycle import Actor, not_found, transition
+from order_svc.orders.queries import OrderRepo
+from order_svc.orders.states import OrderState, is_visible, refusal
+from order_svc.orders.tables import orders
+from order_svc.orders.values import Channel, Order
 
 log = logging.getLogger(__name__)
 

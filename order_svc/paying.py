@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.errors import BranchFailure, FailedPrecondition, TransientError
 from meshkit.runtime.clock import Clock, now_ms
+from order_svc.adapters.ports import Mesh, Payments, PointsPayment, RolledBack
 from order_svc.cancelling import Canceller
-from order_svc.entities import Channel, Order, PaymentVerdict, PayOutcome
-from order_svc.lifecycle import Actor, not_found, transition
-from order_svc.models import orders
-from order_svc.ports import Mesh, Payments, PointsPayment, RolledBack
-from order_svc.repo import OrderRepo
-from order_svc.states import OrderState, is_visible, pending_external, refusal
+from order_svc.orders.lifecycle import Actor, not_found, transition
+from order_svc.orders.queries import OrderRepo
+from order_svc.orders.states import OrderState, is_visible, pending_external, refusal
+from order_svc.orders.tables import orders
+from order_svc.orders.values import Channel, Order, PaymentVerdict, PayOutcome
 
 log = logging.getLogger(__name__)
 

@@ -30,25 +30,25 @@ from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS
 from meshkit.tx.finality import CoordinatorFinality
 from meshkit.tx.initiator import CoordinatorClient
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
-from order_svc.branches import OrderBranches
+from order_svc.adapters.coordinator import GrpcMesh
+from order_svc.adapters.deadline_timer import NatsDeadlines
+from order_svc.adapters.peers import GrpcCatalogue, GrpcPayments
+from order_svc.api.servicer import OrderServicer
 from order_svc.cancelling import Canceller
 from order_svc.config import OrderSettings
-from order_svc.deadlines import NatsDeadlines
-from order_svc.domain import OrderService
-from order_svc.flash_flags import SoldOutFlags
-from order_svc.flash_hot import FlashHot
-from order_svc.flash_jobs import FlashJobs
-from order_svc.flash_queue import NatsFlashQueue
-from order_svc.flash_repo import FlashRepo
-from order_svc.flash_sales import SaleBook
-from order_svc.flash_service import FlashService
-from order_svc.mesh import GrpcMesh
-from order_svc.models import COMPONENT, VERSIONS
+from order_svc.flash.flags import SoldOutFlags
+from order_svc.flash.hot import FlashHot
+from order_svc.flash.jobs import FlashJobs
+from order_svc.flash.queries import FlashRepo
+from order_svc.flash.queue import NatsFlashQueue
+from order_svc.flash.sales import SaleBook
+from order_svc.flash.service import FlashService
+from order_svc.migrations import COMPONENT, VERSIONS
+from order_svc.orders.branches import OrderBranches
+from order_svc.orders.queries import OrderRepo
 from order_svc.paying import Payer
-from order_svc.peers import GrpcCatalogue, GrpcPayments
-from order_svc.placement import Placement
-from order_svc.repo import OrderRepo
-from order_svc.servicer import OrderServicer
+from order_svc.placing.place_order import Placement
+from order_svc.service import OrderService
 
 REDIS_TIMEOUT_SECONDS = 2.0
 SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["Order"].full_name

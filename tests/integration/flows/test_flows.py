@@ -24,7 +24,7 @@ from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
-from order_svc.placing import place_gid
+from order_svc.placing.rules import place_gid
 from tests.integration.flows.stack import Stack, eventually, rpc_error, whole_stack
 
 POINTS = opb.PAY_CHANNEL_POINTS

@@ -27,9 +27,9 @@ from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc
 from order_svc.__main__ import SERVICE_NAME
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
-from order_svc.entities import HistoryEntry
+from order_svc.orders.states import OrderState
+from order_svc.orders.values import HistoryEntry
 from order_svc.runtime import PROTECTED, OrderRuntime
-from order_svc.states import OrderState
 from tests.integration.creds import ADMIN, AUTH, trusted_channel
 
 NOWHERE = "127.0.0.1:1"

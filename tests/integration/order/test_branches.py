@@ -15,7 +15,7 @@ from meshkit.tx.context import Op, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as pb
-from order_svc.states import OrderState
+from order_svc.orders.states import OrderState
 from tests.integration.coordinator.harness import RunningCoordinator, wait_for
 from tests.integration.order.harness import RunningOrder, expect_code, orders_branch, wait_for_status
 

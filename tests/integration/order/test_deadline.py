@@ -16,7 +16,7 @@ import pytest
 
 from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
-from order_svc.states import OrderState
+from order_svc.orders.states import OrderState
 from tests.integration.coordinator.harness import RunningCoordinator, wait_for
 from tests.integration.order.harness import (
     RunningOrder,

@@ -13,7 +13,7 @@ import grpc
 
 from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
-from order_svc.entities import Channel
+from order_svc.orders.values import Channel
 from tests.integration.order.harness import RunningOrder, expect_code
 from tests.integration.order.test_branches import created, gid, mark_paid
 

@@ -12,7 +12,7 @@ import grpc
 from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
 from meshpb.order.v1 import order_pb2_grpc
-from order_svc.states import OrderState
+from order_svc.orders.states import OrderState
 from tests.integration.creds import plain_channel
 from tests.integration.order.harness import RunningOrder, expect_code, orders_branch
 from tests.integration.order.test_branches import created, gid, pay_externally

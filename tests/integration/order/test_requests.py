@@ -9,9 +9,9 @@ import grpc
 
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as pb
-from order_svc import convert
-from order_svc.entities import RequestRecord, RequestState
-from order_svc.placing import fingerprint, place_gid
+from order_svc.api import conversions
+from order_svc.orders.values import RequestRecord, RequestState
+from order_svc.placing.rules import fingerprint, place_gid
 from tests.integration.coordinator.harness import RunningCoordinator
 from tests.integration.order.harness import RunningOrder, expect_code
 
@@ -29,7 +29,7 @@ async def lost(order: RunningOrder, request: pb.PlaceOrderRequest) -> RequestRec
     record = RequestRecord(
         request_id=request.request_id,
         user_id=request.user_id,
-        fingerprint=fingerprint(convert.place_request(request)),
+        fingerprint=fingerprint(conversions.place_request(request)),
         gid=place_gid(request.request_id),
         order_ids=("900000000000000001",),
         state=RequestState.PENDING,

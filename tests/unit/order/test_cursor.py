@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from meshkit.errors import InvalidArgument
-from order_svc.domain import DEFAULT_PAGE, check_reason, decode_cursor, encode_cursor, page_limit
-from order_svc.entities import Channel, Order
-from order_svc.states import OrderState
+from order_svc.orders.states import OrderState
+from order_svc.orders.values import Channel, Order
+from order_svc.service import DEFAULT_PAGE, check_reason, decode_cursor, encode_cursor, page_limit
 
 
 def order(order_id: str, created: int) -> Order:

@@ -1,0 +1,161 @@
+"""The pay deadline as a JetStream scheduled message (the :class:`~order_svc.adapters.ports.DeadlineTimer`).
+
+Stream ``MESH_ORDER_DEADLINES`` (work-queue retention, message schedules on) holds one pending schedule
+per order on ``mesh.order.deadline.at.<order_id>`` targeting ``mesh.order.deadline.fire.<order_id>``.
+Every order_svc replica consumes the fire subjects through one shared durable consumer; a fire runs
+:meth:`order_svc.service.OrderService.expire`, which re-reads the order and cancels it only if it is
+still overdue (stale and duplicate fires are harmless). A fire that comes early is scheduled again.
+
+NATS is optional at every moment: until it answers, schedules are dropped with a log line and the
+sweeper cancels overdue orders a little later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StreamConfig
+
+from meshkit.infra.nats import (
+    connect,
+    create_stream_if_missing,
+    schedule_at,
+    subscribe_explicit_ack,
+)
+from meshkit.runtime.clock import Clock
+from meshkit.runtime.config import NatsSettings
+
+log = logging.getLogger(__name__)
+
+STREAM = "MESH_ORDER_DEADLINES"
+SUBJECT_PREFIX = "mesh.order.deadline"
+SCHEDULE_PREFIX = f"{SUBJECT_PREFIX}.at"
+FIRE_PREFIX = f"{SUBJECT_PREFIX}.fire"
+DURABLE = "order-deadlines"
+DUE_HEADER = "Mesh-Due-Ms"
+MIN_MAX_AGE_SECONDS = 8 * 24 * 3600.0
+RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 60.0
+PUBLISH_TIMEOUT_SECONDS = 2.0
+
+Expire = Callable[[str], Awaitable[bool]]
+
+
+async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float) -> None:
+    """Create the deadline stream if it is missing (work-queue retention, message schedules on)."""
+    config = StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        allow_msg_schedules=True,
+        max_age=max_age_seconds,
+    )
+    await create_stream_if_missing(js, config)
+
+
+class NatsDeadlines:
+    """Schedules deadline messages and consumes their fires; connects to NATS in the background."""
+
+    def __init__(
+        self, settings: NatsSettings, clock: Clock, pay_timeout_seconds: float, name: str = "order_svc"
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._max_age = max(MIN_MAX_AGE_SECONDS, 2 * pay_timeout_seconds)
+        self._name = name
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._expire: Expire | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True once the stream is declared and fires are consumed."""
+        return self._js is not None and self._subscription is not None
+
+    def start(self, expire: Expire) -> None:
+        """Connect in the background (retrying) and hand every fire to ``expire``."""
+        self._expire = expire
+        if self._settings.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._connect_loop(), name="order-deadlines")
+
+    async def _connect_loop(self) -> None:
+        delay = RETRY_SECONDS
+        while True:
+            client: Client | None = None
+            try:
+                client = await connect(self._settings, self._name)
+                js = client.jetstream()
+                await ensure_deadline_stream(js, self._max_age)
+                self._subscription = await subscribe_explicit_ack(
+                    js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
+                )
+            except Exception as exc:
+                log.warning(
+                    "deadline messages unavailable (%s); the sweeper covers; retry in %.0fs", exc, delay
+                )
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                await self._clock.sleep(delay)
+                delay = min(MAX_RETRY_SECONDS, delay * 2)
+                continue
+            self._client, self._js = client, js
+            return
+
+    async def schedule(self, order_id: str, at_ms: int) -> None:
+        """Schedule the deadline of ``order_id`` (dropped with a log line while NATS is unavailable)."""
+        js = self._js
+        if js is None:
+            log.info("deadline of order %s not scheduled (NATS unavailable); the sweeper covers", order_id)
+            return
+        try:
+            await asyncio.wait_for(
+                schedule_at(
+                    js,
+                    schedule_subject=f"{SCHEDULE_PREFIX}.{order_id}",
+                    target_subject=f"{FIRE_PREFIX}.{order_id}",
+                    at_epoch_seconds=at_ms / 1000,
+                    payload=order_id.encode(),
+                    headers={DUE_HEADER: str(at_ms)},
+                ),
+                PUBLISH_TIMEOUT_SECONDS,
+            )
+        except (NatsError, TimeoutError, OSError) as exc:
+            log.warning("deadline of order %s not scheduled (%s); the sweeper covers", order_id, exc)
+
+    async def _on_fire(self, message: Msg) -> None:
+        order_id = message.data.decode()
+        due_ms = int((message.headers or {}).get(DUE_HEADER, "0") or 0)
+        now_ms = int(self._clock.now() * 1000)
+        if due_ms > now_ms:
+            await self.schedule(order_id, due_ms)  # early (clock skew): again at the due time
+            return
+        if self._expire is not None:
+            await self._expire(order_id)
+
+    async def stop(self) -> None:
+        """Stop connecting and consuming; close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._subscription is not None:
+            with contextlib.suppress(NatsError, asyncio.CancelledError):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._client is not None:
+            with contextlib.suppress(NatsError, asyncio.CancelledError):
+                await self._client.close()
+            self._client = None
+        self._js = None
