@@ -172,7 +172,9 @@ class CoordinatorRuntime:
             client: Client | None = None
             try:
                 client = await connect(self.settings.nats, f"coordinator-{self.engine.owner}")
-                timers = JetStreamTimers(client, self.engine, self.clock)
+                timers = JetStreamTimers(
+                    client, self.engine, self.clock, replicas=self.settings.nats.stream_replicas
+                )
                 await timers.start()
             except Exception as exc:
                 log.warning(

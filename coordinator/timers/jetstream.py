@@ -49,8 +49,11 @@ def subject_token(gid: str) -> str:
     return base64.urlsafe_b64encode(gid.encode()).decode().rstrip("=")
 
 
-async def ensure_timer_stream(js: JetStreamContext) -> None:
-    """Create the timers stream if it is missing (work-queue retention, message schedules on)."""
+async def ensure_timer_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the timers stream if it is missing (work-queue retention, message schedules on).
+
+    ``replicas`` (``nats.stream_replicas``) also applies to an existing stream.
+    """
     config = StreamConfig(
         name=STREAM,
         subjects=[f"{SUBJECT_PREFIX}.>"],
@@ -58,14 +61,15 @@ async def ensure_timer_stream(js: JetStreamContext) -> None:
         allow_msg_schedules=True,
         max_age=MAX_AGE_SECONDS,
     )
-    await create_stream_if_missing(js, config)
+    await create_stream_if_missing(js, config, replicas)
 
 
 class JetStreamTimers:
     """A :class:`~coordinator.engine.ports.TimerSink` on JetStream, plus the consumer of its fires."""
 
-    def __init__(self, client: Client, engine: TxEngine, clock: Clock) -> None:
+    def __init__(self, client: Client, engine: TxEngine, clock: Clock, *, replicas: int = 1) -> None:
         self._client = client
+        self._replicas = replicas
         self._js = client.jetstream()
         self._engine = engine
         self._clock = clock
@@ -78,7 +82,7 @@ class JetStreamTimers:
 
     async def start(self) -> None:
         """Declare the stream, subscribe to fires, start the publisher, and register with the engine."""
-        await ensure_timer_stream(self._js)
+        await ensure_timer_stream(self._js, self._replicas)
         self._subscription = await subscribe_explicit_ack(
             self._js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
         )

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -44,7 +46,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from meshkit.runtime.config import NatsSettings, redact_url
+from meshkit.runtime.config import NatsSettings
+from meshkit.runtime.redact import redact_urls
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +61,39 @@ CONNECT_TIMEOUT_SECONDS = 5
 Handler = Callable[[Msg], Awaitable[None]]
 
 
+def auth_options(settings: NatsSettings) -> dict[str, Any]:
+    """The credential and TLS keyword arguments of ``nats.connect`` that ``settings`` ask for.
+
+    Raises :class:`OSError` (or :class:`ssl.SSLError`) when a TLS file cannot be read.
+    """
+    options: dict[str, Any] = {}
+    if settings.creds_file:
+        options["user_credentials"] = settings.creds_file
+    if settings.user:
+        options["user"] = settings.user
+        options["password"] = settings.password.get_secret_value()
+    if settings.token.get_secret_value():
+        options["token"] = settings.token.get_secret_value()
+    if settings.uses_tls:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        if settings.tls_cert_file:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        options["tls"] = context
+        if settings.tls_hostname:
+            options["tls_hostname"] = settings.tls_hostname
+    return options
+
+
 async def connect(settings: NatsSettings, name: str) -> Client:
     """Connect to ``settings.url`` (comma-separated for a cluster) as client ``name``.
 
-    Once connected, the client reconnects forever and logs every disconnect and reconnect. The first
-    connection attempt is not retried: it raises (``nats.errors.NoServersError``) so the caller decides.
+    Credentials (a creds file, user and password, or a token) and TLS come from ``settings``
+    (:func:`auth_options`). Once connected, the client reconnects forever and logs every disconnect and
+    reconnect, URL passwords hidden. The first connection attempt is not retried: it raises
+    (``nats.errors.NoServersError``) so the caller decides.
     """
-    servers = [url.strip() for url in settings.url.split(",") if url.strip()]
-    shown = ",".join(redact_url(url) for url in servers)
+    servers = settings.servers
+    shown = redact_urls(",".join(servers))
 
     async def on_disconnect() -> None:
         log.warning("nats: disconnected from %s (%s), reconnecting", shown, name)
@@ -74,7 +102,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         log.info("nats: reconnected to %s (%s)", shown, name)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats: %s (%s): %s", shown, name, exc)
+        log.warning("nats: %s (%s): %s", shown, name, redact_urls(str(exc)))
 
     async def on_closed() -> None:
         log.info("nats: connection to %s closed (%s)", shown, name)
@@ -90,6 +118,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         reconnected_cb=on_reconnect,
         error_cb=on_error,
         closed_cb=on_closed,
+        **auth_options(settings),
     )
     log.info("nats: connected to %s (%s)", shown, name)
     return client
@@ -102,11 +131,13 @@ async def ensure_stream(
     *,
     allow_msg_schedules: bool = True,
     max_age_seconds: float | None = None,
+    replicas: int = 1,
 ) -> None:
     """Create stream ``name`` over ``subjects``, or update it to them; idempotent and race-safe.
 
     An existing stream keeps its other settings; message schedules, once on, stay on.
-    ``max_age_seconds=None`` means messages never expire by age.
+    ``max_age_seconds=None`` means messages never expire by age. ``replicas`` (``nats.stream_replicas``)
+    above 1 needs a JetStream cluster of at least that many servers.
     """
     try:
         info = await js.stream_info(name)
@@ -116,6 +147,7 @@ async def ensure_stream(
             subjects=list(subjects),
             allow_msg_schedules=allow_msg_schedules or None,
             max_age=max_age_seconds or 0,
+            num_replicas=replicas,
         )
         try:
             await js.add_stream(config)
@@ -131,23 +163,28 @@ async def ensure_stream(
         subjects=list(subjects),
         allow_msg_schedules=bool(current.allow_msg_schedules) or allow_msg_schedules or None,
         max_age=max_age_seconds or 0,
+        num_replicas=replicas,
     )
     if _stream_differs(current, wanted):
         await js.update_stream(wanted)
         log.info("nats: updated stream %s to %s", name, subjects)
 
 
-async def create_stream_if_missing(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream ``config`` describes unless one of that name exists.
+async def create_stream_if_missing(js: JetStreamContext, config: StreamConfig, replicas: int = 1) -> None:
+    """Create the stream ``config`` describes, with ``replicas`` replicas, unless one of that name exists.
 
-    An existing stream is left as it is (retention, for one, cannot change after creation), and a
-    concurrent creation by another process is not an error.
+    An existing stream is left as it is (retention, for one, cannot change after creation) except for
+    its replica count, which is raised or lowered to ``replicas`` (``nats.stream_replicas``: going to
+    R3 on a cluster needs no new stream). A concurrent creation by another process is not an error.
     """
+    config = dataclasses.replace(config, num_replicas=replicas)
     try:
-        await js.stream_info(config.name or "")
-        return
+        info = await js.stream_info(config.name or "")
     except NotFoundError:
         pass
+    else:
+        await _set_replicas(js, info.config, replicas)
+        return
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
@@ -157,9 +194,19 @@ async def create_stream_if_missing(js: JetStreamContext, config: StreamConfig) -
     log.info("nats: created stream %s on %s", config.name, config.subjects)
 
 
+async def _set_replicas(js: JetStreamContext, current: StreamConfig, replicas: int) -> None:
+    if (current.num_replicas or 1) == replicas:
+        return
+    await js.update_stream(dataclasses.replace(current, num_replicas=replicas))
+    log.info(
+        "nats: stream %s now has %d replicas (was %d)", current.name, replicas, current.num_replicas or 1
+    )
+
+
 def _stream_differs(current: StreamConfig, wanted: StreamConfig) -> bool:
     return (
-        sorted(current.subjects or []) != sorted(wanted.subjects or [])
+        (current.num_replicas or 1) != (wanted.num_replicas or 1)
+        or sorted(current.subjects or []) != sorted(wanted.subjects or [])
         or bool(current.allow_msg_schedules) != bool(wanted.allow_msg_schedules)
         or float(current.max_age or 0) != float(wanted.max_age or 0)
     )

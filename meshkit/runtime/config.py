@@ -12,11 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from meshkit.runtime.redact import redact_urls
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,55 @@ class RedisSettings(Section):
 class NatsSettings(Section):
     """NATS JetStream for timers (scheduled messages) and broadcasts."""
 
-    url: str = Field("nats://127.0.0.1:4222", description="nats:// URL (comma-separated for a cluster)")
+    url: str = Field(
+        "nats://127.0.0.1:4222", description="nats:// or tls:// URL (comma-separated for a cluster)"
+    )
     enabled: bool = Field(True, description="off: rely on the store sweepers alone")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="replicas of every JetStream stream the mesh creates (3 on a cluster)"
+    )
+    creds_file: str = Field("", description="NATS .creds file (user JWT + NKey seed); empty = none")
+    user: str = Field("", description="user name (with password); empty = none")
+    password: SecretStr = Field(SecretStr(""), description="password of user")
+    token: SecretStr = Field(SecretStr(""), description="authentication token; empty = none")
+    tls: bool = Field(False, description="TLS to the servers (implied by tls:// URLs and the tls_* files)")
+    tls_ca_file: str = Field(
+        "", description="CA bundle that signs the servers' certificates (empty = system)"
+    )
+    tls_cert_file: str = Field("", description="client certificate (mutual TLS), with tls_key_file")
+    tls_key_file: str = Field("", description="private key of tls_cert_file")
+    tls_hostname: str = Field("", description="server name to verify (empty = each server's host)")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> NatsSettings:
+        """At most one way to authenticate; a user comes with a password, a certificate with its key."""
+        kinds = [
+            name
+            for name, given in (
+                ("creds_file", bool(self.creds_file)),
+                ("user/password", bool(self.user or self.password.get_secret_value())),
+                ("token", bool(self.token.get_secret_value())),
+            )
+            if given
+        ]
+        if len(kinds) > 1:
+            raise ValueError(f"give one NATS credential, not {' and '.join(kinds)}")
+        if bool(self.user) != bool(self.password.get_secret_value()):
+            raise ValueError("user and password go together")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+    @property
+    def servers(self) -> list[str]:
+        """The server URLs of ``url``."""
+        return [server.strip() for server in self.url.split(",") if server.strip()]
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection must use TLS."""
+        files = (self.tls_ca_file, self.tls_cert_file, self.tls_hostname)
+        return self.tls or any(files) or any(s.lower().startswith("tls://") for s in self.servers)
 
 
 class AdminSettings(Section):
@@ -120,6 +168,18 @@ class BarrierSettings(Section):
     )
 
 
+class StoreSettings(Section):
+    """The store runner (meshkit.store): the hot path that runs units of work on the own database."""
+
+    max_group: int = Field(
+        256, ge=1, le=10_000, description="SQLite: most units committed together in one transaction"
+    )
+    readers: int = Field(
+        2, ge=1, le=64, description="SQLite: reader connections (threads) for read-only units"
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="MySQL/MariaDB: connections (threads) running units")
+
+
 class MeshSettings(BaseSettings):
     """Settings every saga-mesh process has; processes subclass it to add their own sections."""
 
@@ -139,6 +199,7 @@ class MeshSettings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
     barrier: BarrierSettings = BarrierSettings()
+    store: StoreSettings = StoreSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -214,12 +275,8 @@ def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (``scheme://user:***@host/...``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """Hide the password of a URL (``scheme://user:***@host/...``), of each URL of a list too."""
+    return redact_urls(url)
 
 
 def redacted(settings: BaseModel) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from meshkit.runtime.config import LogSettings
+from meshkit.runtime.redact import redact_urls
 from meshkit.tx.context import current_tx
 
 CONTEXT_FIELDS = ("gid", "branch", "op")
@@ -83,6 +84,18 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{tail}]{sep}{exc}"
 
 
+class RedactingFormatter(logging.Formatter):
+    """Renders with ``inner``, then hides URL passwords and NATS tokens anywhere in the line."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line with every URL credential replaced by ``***``."""
+        return redact_urls(self._inner.format(record))
+
+
 def use_json(settings: LogSettings, stream: TextIO) -> bool:
     """JSON when configured so, else when ``stream`` is not a terminal."""
     if settings.json_format is not None:
@@ -98,7 +111,7 @@ def setup_logging(settings: LogSettings, stream: TextIO | None = None) -> loggin
     """
     out = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter() if use_json(settings, out) else TextFormatter())
+    handler.setFormatter(RedactingFormatter(JsonFormatter() if use_json(settings, out) else TextFormatter()))
     handler.addFilter(TxContextFilter())
     handler.set_name("meshkit")
     root = logging.getLogger()
