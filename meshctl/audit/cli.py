@@ -1,7 +1,8 @@
 """``meshctl audit``: check the invariants of DESIGN.md section 8 across every service and the coordinator.
 
-Exit codes: 0 every invariant holds (or could not be judged while transactions were in flight), 1 an
-invariant is violated, 2 a service (or the stack) cannot be reached.
+Exit codes (:mod:`meshctl.exitcodes`): 0 every invariant holds (or could not be judged while
+transactions were in flight), 1 an invariant is violated, 2 bad input (a malformed address, an unknown
+option), 3 a service (or the stack) cannot be reached.
 """
 
 from __future__ import annotations
@@ -14,24 +15,32 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from meshctl import progress
 from meshctl.audit.checks import all_ok
 from meshctl.audit.clients import PROCESS_NAMES, AddressError, MeshAddresses, MeshClients
-from meshctl.audit.gather import AuditOutcome, ServiceUnreachable, audit_until_settled
+from meshctl.audit.gather import AttemptHook, AuditOutcome, ServiceUnreachable, audit_until_settled
+from meshctl.audit.model import CheckResult, Verdict
 from meshctl.audit.render import outcome_json, print_outcome
+from meshctl.exitcodes import ExitCode
 from meshctl.stack import stackfile
 from meshctl.stack.cli import JsonOut
 from meshctl.stack.endpoints import EndpointError, admin_token, service_address
 from meshkit.runtime.clock import Clock, SystemClock
 
-EXIT_OK = 0
-EXIT_VIOLATION = 1
-EXIT_UNREACHABLE = 2
+EXIT_OK = ExitCode.OK
+EXIT_VIOLATION = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_UNREACHABLE = ExitCode.UNAVAILABLE
 DEFAULT_DATA_DIR = Path(".mesh")
 DEFAULT_WAIT_SECONDS = 10.0
 
 Address = Annotated[
     str | None, typer.Option(help="host:port (default: MESH_PEERS__<SVC>, else the data directory's stack)")
 ]
+
+
+class NoStack(AddressError):
+    """No address was given and the data directory holds no running stack."""
 
 
 def resolve_addresses(data_dir: Path | None, **explicit: str | None) -> MeshAddresses:
@@ -47,7 +56,7 @@ def resolve_addresses(data_dir: Path | None, **explicit: str | None) -> MeshAddr
         and stackfile.load(data_dir) is None
         and not all(explicit.get(k) for k in PROCESS_NAMES)
     ):
-        raise AddressError(
+        raise NoStack(
             f"no stack is running in {data_dir} (no {stackfile.STACK_FILE}); start one with "
             "meshctl up, or give every address (--coordinator/--order/--stock/--pay/--points)"
         )
@@ -80,7 +89,13 @@ async def run_audit(
     """Gather, check (repeating for up to ``wait_seconds`` until all pass), print; returns the exit code."""
     async with MeshClients(addresses, token) as clients:
         try:
-            outcome = await audit_until_settled(clients, clock, wait_seconds=wait_seconds)
+            with progress.shown("gathering every service's audit", enabled=not as_json) as step:
+                outcome = await audit_until_settled(
+                    clients,
+                    clock,
+                    wait_seconds=wait_seconds,
+                    on_attempt=_attempt_reporter(step, wait_seconds),
+                )
         except ServiceUnreachable as exc:
             report_unreachable(exc, as_json=as_json)
             return EXIT_UNREACHABLE
@@ -89,6 +104,17 @@ async def run_audit(
     else:
         print_outcome(Console(), outcome)
     return exit_code(outcome)
+
+
+def _attempt_reporter(step: progress.Progress, wait_seconds: float) -> AttemptHook:
+    def report(attempt: int, results: list[CheckResult], left_seconds: float) -> None:
+        waiting = [r.key for r in results if r.verdict is not Verdict.PASS]
+        step(
+            f"audit attempt {attempt}: {len(waiting)} of {len(results)} checks not passing yet "
+            f"({', '.join(waiting)}); again for up to {left_seconds:.1f} of {wait_seconds:g} s"
+        )
+
+    return report
 
 
 def report_unreachable(exc: ServiceUnreachable, *, as_json: bool) -> None:
@@ -122,7 +148,7 @@ def audit(  # noqa: PLR0917 - typer maps each parameter to an option
     ] = DEFAULT_WAIT_SECONDS,
     as_json: JsonOut = False,
 ) -> None:
-    """Check the invariants across all services and the coordinator (exit 1: violated, 2: unreachable)."""
+    """Check the invariants across all services and the coordinator (exit 1: violated, 3: unreachable)."""
     resolved = data_dir.resolve() if data_dir is not None else None
     try:
         addresses = resolve_addresses(
@@ -130,7 +156,7 @@ def audit(  # noqa: PLR0917 - typer maps each parameter to an option
         )
     except AddressError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        raise typer.Exit(EXIT_UNREACHABLE if isinstance(exc, NoStack) else EXIT_USAGE) from None
     code = asyncio.run(
         run_audit(
             addresses,

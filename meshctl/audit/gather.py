@@ -10,7 +10,7 @@ of every order instead, and the view says it is partial.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -198,8 +198,21 @@ async def gather_report(clients: MeshClients, clock: Clock) -> MeshReport:
     return MeshReport(stock, points, orders, pay, view)
 
 
+# Told after each attempt that will be repeated: its number, its results, the seconds left.
+AttemptHook = Callable[[int, list[CheckResult], float], None]
+
+
+def _no_report(attempt: int, results: list[CheckResult], left_seconds: float) -> None:
+    """The default :data:`AttemptHook`: report nothing."""
+
+
 async def audit_until_settled(
-    clients: MeshClients, clock: Clock, *, wait_seconds: float, interval: float = RETRY_INTERVAL_SECONDS
+    clients: MeshClients,
+    clock: Clock,
+    *,
+    wait_seconds: float,
+    interval: float = RETRY_INTERVAL_SECONDS,
+    on_attempt: AttemptHook = _no_report,
 ) -> AuditOutcome:
     """Gather and check; repeat until every check passes or ``wait_seconds`` are up (0 = once)."""
     deadline = clock.monotonic() + wait_seconds
@@ -210,4 +223,5 @@ async def audit_until_settled(
         results = run_checks(report)
         if all_pass(results) or clock.monotonic() + interval > deadline:
             return AuditOutcome(report, results, attempts)
+        on_attempt(attempts, results, deadline - clock.monotonic())
         await clock.sleep(interval)

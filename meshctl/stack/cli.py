@@ -14,10 +14,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from meshctl import progress
+from meshctl.exitcodes import ExitCode
 from meshctl.stack import layout, render, stackfile
+from meshctl.stack.endpoints import EndpointError, check_address
 from meshctl.stack.launcher import StackError, StackLauncher, preflight, stop_recorded
 from meshctl.stack.stackfile import StackLocked, StackState
-from meshkit.rpc.health import check_all
+from meshkit.rpc.health import SERVING, UNREACHABLE, check_all
 from meshkit.runtime.clock import Clock, SystemClock
 
 WATCH_SECONDS = 0.5
@@ -28,6 +31,7 @@ BasePort = Annotated[
 ]
 DataDir = Annotated[Path, typer.Option("--data-dir", help="SQLite files, logs, secrets and stack.json")]
 JsonOut = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+Address = Annotated[str | None, typer.Option(help="host:port of this service")]
 
 
 def _stderr() -> Console:
@@ -53,28 +57,41 @@ async def show_status(state: StackState, as_json: bool, console: Console) -> boo
     return render.healthy(rows)
 
 
-async def start_stack(launcher: StackLauncher, *, detached: bool) -> StackState:
-    """Preflight under the data directory's lock, then start; raises StackError / StackLocked."""
-    with stackfile.locked(launcher.data_dir):
+def health_code(statuses: list[str]) -> ExitCode:
+    """0 when all SERVING; 3 when one is unreachable or stopped; 1 when one answers something else."""
+    if all(s in (SERVING, render.RUNNING) for s in statuses):
+        return ExitCode.OK
+    if any(s in (UNREACHABLE, render.STOPPED) for s in statuses):
+        return ExitCode.UNAVAILABLE
+    return ExitCode.FAILED
+
+
+async def start_stack(launcher: StackLauncher, *, detached: bool, show_progress: bool = False) -> StackState:
+    """Preflight under the data directory's lock, then start; raises StackError / StackLocked.
+
+    With ``show_progress`` each step is shown on stderr while it runs.
+    """
+    shown = progress.shown(f"starting a stack in {launcher.data_dir}", enabled=show_progress)
+    with shown as step, stackfile.locked(launcher.data_dir):
         preflight(launcher.data_dir, launcher.base_port)
-        return await launcher.start(detached=detached)
+        return await launcher.start(detached=detached, progress=step)
 
 
 async def _foreground(launcher: StackLauncher, stop: asyncio.Event, clock: Clock) -> int:
     """Keep the stack up until ``stop`` is set (SIGINT/SIGTERM) or one of its processes dies; then stop it."""
-    code = 0
+    code = ExitCode.OK
     while not stop.is_set():
         dead = launcher.exited()
         if dead:
             _err(f"process(es) exited: {', '.join(dead)}; stopping the stack")
-            code = 1
+            code = ExitCode.FAILED
             break
         await clock.sleep(WATCH_SECONDS)
     left = await launcher.stop()
     stackfile.remove(launcher.data_dir)
     if left:
         _err(f"still running after stop: {', '.join(left)}")
-        return 1
+        return ExitCode.FAILED
     _stderr().print("stack stopped")
     return code
 
@@ -87,7 +104,7 @@ async def run_up(base_port: int, data_dir: Path, *, detach: bool, as_json: bool,
     """
     launcher = StackLauncher(data_dir, base_port, clock)
     stop = asyncio.Event()
-    starting = asyncio.ensure_future(start_stack(launcher, detached=detach))
+    starting = asyncio.ensure_future(start_stack(launcher, detached=detach, show_progress=not as_json))
 
     def on_signal() -> None:
         stop.set()
@@ -117,15 +134,15 @@ async def _up(
         state = await starting
     except asyncio.CancelledError:
         _err("interrupted during start-up; everything started was stopped")
-        return 130
+        return ExitCode.INTERRUPTED
     except StackLocked:
         _err(f"another meshctl is starting a stack in {launcher.data_dir}")
-        return 1
+        return ExitCode.FAILED
     except StackError as exc:
         _err(str(exc))
         if exc.details:
             _stderr().print(exc.details, markup=False, highlight=False)
-        return 1
+        return ExitCode.FAILED
     await show_status(state, as_json, console)
     if detach:
         if not as_json:
@@ -141,15 +158,15 @@ async def run_down(data_dir: Path, *, as_json: bool, clock: Clock) -> int:
     state = stackfile.load(data_dir)
     if state is None:
         _err(f"no stack is running in {data_dir} (no {stackfile.STACK_FILE})")
-        return 1
+        return ExitCode.UNAVAILABLE
     if not state.running():
         stackfile.remove(data_dir)
         _err(f"no stack is running in {data_dir} (its processes had exited; stale stack file removed)")
-        return 1
+        return ExitCode.UNAVAILABLE
     left = await stop_recorded(state, clock)
     if left:
         _err("still running: " + ", ".join(f"{p.name} (pid {p.pid})" for p in left))
-        return 1
+        return ExitCode.FAILED
     stackfile.remove(data_dir)
     stopped = [p.name for p in state.processes]
     if as_json:
@@ -160,12 +177,36 @@ async def run_down(data_dir: Path, *, as_json: bool, clock: Clock) -> int:
 
 
 async def run_status(data_dir: Path, *, as_json: bool) -> int:
-    """``meshctl status`` (``data_dir`` absolute); exit code 0 when every service answers SERVING."""
+    """``meshctl status`` of the local stack (``data_dir`` absolute); see :func:`health_code`."""
     state = stackfile.load(data_dir)
     if state is None:
         _err(f"no stack is running in {data_dir} (no {stackfile.STACK_FILE})")
-        return 1
-    return 0 if await show_status(state, as_json, Console()) else 1
+        return ExitCode.UNAVAILABLE
+    rows = render.stack_rows(state, await _health_of(state))
+    if as_json:
+        print(render.stack_json(state, rows))
+    else:
+        render.print_table(Console(), state, rows)
+    return health_code([r["health"] for r in rows])
+
+
+async def run_address_status(targets: dict[str, str], *, as_json: bool) -> int:
+    """``meshctl status --coordinator H:P ...``: the health of each given ``name -> address``."""
+    health = await check_all(list(dict.fromkeys(targets.values())))
+    rows = [{"service": name, "address": a, "health": health[a]} for name, a in targets.items()]
+    if as_json:
+        print(render.address_json(rows))
+    else:
+        render.print_address_table(Console(), rows)
+    return health_code([r["health"] for r in rows])
+
+
+def status_targets(named: dict[str, str | None], addresses: list[str]) -> dict[str, str]:
+    """``service -> host:port`` from the per-service options and ``--address``; EndpointError if bad."""
+    targets = {name: check_address(a, name) for name, a in named.items() if a}
+    for address in addresses:
+        targets.setdefault(check_address(address, "--address"), address)
+    return targets
 
 
 def up(
@@ -189,8 +230,30 @@ def down(data_dir: DataDir = Path(".mesh"), as_json: JsonOut = False) -> None:
     raise typer.Exit(asyncio.run(run_down(data_dir.resolve(), as_json=as_json, clock=SystemClock())))
 
 
-def status(data_dir: DataDir = Path(".mesh"), as_json: JsonOut = False) -> None:
-    """Health table of the stack running in the data directory."""
+def status(  # noqa: PLR0917 - typer maps each parameter to an option
+    data_dir: DataDir = Path(".mesh"),
+    as_json: JsonOut = False,
+    coordinator: Address = None,
+    order: Address = None,
+    stock: Address = None,
+    pay: Address = None,
+    points: Address = None,
+    address: Annotated[
+        list[str] | None, typer.Option("--address", help="host:port of any gRPC server (repeatable)")
+    ] = None,
+) -> None:
+    """Health of the local stack, or (given addresses) of each given server, local or not.
+
+    Exit 0 when all answer SERVING, 3 when one is unreachable, 1 when one answers otherwise.
+    """
+    named = {"coordinator": coordinator, "order": order, "stock": stock, "pay": pay, "points": points}
+    try:
+        targets = status_targets(named, address or [])
+    except EndpointError as exc:
+        _err(str(exc))
+        raise typer.Exit(ExitCode.USAGE) from None
+    if targets:
+        raise typer.Exit(asyncio.run(run_address_status(targets, as_json=as_json)))
     raise typer.Exit(asyncio.run(run_status(data_dir.resolve(), as_json=as_json)))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from meshctl.progress import Progress, silent
 from meshctl.stack import layout, stackfile
 from meshctl.stack.embedded import EmbeddedServer, EmbeddedServerError, NatsServer, RedisServer, free_port
 from meshctl.stack.procs import ProcRef, port_taken, ref_of, spawn_module, tail_lines, terminate
@@ -108,12 +109,15 @@ class StackLauncher:
         self._services: list[_Service] = []
         self._shared: layout.StackEnv | None = None
         self._detached = False
+        self._progress: Progress = silent
 
-    async def start(self, *, detached: bool) -> StackState:
+    async def start(self, *, detached: bool, progress: Progress = silent) -> StackState:
         """Start everything, wait until every service answers SERVING, write ``stack.json``.
 
-        On any failure everything started so far is stopped and :class:`StackError` is raised.
+        Each step is told to ``progress``. On any failure everything started so far is stopped and
+        :class:`StackError` is raised.
         """
+        self._progress = progress
         try:
             state = await self._start(detached)
         except BaseException:
@@ -128,6 +132,7 @@ class StackLauncher:
         redis = RedisServer(self.data_dir / "redis", port=_free_port_outside(reserved), persist=True)
         nats = NatsServer(self.data_dir / "nats", port=_free_port_outside(reserved))
         for server in (redis, nats):
+            self._progress(f"starting {server.name} on port {server.port}")
             self._infra.append(server)
             try:
                 await asyncio.to_thread(server.start)
@@ -144,7 +149,10 @@ class StackLauncher:
         )
         self._shared, self._detached = shared, detached
         for spec in layout.SERVICES:
+            self._progress(f"starting {spec.name} on {layout.address(self.base_port, spec)}")
             self._spawn(spec, shared)
+        names = ", ".join(s.name for s in layout.SERVICES)
+        self._progress(f"waiting up to {self._ready_seconds:g} s for {names} to answer SERVING")
         await self._wait_ready()
         return self._state(detached)
 

@@ -84,3 +84,19 @@ def print_table(console: Console, state: StackState, rows: list[dict[str, Any]])
             f"[{color}]{row['health']}[/{color}]",
         )
     console.print(table)
+
+
+def address_json(rows: list[dict[str, str]]) -> str:
+    """``meshctl status --address ...`` for scripts: each server's health and whether all serve."""
+    return json.dumps({"healthy": all(r["health"] == SERVING for r in rows), "services": rows}, indent=2)
+
+
+def print_address_table(console: Console, rows: list[dict[str, str]]) -> None:
+    """The health of each given server."""
+    table = Table(title="health", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("service", "address", "health"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        color = "green" if row["health"] == SERVING else "red"
+        table.add_row(row["service"], row["address"], f"[{color}]{row['health']}[/{color}]")
+    console.print(table)

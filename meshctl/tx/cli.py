@@ -1,8 +1,8 @@
 """``meshctl tx``: see and repair global transactions through the coordinator's Admin service.
 
-Exit codes: 0 done; 1 refused by the coordinator (unknown gid, action not allowed in the transaction's
-state); 2 bad input (checked before anything is sent, or refused as INVALID_ARGUMENT); 3 the
-coordinator could not be reached or did not accept the admin token.
+Exit codes (:mod:`meshctl.exitcodes`): 0 done; 1 refused (action not allowed in the transaction's
+state); 2 bad input (checked before anything is sent, or INVALID_ARGUMENT); 3 the coordinator could
+not be reached; 4 unknown gid; 5 the admin token was refused.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import typer
 from google.protobuf.duration_pb2 import Duration
 from rich.console import Console
 
+from meshctl import exitcodes
+from meshctl.exitcodes import ExitCode
 from meshctl.stack.endpoints import EndpointError, admin_token, service_address
 from meshctl.tx import render as tx_render
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -28,18 +30,7 @@ from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
 T = TypeVar("T")
 
-EXIT_REFUSED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
 CALL_TIMEOUT_SECONDS = 10.0
-
-REFUSED_CODES = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED}
-UNREACHABLE_CODES = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.UNIMPLEMENTED,
-}
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
@@ -56,7 +47,12 @@ Token = Annotated[
     str | None,
     typer.Option("--token", help="admin token (default: MESH_ADMIN__TOKEN or <data-dir>/admin.token)"),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of tables")]
+JsonOut = Annotated[
+    bool, typer.Option("--json", help="print JSON for scripts (every field; int64 as numbers)")
+]
+Wide = Annotated[
+    bool, typer.Option("--wide", help="every column in full (lines may exceed the terminal's width)")
+]
 Gid = Annotated[str, typer.Argument(help="the global transaction id")]
 Reason = Annotated[str, typer.Option("--reason", help="why (written to the transaction's history)")]
 Actor = Annotated[str | None, typer.Option("--actor", help="who acts (default: the local user name)")]
@@ -86,16 +82,6 @@ def fail(message: str, code: int) -> typer.Exit:
     """Print ``message`` on stderr; the exit to raise."""
     _stderr().print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
-
-
-def exit_code_of(error: grpc.aio.AioRpcError) -> int:
-    """The CLI exit code for a failed call."""
-    code = error.code()
-    if code in REFUSED_CODES:
-        return EXIT_REFUSED
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return EXIT_BAD_INPUT
-    return EXIT_UNREACHABLE
 
 
 def parse_duration(text: str) -> Duration:
@@ -133,22 +119,29 @@ def run(target: Target, call: Callable[[Any, Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(body())
     except grpc.aio.AioRpcError as error:
-        where = f" (coordinator {target.address})" if exit_code_of(error) == EXIT_UNREACHABLE else ""
-        raise fail(f"{error.code().name}: {error.details()}{where}", exit_code_of(error)) from None
+        code = exitcodes.for_status(error.code())
+        where = f" (coordinator {target.address})" if code is ExitCode.UNAVAILABLE else ""
+        raise fail(f"{error.code().name}: {error.details()}{where}", code) from None
 
 
 def _target(coordinator: str | None, data_dir: Path, token: str | None, *, need_token: bool = True) -> Target:
     try:
         return Target(coordinator, data_dir, token, need_token=need_token)
     except EndpointError as error:
-        raise fail(str(error), EXIT_BAD_INPUT) from None
+        raise fail(str(error), ExitCode.USAGE) from None
 
 
-def _print_list(title: str, txs: list[pb.Transaction], message: Any, as_json: bool) -> None:
+def _print_list(title: str, txs: list[pb.Transaction], message: Any, *, as_json: bool, wide: bool) -> None:
     if as_json:
         print(tx_render.as_json(message))
-    else:
-        Console().print(tx_render.transactions_table(title, txs))
+        return
+    console = Console()
+    # A gid longer than the terminal is still printed whole (the terminal wraps it, rich would cut it).
+    console.width = max(console.width, *(len(tx.gid) for tx in txs), 1)
+    table = tx_render.transactions_table(title, txs, width=console.width, wide=wide)
+    if wide:
+        tx_render.widen_for(console, table)
+    console.print(table)
 
 
 @app.command("list")
@@ -167,6 +160,7 @@ def list_(
     data_dir: DataDir = Path(".mesh"),
     token: Token = None,
     as_json: JsonOut = False,
+    wide: Wide = False,
 ) -> None:
     """Transactions, newest first, filtered by status, mode and age."""
     request = pb.ListRequest(
@@ -183,7 +177,7 @@ def list_(
     page: pb.ListResponse = run(
         target, lambda admin, _: admin.List(request, metadata=target.metadata(), timeout=CALL_TIMEOUT_SECONDS)
     )
-    _print_list("transactions", list(page.transactions), page, as_json)
+    _print_list("transactions", list(page.transactions), page, as_json=as_json, wide=wide)
     if page.next_cursor and not as_json:
         _stderr().print(f"more: --cursor {page.next_cursor}")
 
@@ -191,10 +185,12 @@ def list_(
 @app.command()
 def show(
     gid: Gid,
+    *,
     coordinator: Coordinator = None,
     data_dir: DataDir = Path(".mesh"),
     token: Token = None,
     as_json: JsonOut = False,
+    wide: Wide = False,
 ) -> None:
     """One transaction: branches, attempts, last errors, next attempts and the history timeline."""
     target = _target(coordinator, data_dir, token)  # Query is mesh-only or admin (README "Threat model")
@@ -207,7 +203,7 @@ def show(
     if as_json:
         print(tx_render.as_json(reply.transaction))
     else:
-        tx_render.print_transaction(Console(), reply.transaction)
+        tx_render.print_transaction(Console(), reply.transaction, wide=wide)
 
 
 @app.command()
@@ -225,6 +221,7 @@ def stuck(
     data_dir: DataDir = Path(".mesh"),
     token: Token = None,
     as_json: JsonOut = False,
+    wide: Wide = False,
 ) -> None:
     """Unfinished transactions flagged stuck (or old and retried often): what needs a person."""
     request = pb.StuckRequest(older_than=parse_duration(older_than), min_attempts=min_attempts, limit=limit)
@@ -233,7 +230,7 @@ def stuck(
         target,
         lambda admin, _: admin.Stuck(request, metadata=target.metadata(), timeout=CALL_TIMEOUT_SECONDS),
     )
-    _print_list("stuck transactions", list(reply.transactions), reply, as_json)
+    _print_list("stuck transactions", list(reply.transactions), reply, as_json=as_json, wide=wide)
 
 
 @app.command()
@@ -300,7 +297,7 @@ def run_action(
 ) -> None:
     """Call the action's Admin RPC on ``gid`` and print the transaction's new state."""
     if action.reason_required and not reason.strip():
-        raise fail("--reason is required: say why (it goes to the transaction's history)", EXIT_BAD_INPUT)
+        raise fail("--reason is required: say why (it goes to the transaction's history)", ExitCode.USAGE)
     request = pb.AdminActionRequest(gid=gid, reason=reason, actor=actor or f"{getpass.getuser()} (meshctl)")
     reply: pb.AdminActionResponse = run(
         target,
@@ -312,7 +309,9 @@ def run_action(
         print(tx_render.as_json(reply.transaction))
     else:
         tx = reply.transaction
-        Console().print(f"{action.rpc}: {tx.gid} is now {tx_render.status_name(tx.status)}", highlight=False)
+        Console(soft_wrap=True).print(
+            f"{action.rpc}: {tx.gid} is now {tx_render.status_name(tx.status)}", highlight=False, markup=False
+        )
 
 
 def action_command(action: Action) -> Callable[..., None]:

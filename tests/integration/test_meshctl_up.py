@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from meshctl.exitcodes import ExitCode
 from meshctl.stack import layout
 from meshctl.stack.launcher import free_base_port
 from meshctl.stack.procs import ProcRef, is_running, port_taken
@@ -89,6 +90,20 @@ async def test_up_detach_returns_with_all_five_serving(stack_dir: Path) -> None:
         assert (stack_dir / "logs" / f"{name}.log").stat().st_size > 0
 
 
+def test_up_shows_progress_lines_on_stderr_when_not_a_terminal(stack_dir: Path) -> None:
+    done = _up(stack_dir, free_base_port())
+    assert done.returncode == 0, done.stderr
+    steps = [line for line in done.stderr.splitlines() if line.startswith("... ")]
+    assert steps[0] == f"... starting a stack in {stack_dir.resolve()}"
+    assert any(line.startswith("... starting redis on port ") for line in steps)
+    for name in SERVICE_NAMES:
+        assert any(line.startswith(f"... starting {name} on 127.0.0.1:") for line in steps), name
+    assert "answer SERVING" in steps[-1]
+    quiet = _meshctl("status", "--data-dir", str(stack_dir), "--json")
+    assert quiet.returncode == 0
+    assert json.loads(quiet.stdout)["healthy"] is True  # stdout stays the result alone
+
+
 def test_status_json_reports_every_service_serving(stack_dir: Path) -> None:
     base = free_base_port()
     assert _up(stack_dir, base).returncode == 0
@@ -141,7 +156,7 @@ def test_up_refused_when_a_port_is_taken(stack_dir: Path) -> None:
 
 def test_down_without_stack_fails_clearly(tmp_path: Path) -> None:
     done = _meshctl("down", "--data-dir", str(tmp_path))
-    assert done.returncode == 1
+    assert done.returncode == ExitCode.UNAVAILABLE
     assert "no stack is running" in done.stderr
 
 
@@ -174,7 +189,7 @@ def test_foreground_up_stops_everything_on_sigterm(stack_dir: Path) -> None:
 def test_up_with_failing_service_prints_its_log_and_stops_everything(stack_dir: Path) -> None:
     base = free_base_port()
     done = _up_env(stack_dir, base, {"MESH_ORDER__PAY_TIMEOUT_SECONDS": "-1"})
-    assert done.returncode == 1
+    assert done.returncode == ExitCode.FAILED
     assert "order_svc" in done.stderr
     assert "order.pay_timeout_seconds" in done.stderr  # the tail of order_svc's own log
     assert load(stack_dir) is None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from meshctl.exitcodes import ExitCode
 from meshctl.stack.embedded import free_port
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
@@ -48,11 +49,15 @@ async def sqlite_coordinator(sqlite_url: str) -> AsyncIterator[RunningCoordinato
         await running.stop()
 
 
-async def meshctl(*args: str, token: str | None = ADMIN_TOKEN, data_dir: Path | None = None) -> CliResult:
+async def meshctl(
+    *args: str, token: str | None = ADMIN_TOKEN, data_dir: Path | None = None, columns: int | None = None
+) -> CliResult:
     """Run ``python -m meshctl`` with ``args``; the token travels in the environment like an operator's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
     if token is not None:
         env["MESH_ADMIN__TOKEN"] = token
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -152,8 +157,8 @@ async def test_tx_fail_gives_up_on_a_stuck_confirm(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("tx", "show", "no-such-gid-1"), 1, "NOT_FOUND"),
-        (("tx", "fail", "no-such-gid-2", "--reason", "x"), 1, "NOT_FOUND"),
+        (("tx", "show", "no-such-gid-1"), ExitCode.NOT_FOUND, "NOT_FOUND"),
+        (("tx", "fail", "no-such-gid-2", "--reason", "x"), ExitCode.NOT_FOUND, "NOT_FOUND"),
         (("tx", "abort", "some-gid"), 2, "--reason"),
         (("tx", "list", "--status", "finished"), 2, "finished"),
         (("tx", "stuck", "--older-than", "soon"), 2, "soon"),
@@ -173,7 +178,7 @@ async def test_tx_refuses_a_wrong_token_and_an_unreachable_coordinator(
     sqlite_coordinator: RunningCoordinator, tmp_path: Path
 ) -> None:
     wrong = await meshctl("tx", "stats", "--coordinator", sqlite_coordinator.address, token="not-the-token")
-    assert wrong.code == 3
+    assert wrong.code == ExitCode.AUTH
     assert "UNAUTHENTICATED" in wrong.err
     missing = await meshctl(
         "tx", "stats", "--coordinator", sqlite_coordinator.address, token=None, data_dir=tmp_path
@@ -183,3 +188,65 @@ async def test_tx_refuses_a_wrong_token_and_an_unreachable_coordinator(
     down = await meshctl("tx", "stats", "--coordinator", f"127.0.0.1:{free_port()}")
     assert down.code == 3
     assert "UNAVAILABLE" in down.err
+
+
+async def test_tx_list_and_show_at_80_columns_print_a_long_gid_whole_on_one_line(
+    sqlite_coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    long_gid = f"order-place-{gid}-{gid[:16]}"  # 77 characters
+    await finished_saga(sqlite_coordinator, bank, long_gid)
+    at = ("--coordinator", sqlite_coordinator.address)
+    listed = await meshctl("tx", "list", "--mode", "saga", *at, columns=80)
+    assert listed.code == 0, listed.err
+    assert any(long_gid in line for line in listed.out.splitlines()), listed.out
+    shown = await meshctl("tx", "show", long_gid, *at, columns=80)
+    assert shown.code == 0, shown.err
+    assert long_gid in shown.out.splitlines()
+    assert all(len(line) <= 80 for line in shown.out.splitlines())
+    wide = await meshctl("tx", "list", "--mode", "saga", "--wide", *at, columns=80)
+    assert wide.code == 0, wide.err
+    assert "created (UTC)" in wide.out and "mode" in wide.out
+
+
+async def test_tx_show_takes_the_token_option(
+    sqlite_coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await finished_saga(sqlite_coordinator, bank, gid)
+    at = ("--coordinator", sqlite_coordinator.address)
+    shown = await meshctl("tx", "show", gid, "--json", "--token", ADMIN_TOKEN, *at, token=None)
+    assert shown.code == 0, shown.err
+    assert shown.json()["gid"] == gid  # type: ignore[index]
+    for command in (("list",), ("stuck",), ("stats",)):
+        result = await meshctl("tx", *command, "--json", "--token", ADMIN_TOKEN, *at, token=None)
+        assert result.code == 0, (command, result.err)
+
+
+async def test_tx_json_prints_int64_as_numbers_and_zero_fields(
+    sqlite_coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    await finished_saga(sqlite_coordinator, bank, gid)
+    at = ("--coordinator", sqlite_coordinator.address)
+    stats = await meshctl("tx", "stats", "--json", *at)
+    assert stats.code == 0, stats.err
+    doc = stats.json()
+    assert isinstance(doc, dict)
+    assert doc["stuck"] == 0 and doc["paused"] == 0  # zero fields present, as numbers
+    assert all(isinstance(c["count"], int) for c in doc["counts"])
+    shown = await meshctl("tx", "show", gid, "--json", *at)
+    tx = shown.json()
+    assert isinstance(tx, dict)
+    assert isinstance(tx["version"], int) and tx["version"] > 0
+    assert tx["retry_paused"] is False and tx["reason"] == ""
+
+
+async def test_status_of_given_addresses_reports_each_health(sqlite_coordinator: RunningCoordinator) -> None:
+    up = await meshctl("status", "--coordinator", sqlite_coordinator.address, "--json")
+    assert up.code == ExitCode.OK, up.err
+    assert up.json() == {
+        "healthy": True,
+        "services": [{"service": "coordinator", "address": sqlite_coordinator.address, "health": "SERVING"}],
+    }
+    closed = f"127.0.0.1:{free_port()}"
+    mixed = await meshctl("status", "--coordinator", sqlite_coordinator.address, "--order", closed)
+    assert mixed.code == ExitCode.UNAVAILABLE
+    assert "SERVING" in mixed.out and "UNREACHABLE" in mixed.out and closed in mixed.out

@@ -134,7 +134,7 @@ def test_in_flight_outcome_is_not_a_violation() -> None:
     assert "not judged: transactions were in flight" in console.export_text()
 
 
-def test_cli_without_stack_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+def test_cli_without_stack_exits_unavailable_with_a_clear_message(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["audit", "--data-dir", str(tmp_path / "none")])
     assert result.exit_code == EXIT_UNREACHABLE
     assert "no stack is running" in result.output
