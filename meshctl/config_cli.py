@@ -9,6 +9,7 @@ import typer
 from pydantic import BaseModel
 
 from coordinator.config import CoordinatorSettings
+from meshctl.exitcodes import ExitCode
 from meshkit.runtime.config import MeshSettings
 from meshkit.runtime.config_sample import render_sample, sections_of
 from order_svc.config import OrderSettings
@@ -48,10 +49,10 @@ def config_sample(
             current = check.read_text()
         except OSError as error:
             typer.echo(f"error: cannot read {check}: {error.strerror}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.USAGE) from None
         if current != text:
             typer.echo(f"{check} is stale: run `meshctl config-sample -o {check}`", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILED)
         return
     if output is not None:
         output.write_text(text)

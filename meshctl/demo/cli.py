@@ -28,12 +28,13 @@ from meshctl.audit.gather import AuditOutcome, ServiceUnreachable, audit_until_s
 from meshctl.audit.render import outcome_json, print_outcome
 from meshctl.demo.narrate import Narrator
 from meshctl.demo.story import DEFAULT_WAIT_SECONDS, DemoStory
+from meshctl.exitcodes import ExitCode
 from meshctl.stack import layout, stackfile
 from meshctl.stack.cli import BasePort, DataDir, JsonOut, run_down, run_up
 from meshctl.stack.endpoints import TOKEN_FILE
 from meshkit.runtime.clock import Clock, SystemClock
 
-EXIT_FAILED = 1
+EXIT_FAILED = ExitCode.FAILED
 AUDIT_WAIT_SECONDS = 60.0
 
 
