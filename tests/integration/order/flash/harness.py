@@ -188,7 +188,9 @@ async def final_result(stub: Any, ticket: str, within: float = 30.0) -> pb.Flash
 
     async def read() -> pb.FlashResult:
         result: pb.FlashResult = await stub.GetFlashResult(
-            pb.GetFlashResultRequest(ticket=ticket), timeout=RPC_SECONDS
+            pb.GetFlashResultRequest(ticket=ticket),
+            timeout=RPC_SECONDS,
+            wait_for_ready=True,  # the stub's channel may still be backing off after a restarted order_svc
         )
         return result
 
