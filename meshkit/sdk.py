@@ -1,8 +1,10 @@
 """The participant and initiator SDK of saga-mesh: everything a service team writes against, in one place.
 
 A participant serves branch RPCs: it reads the :class:`TxContext` from the call's metadata
-(:func:`require_context`), runs the business change behind a barrier (:class:`SqlBarrier` or
-:class:`RedisBarrier`) so that duplicates, empty rollbacks and late tries are handled, and raises the
+(:func:`require_context`), runs the business change behind a barrier so that duplicates, empty
+rollbacks and late tries are handled (:class:`RunnerBarrier`, the hot path: a unit of work, a plain
+function of a :class:`Conn`, run by the process's :class:`StoreRunner`; :class:`SqlBarrier` on an
+AsyncSession; :class:`RedisBarrier`), and raises the
 domain errors below; :class:`MeshServer` maps them to gRPC status codes and checks mesh credentials.
 An initiator starts transactions with :func:`tcc`, :func:`saga` or :func:`msg` through a
 :class:`CoordinatorClient`. Barrier cleaners (:class:`BarrierCleaner`, :class:`RedisBarrierCleaner`)
@@ -22,6 +24,7 @@ from meshkit.barrier import (
     Outcome,
     RedisBarrier,
     RedisBarrierCleaner,
+    RunnerBarrier,
     SqlBarrier,
 )
 from meshkit.errors import (
@@ -38,6 +41,7 @@ from meshkit.errors import (
 )
 from meshkit.rpc.auth import Credential, mesh_channel
 from meshkit.rpc.server import MeshServer, boot
+from meshkit.store import Conn, StoreRunner, Unit
 from meshkit.tx.context import Op, TxContext, TxMode, from_metadata, require_context
 from meshkit.tx.finality import CoordinatorFinality
 from meshkit.tx.initiator import CoordinatorClient, Msg, Saga, Tcc, local_gid, msg, saga, tcc
@@ -49,6 +53,7 @@ __all__ = [
     "BarrierResult",
     "BranchFailure",
     "BranchOngoing",
+    "Conn",
     "CoordinatorClient",
     "CoordinatorFinality",
     "Credential",
@@ -66,13 +71,16 @@ __all__ = [
     "RedisBarrier",
     "RedisBarrierCleaner",
     "ResourceExhausted",
+    "RunnerBarrier",
     "Saga",
     "SqlBarrier",
+    "StoreRunner",
     "Tcc",
     "TransientError",
     "TxContext",
     "TxMode",
     "Unauthenticated",
+    "Unit",
     "boot",
     "from_metadata",
     "local_gid",

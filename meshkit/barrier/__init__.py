@@ -2,6 +2,8 @@
 
 * :class:`SqlBarrier` - the barrier table ``tx_barrier`` in the participant's own SQL database,
   written in the same local transaction as the business change.
+* :class:`RunnerBarrier` - the same rules and table as units of work on a
+  :class:`meshkit.store.StoreRunner` (the hot path: barrier, business SQL and commit in one hop).
 * :class:`RedisBarrier` - the same rules in one Lua script for resources kept in Redis.
 * :class:`BarrierCleaner` / :class:`RedisBarrierCleaner` - delete the entries of final transactions
   past the retention period, in batches; finality comes from a :class:`FinalityOracle` (the
@@ -21,6 +23,7 @@ from meshkit.barrier.outcome import (
 )
 from meshkit.barrier.redis import RedisBarrier, RedisBarrierScript
 from meshkit.barrier.redis_cleanup import RedisBarrierCleaner
+from meshkit.barrier.runner import RunnerBarrier
 from meshkit.barrier.sql import SqlBarrier
 from meshkit.barrier.table import BARRIER_VERSIONS, tx_barrier
 
@@ -37,6 +40,7 @@ __all__ = [
     "RedisBarrier",
     "RedisBarrierCleaner",
     "RedisBarrierScript",
+    "RunnerBarrier",
     "SqlBarrier",
     "tx_barrier",
 ]

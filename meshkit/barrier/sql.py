@@ -32,15 +32,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from meshkit.barrier.outcome import (
-    MSG_BRANCH,
-    REASON_ROLLBACK,
-    BarrierResult,
-    DuplicateMessage,
-    LateTryRejected,
-    MessageRolledBack,
-    Outcome,
-)
+from meshkit.barrier.outcome import MSG_BRANCH, REASON_ROLLBACK, BarrierResult, Outcome
+from meshkit.barrier.rules import check_prepared, forward_not_inserted, rollback_skip
 from meshkit.barrier.table import tx_barrier
 from meshkit.errors import TransientError
 from meshkit.infra.db import is_mysql, is_sqlite, session_factory
@@ -50,8 +43,6 @@ from meshkit.tx.context import ORIGIN_OF, Op, TxContext
 T = TypeVar("T")
 
 Business = Callable[[AsyncSession], Awaitable[T]]
-
-_ROLLBACK_REASONS = frozenset(op.value for op in ORIGIN_OF)
 
 
 class SqlBarrier:
@@ -94,8 +85,7 @@ class SqlBarrier:
         async with self._transaction(gid) as session:
             inserted = await self._insert(session, gid, MSG_BRANCH, Op.MSG.value, REASON_ROLLBACK)
             reason = None if inserted else await self._reason(session, gid, MSG_BRANCH, Op.MSG.value)
-        if inserted or reason == REASON_ROLLBACK:
-            raise MessageRolledBack(gid)
+        check_prepared(gid, inserted, reason)
 
     async def _forward_op(
         self, session: AsyncSession, ctx: TxContext, business: Business[T]
@@ -103,14 +93,7 @@ class SqlBarrier:
         op = ctx.op.value
         if await self._insert(session, ctx.gid, ctx.branch_id, op, op):
             return BarrierResult(Outcome.APPLIED, await business(session))
-        reason = await self._reason(session, ctx.gid, ctx.branch_id, op)
-        if ctx.op is Op.MSG:
-            if reason == REASON_ROLLBACK:
-                raise MessageRolledBack(ctx.gid)
-            raise DuplicateMessage(ctx.gid)
-        if reason in _ROLLBACK_REASONS:
-            raise LateTryRejected(ctx.gid, ctx.branch_id, op)
-        return BarrierResult(Outcome.DUPLICATE)
+        return forward_not_inserted(ctx, await self._reason(session, ctx.gid, ctx.branch_id, op))
 
     async def _rollback_op(
         self, session: AsyncSession, ctx: TxContext, origin: Op, business: Business[T]
@@ -118,10 +101,9 @@ class SqlBarrier:
         op = ctx.op.value
         origin_inserted = await self._insert(session, ctx.gid, ctx.branch_id, origin.value, op)
         own_inserted = await self._insert(session, ctx.gid, ctx.branch_id, op, op)
-        if origin_inserted:
-            return BarrierResult(Outcome.EMPTY_ROLLBACK)
-        if not own_inserted:
-            return BarrierResult(Outcome.DUPLICATE)
+        skipped = rollback_skip(origin_inserted, own_inserted)
+        if skipped is not None:
+            return skipped
         return BarrierResult(Outcome.APPLIED, await business(session))
 
     async def _insert(self, session: AsyncSession, gid: str, branch_id: str, op: str, reason: str) -> bool:
