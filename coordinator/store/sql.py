@@ -1,6 +1,9 @@
 """The engine's store on SQLAlchemy 2 Core, for SQLite and MySQL/MariaDB.
 
 Every method is one short database transaction (see :mod:`coordinator.store.runner` for how it runs).
+Writes, and the reads the engine decides on, go through :meth:`SqlTxStore.run`; reads of committed
+state for callers off the engine's path (:meth:`~SqlTxStore.load`, :meth:`~SqlTxStore.history`, the
+operators' queries) go through :meth:`SqlTxStore.read`, which never waits for the engine's writes.
 Writes by a driver are compare-and-set on ``(gid, version)``: a claim bumps the version, so a replica
 whose lease lapsed and was taken over finds its next write refused. Claiming due work takes row locks
 with ``FOR UPDATE SKIP LOCKED`` on MySQL (replicas sweeping at the same time take disjoint rows); on
@@ -68,6 +71,10 @@ class SqlTxStore:
         """Run ``body(connection)`` as one transaction (also for read-only query functions)."""
         return await self._runner.run(body)
 
+    async def read(self, body: Body[T]) -> T:
+        """Run the read-only ``body(connection)`` off the engine's path; it sees committed state only."""
+        return await self._runner.read(body)
+
     async def close(self) -> None:
         """Release the store's own resources (the async engine stays the caller's to dispose)."""
         await self._runner.close()
@@ -79,18 +86,18 @@ class SqlTxStore:
         return await self.run(lambda conn: _get(conn, gid))
 
     async def load(self, gid: str) -> tuple[GlobalTx, list[BranchOp]] | None:
-        """The transaction and its ops (position order), or None; one consistent read."""
+        """The transaction and its ops (position order), or None; one consistent read of committed state."""
 
         def body(conn: Connection) -> tuple[GlobalTx, list[BranchOp]] | None:
             tx = _get(conn, gid)
             return None if tx is None else (tx, _ops(conn, gid))
 
-        return await self.run(body)
+        return await self.read(body)
 
     async def history(self, gid: str) -> list[Event]:
         """The transaction's events, oldest first."""
         stmt = select(trans_event).where(trans_event.c.gid == gid).order_by(trans_event.c.id)
-        return await self.run(lambda conn: [event_from_row(r) for r in conn.execute(stmt).mappings().all()])
+        return await self.read(lambda conn: [event_from_row(r) for r in conn.execute(stmt).mappings().all()])
 
     # ------------------------------------------------------------------ writes
 

@@ -7,6 +7,8 @@
   lease holder; ``request_seq`` counts requests and pause flips (a holder's write needs the latest).
 * ``trans_branch_op``: one row per (branch, op) with its status, attempts, last error, next attempt.
 * ``trans_event``: the history, append-only.
+* ``trans_count``: how many transactions have each (mode, status), kept exact by triggers on
+  ``trans_global`` in the same commit as the row change (migration ``coordinator_0004``).
 """
 
 from __future__ import annotations
@@ -72,7 +74,18 @@ trans_global = Table(
     Index("ix_trans_global_next_run_at", "next_run_at"),
     Index("ix_trans_global_status_created", "status", "created_at", "gid"),
     Index("ix_trans_global_created", "created_at", "gid"),
-    Index("ix_trans_global_finished", "finished_at"),
+    Index("ix_trans_global_mode_created", "mode", "created_at", "gid"),
+    Index("ix_trans_global_mode_status_created", "mode", "status", "created_at", "gid"),
+    # finished_at is NULL exactly while unfinished: Stuck and Stats read that end, retention the other.
+    Index("ix_trans_global_finished_created", "finished_at", "created_at", "gid"),
+)
+
+trans_count = Table(
+    "trans_count",
+    metadata,
+    Column("mode", SmallInteger, primary_key=True),
+    Column("status", SmallInteger, primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
 
 trans_branch_op = Table(
