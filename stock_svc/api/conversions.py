@@ -8,7 +8,7 @@ import grpc.aio
 
 from meshkit.tx.context import TxContext, require_context
 from meshpb.stock.v1 import stock_pb2
-from stock_svc.stock.domain import SkuAudit, StockLevel
+from stock_svc.stock.domain import SkuAudit, SoldByRef, StockLevel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -46,3 +46,8 @@ def audit_pb(sku: SkuAudit) -> stock_pb2.SkuAudit:
         db_sold=sku.db_sold,
         redis_loaded=sku.redis_loaded,
     )
+
+
+def sold_by_ref_pb(row: SoldByRef) -> stock_pb2.SoldByRef:
+    """The wire form of one SKU's net sales under one set of order ids."""
+    return stock_pb2.SoldByRef(sku=row.sku, order_ids=list(row.order_ids), sold=row.sold)

@@ -75,5 +75,7 @@ class StockServicer(stock_pb2_grpc.StockServicer):
         return common_pb2.BranchReply(note=note)
 
     async def Audit(self, request: common_pb2.AuditRequest, context: Context) -> stock_pb2.StockAudit:
-        """Per-SKU figures for ``meshctl audit``."""
-        return stock_pb2.StockAudit(skus=[conversions.audit_pb(s) for s in await self._domain.audit()])
+        """Per-SKU figures and the net sales per logged order ids, for ``meshctl audit``."""
+        skus = [conversions.audit_pb(s) for s in await self._domain.audit()]
+        refs = [conversions.sold_by_ref_pb(r) for r in await self._domain.audit_sold_by_ref()]
+        return stock_pb2.StockAudit(skus=skus, sold_by_ref=refs)

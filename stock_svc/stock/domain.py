@@ -65,7 +65,7 @@ from meshkit.tx.context import OP_KEY, Op, TxContext
 from stock_svc.config import StockSection
 from stock_svc.hot.epoch import RedisEpoch
 from stock_svc.hot.redis_stock import HotLevel, HotStock, StockNotLoaded
-from stock_svc.stock.queries import LogEntry, Restock, SkuRow, StockRepo
+from stock_svc.stock.queries import ORDER_IDS_SEPARATOR, LogEntry, Restock, SkuRow, StockRepo
 from stock_svc.stock.tables import KIND_CONFIRM, KIND_RELEASE
 from stock_svc.stock.validation import (
     HARD_LIMITS,
@@ -122,6 +122,15 @@ class SkuAudit:
     db_available: int
     db_sold: int
     redis_loaded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SoldByRef:
+    """Net units of a SKU sold under one set of logged order ids (empty: none were named)."""
+
+    sku: str
+    order_ids: tuple[str, ...]
+    sold: int
 
 
 def _expect_op(ctx: TxContext, rpc: str, op: Op) -> None:
@@ -210,6 +219,14 @@ class StockDomain:
                 redis_loaded=levels[r.sku].loaded,
             )
             for r in rows
+        ]
+
+    async def audit_sold_by_ref(self) -> list[SoldByRef]:
+        """Net units sold per SKU and logged order ids: lets the audit attribute sales to orders."""
+        async with self._repo.transaction() as session:
+            rows = await self._repo.sold_by_ref(session)
+        return [
+            SoldByRef(sku, tuple(r for r in refs.split(ORDER_IDS_SEPARATOR) if r), n) for sku, refs, n in rows
         ]
 
     # ------------------------------------------------------------------ branch ops

@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, false, select, update
+from sqlalchemy import Row, case, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from meshkit.infra.db import rowcount, session_factory
 from meshkit.infra.db import transaction as db_transaction
 from meshkit.runtime.clock import Clock, now_ms
 from stock_svc.hot.redis_stock import Snapshot
-from stock_svc.stock.tables import stock_log, stock_restock, stock_sku
+from stock_svc.stock.tables import KIND_RELEASE, stock_log, stock_restock, stock_sku
 from stock_svc.stock.validation import Item, PutSkuInput
 
 ORDER_IDS_SEPARATOR = ","
@@ -146,6 +146,16 @@ class StockRepo:
         """Every SKU, ordered by SKU."""
         rows = (await session.execute(select(*_COLUMNS).order_by(stock_sku.c.sku))).all()
         return [_row(r) for r in rows]
+
+    async def sold_by_ref(self, session: AsyncSession) -> list[tuple[str, str, int]]:
+        """``(sku, order ids as logged, confirmed minus released units)`` for the audit, ordered."""
+        signed = case((stock_log.c.kind == KIND_RELEASE, -stock_log.c.quantity), else_=stock_log.c.quantity)
+        stmt = (
+            select(stock_log.c.sku, stock_log.c.order_ids, func.sum(signed))
+            .group_by(stock_log.c.sku, stock_log.c.order_ids)
+            .order_by(stock_log.c.sku, stock_log.c.order_ids)
+        )
+        return [(r[0], r[1], int(r[2])) for r in (await session.execute(stmt)).all()]
 
     async def snapshots(self, session: AsyncSession, skus: Iterable[str]) -> dict[str, Snapshot]:
         """``(available, version)`` of the known SKUs among ``skus``: what a Redis copy is loaded from."""

@@ -275,20 +275,58 @@ class SkuAudit(_message.Message):
 Global___SkuAudit: _TypeAlias = SkuAudit  # noqa: Y015
 
 @_typing.final
+class SoldByRef(_message.Message):
+    """Net units sold (confirmed minus released) of one SKU under one stock-log reference: the order ids
+    the sale or release named (ReserveRequest.order_ids, ReleaseStockRequest.order_id), as logged. The
+    audit compares orders only with the sales it can attribute to them; another initiator's sales (no
+    or unknown order ids) are counted apart.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
+    SOLD_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    sold: _builtins.int
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
+        sold: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_ids", b"order_ids", "sku", b"sku", "sold", b"sold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SoldByRef: _TypeAlias = SoldByRef  # noqa: Y015
+
+@_typing.final
 class StockAudit(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SKUS_FIELD_NUMBER: _builtins.int
+    SOLD_BY_REF_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def skus(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkuAudit]: ...
+    @_builtins.property
+    def sold_by_ref(self) -> _containers.RepeatedCompositeFieldContainer[Global___SoldByRef]:
+        """every (sku, order ids) with a logged sale or release"""
+
     def __init__(
         self,
         *,
         skus: _abc.Iterable[Global___SkuAudit] | None = ...,
+        sold_by_ref: _abc.Iterable[Global___SoldByRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["skus", b"skus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skus", b"skus", "sold_by_ref", b"sold_by_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,6 +13,7 @@ import uuid
 import grpc
 import pytest
 
+from meshctl.exitcodes import ExitCode
 from meshpb.order.v1 import order_pb2 as opb
 from tests.integration.mesh.conftest import Mesh
 from tests.integration.mesh.ordering import (
@@ -168,7 +169,7 @@ def _meshctl_audit(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(240)
-async def test_meshctl_audit_passes_on_the_stack_and_exits_2_when_a_service_is_down(mesh: Mesh) -> None:
+async def test_meshctl_audit_passes_on_the_stack_and_exits_3_when_a_service_is_down(mesh: Mesh) -> None:
     done = await asyncio.to_thread(_meshctl_audit, mesh, "--wait", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(done.stdout)
@@ -180,7 +181,7 @@ async def test_meshctl_audit_passes_on_the_stack_and_exits_2_when_a_service_is_d
     os.kill(points.pid, signal.SIGKILL)
     try:
         down = await asyncio.to_thread(_meshctl_audit, mesh, "--wait", "0")
-        assert down.returncode == 2, down.stdout + down.stderr
+        assert down.returncode == ExitCode.UNAVAILABLE, down.stdout + down.stderr
         assert f"points_svc at {points.address} cannot be audited: UNAVAILABLE" in down.stderr
         assert json.loads(down.stdout) == {
             "ok": False,

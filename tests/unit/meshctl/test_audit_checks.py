@@ -275,8 +275,37 @@ def test_stock_sold_not_held_by_orders_fails_at_rest() -> None:
     report.stock.skus[1].db_available = 4
     report.stock.skus[1].initial = 5
     assert _only_failing(report) == {
-        "stock.sold_matches_orders": ("sku book: stock_svc sold 1 != live orders hold 0",)
+        "stock.sold_matches_orders": ("sku book: stock_svc sold 1 to orders != live orders hold 0",)
     }
+
+
+def _with_stock_log(report: MeshReport) -> MeshReport:
+    """``world``'s stock log: tea sold to three orders (one each), book sold to two and given back."""
+    refs = report.stock.sold_by_ref
+    for order_id in ("o-paid-points", "o-paid-ext", "o-created"):
+        refs.add(sku="tea", order_ids=[order_id], sold=1)
+    refs.add(sku="book", order_ids=["o-refunded-ext", "o-cancelled"], sold=0)
+    return report
+
+
+def test_stock_sold_to_another_initiator_is_counted_apart() -> None:
+    report = _with_stock_log(world())
+    report.stock.skus[0].db_sold += 4  # a warehouse TCC sold 4 teas under its own ids, 1 under none
+    report.stock.skus[0].db_available -= 4
+    report.stock.skus[0].redis_available -= 4
+    report.stock.sold_by_ref.add(sku="tea", order_ids=["warehouse-1"], sold=3)
+    report.stock.sold_by_ref.add(sku="tea", order_ids=[], sold=1)
+    result = _by_key(report)["stock.sold_matches_orders"]
+    assert result.verdict is Verdict.PASS, result
+    assert (result.numbers["sold_to_orders"], result.numbers["sold_outside_orders"]) == (3, 4)
+
+
+def test_stock_log_disagreeing_with_sold_fails_even_in_flight() -> None:
+    report = _with_stock_log(world(in_flight()))
+    report.stock.sold_by_ref[0].sold = 2  # the log says 4 teas, the DB 3
+    result = _by_key(report)["stock.sold_matches_orders"]
+    assert result.verdict is Verdict.FAIL
+    assert "sku tea: stock_svc sold 3 != its stock log 4" in result.violations
 
 
 def test_stock_sold_mismatch_while_an_order_refunds_is_skipped_in_flight() -> None:
