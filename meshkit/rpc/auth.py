@@ -68,7 +68,7 @@ def _values(metadata: MetadataItems | None, key: str) -> list[str]:
 def signature(secret: str, unix_ms: int, method: str, gids: Sequence[str]) -> str:
     """The hex HMAC-SHA256 of one call (see the module docstring for the signed string)."""
     message = f"{VERSION}|{unix_ms}|{method}|{','.join(gids)}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 
 
 def auth_header(secret: str, unix_ms: int, method: str, gids: Sequence[str]) -> str:
@@ -109,8 +109,14 @@ class MeshVerifier:
         """Raise :class:`Unauthenticated` unless the call is signed for ``method`` within the window."""
         if not self._secret:
             raise Unauthenticated("mesh-only RPC, and this process has no auth.mesh_secret")
-        items = list(metadata or ())
-        headers = _values(items, AUTH_KEY)
+        headers: list[str] = []
+        gids: list[str] = []
+        for key, value in metadata or ():  # one pass: this runs on every mesh-only call
+            name = key.lower()
+            if name == AUTH_KEY:
+                headers.append(_text(value))
+            elif name == GID_KEY:
+                gids.append(_text(value))
         if not headers:
             raise Unauthenticated(f"mesh-only RPC: metadata '{AUTH_KEY}' missing")
         if len(headers) > 1:
@@ -122,7 +128,7 @@ class MeshVerifier:
         unix_ms = int(stamp)
         if abs(now_ms(self._clock) - unix_ms) > self._skew_ms:
             raise Unauthenticated(f"'{AUTH_KEY}' outside the {self._skew_ms / 1000:g}s clock-skew window")
-        expected = signature(self._secret, unix_ms, method, _values(items, GID_KEY))
+        expected = signature(self._secret, unix_ms, method, gids)
         if not hmac.compare_digest(presented.encode(errors="replace"), expected.encode()):
             raise Unauthenticated(f"bad '{AUTH_KEY}' signature")
 
@@ -142,8 +148,9 @@ class Gate:
         accepts = self._protected.get(method)
         if accepts is None:
             return
-        signed = bool(_values(metadata, AUTH_KEY))
-        if Credential.MESH in accepts and (signed or Credential.ADMIN not in accepts):
+        if Credential.MESH in accepts and (
+            Credential.ADMIN not in accepts or _values(metadata, AUTH_KEY)  # signed: mesh, else admin
+        ):
             self._mesh.check(method, metadata)
             return
         check_admin(self._admin_token, metadata)

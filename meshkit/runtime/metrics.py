@@ -8,6 +8,7 @@ coordinator's ``mesh_tx_total``) on the same registry, which :class:`MetricsEndp
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -43,22 +44,43 @@ class RpcMetrics:
             buckets=RPC_BUCKETS,
             registry=registry,
         )
-        # (full method, code) -> the labelled children; looking labels up costs more than the update.
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # full method -> its prebound children; looking labels up costs more than the update.
+        self._methods: dict[str, MethodMetrics] = {}
+
+    def method(self, full_method: str) -> MethodMetrics:
+        """The metrics of one method (``"/pkg.Service/Method"``), made once and then reused."""
+        found = self._methods.get(full_method)
+        if found is None:
+            service, method = split_method(full_method)
+            found = MethodMetrics(self, service, method)
+            self._methods[full_method] = found
+        return found
 
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """Record one finished call."""
-        children = self._children.get((full_method, code))
-        if children is None:
-            service, method = split_method(full_method)
-            children = (
-                self.handled.labels(service=service, method=method, code=code),
-                self.handling_seconds.labels(service=service, method=method),
-            )
-            self._children[(full_method, code)] = children
-        handled, handling_seconds = children
-        handled.inc()
-        handling_seconds.observe(seconds)
+        self.method(full_method).observe(code, seconds)
+
+
+class MethodMetrics:
+    """One method's labelled children: the histogram's and, per status code, the counter's."""
+
+    def __init__(self, metrics: RpcMetrics, service: str, method: str) -> None:
+        self._handled = metrics.handled
+        self._labels = {"service": service, "method": method}
+        self._observe = metrics.handling_seconds.labels(service=service, method=method).observe
+        self._count: dict[str, Callable[[], None]] = {"OK": self._counter("OK")}
+
+    def _counter(self, code: str) -> Callable[[], None]:
+        inc: Callable[[], None] = self._handled.labels(code=code, **self._labels).inc
+        return inc
+
+    def observe(self, code: str, seconds: float) -> None:
+        """Record one finished call that ended with status ``code``."""
+        count = self._count.get(code)
+        if count is None:
+            count = self._count[code] = self._counter(code)
+        count()
+        self._observe(seconds)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

@@ -98,7 +98,7 @@ def _as_mapping(metadata: Metadata | Mapping[str, str] | None) -> dict[str, str]
     items = metadata.items() if isinstance(metadata, Mapping) else metadata
     out: dict[str, str] = {}
     for key, value in items:
-        name = _context_key(key)
+        name = key if key in CONTEXT_KEYS else _context_key(key)  # the usual case first: it is cheaper
         if name is None:
             continue
         if key.lower() != name:
@@ -121,7 +121,8 @@ def _text(name: str, value: str | bytes) -> str:
 def _check_id(field: str, value: str, limit: int) -> str:
     if not value:
         raise InvalidArgument(field, "missing")
-    if len(value) > limit or not value.isprintable() or any(c.isspace() for c in value):
+    # A printable character that is a space is " " only (str.isprintable excludes every other one).
+    if len(value) > limit or not value.isprintable() or " " in value:
         raise InvalidArgument(field, f"must be 1..{limit} printable characters without spaces")
     return value
 
