@@ -3,7 +3,8 @@
 Service ``bench.v1.Account`` with typed branch RPCs (request ``common.v1.SkuQuantity``: ``sku`` = account,
 ``quantity`` = amount; reply ``common.v1.BranchReply``). Every op runs through the SQL barrier and does
 two SQL statements in the barrier's local transaction, as a real participant would: one account update
-and one journal insert.
+and one journal insert. ``--barrier runner`` (the default) runs each op as one unit of work on the store
+runner (:class:`RunnerBarrier`); ``--barrier session`` keeps the AsyncSession path (:class:`SqlBarrier`).
 
 =============  =============================
 ``Try``        frozen += amount
@@ -24,15 +25,16 @@ from typing import Any
 import grpc
 import grpc.aio
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, RunnerBarrier, SqlBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import upgrade
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import DbSettings, LogSettings, MeshSettings, ServerSettings
 from meshkit.runtime.logging import setup_logging
+from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import require_context
 from meshpb.common.v1 import common_pb2
 
@@ -75,7 +77,7 @@ def account_name(index: int) -> str:
 
 
 class AccountService:
-    """The branch handlers over one database."""
+    """The branch handlers over one database, on the AsyncSession barrier."""
 
     def __init__(self, barrier: SqlBarrier, clock: Clock) -> None:
         self._barrier = barrier
@@ -131,9 +133,49 @@ class AccountService:
         return handle
 
 
-async def serve(port: int, db_url: str) -> None:
-    """Create the tables and accounts, then serve until SIGTERM."""
-    clock = SystemClock()
+class RunnerAccountService:
+    """The same branch handlers as units of work on the store runner (one hop per op, group commit)."""
+
+    def __init__(self, barrier: RunnerBarrier, clock: Clock) -> None:
+        self._barrier = barrier
+        self._clock = clock
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the generic handlers of ``bench.v1.Account`` to ``server``."""
+        handlers = {
+            method: grpc.unary_unary_rpc_method_handler(
+                self._handler(*factors),
+                request_deserializer=common_pb2.SkuQuantity.FromString,
+                response_serializer=common_pb2.BranchReply.SerializeToString,
+            )
+            for method, factors in EFFECTS.items()
+        }
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+
+    def _handler(
+        self, balance_factor: int, frozen_factor: int
+    ) -> Callable[[common_pb2.SkuQuantity, Context], Awaitable[common_pb2.BranchReply]]:
+        async def handle(request: common_pb2.SkuQuantity, context: Context) -> common_pb2.BranchReply:
+            ctx = require_context(context.invocation_metadata())
+            name, amount = request.sku, request.quantity
+            at = now_ms(self._clock)
+
+            def business(conn: Conn) -> None:
+                conn.execute(UPDATE_SQL, (balance_factor * amount, frozen_factor * amount, name))
+                conn.execute(JOURNAL_SQL, (ctx.gid, ctx.op.value, name, amount, at))
+
+            result = await self._barrier.run(ctx, business)
+            return common_pb2.BranchReply(note=result.outcome.value)
+
+        return handle
+
+
+UPDATE_SQL = "UPDATE bench_account SET balance = balance + ?, frozen = frozen + ? WHERE name = ?"
+JOURNAL_SQL = "INSERT INTO bench_journal (gid, op, account, amount, at) VALUES (?, ?, ?, ?, ?)"
+
+
+async def prepare_database(db_url: str) -> AsyncEngine:
+    """Migrate the barrier, create the tables and the accounts (once); the engine stays open."""
     db = create_engine(DbSettings(url=db_url))
     await upgrade(db, "barrier", BARRIER_VERSIONS)
     async with db.begin() as conn:
@@ -144,11 +186,25 @@ async def serve(port: int, db_url: str) -> None:
                 account.insert(),
                 [{"name": account_name(i), "balance": 0, "frozen": 0} for i in range(ACCOUNTS)],
             )
-    service = AccountService(SqlBarrier(db, clock), clock)
+    return db
+
+
+async def serve(port: int, db_url: str, barrier: str = "runner") -> None:
+    """Create the tables and accounts, then serve until SIGTERM."""
+    clock = SystemClock()
+    db = await prepare_database(db_url)
     settings = MeshSettings(
         server=ServerSettings(host="127.0.0.1", port=port), log=LogSettings(level="WARNING")
     )
-    server = MeshServer(settings, "bench-participant", [service.register], [SERVICE])
+    register: Callable[[grpc.aio.Server], None]
+    if barrier == "runner":
+        runner = StoreRunner.for_engine(db, settings.store)
+        register = RunnerAccountService(RunnerBarrier(runner, clock), clock).register
+    else:
+        register = AccountService(SqlBarrier(db, clock), clock).register
+    server = MeshServer(settings, "bench-participant", [register], [SERVICE])
+    if barrier == "runner":
+        server.add_stop_hook(runner.close)
     server.add_stop_hook(db.dispose)
     await server.run()
 
@@ -158,9 +214,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.participant")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url", required=True)
+    parser.add_argument("--barrier", choices=("runner", "session"), default="runner")
     args = parser.parse_args(argv)
     setup_logging(LogSettings(level="WARNING"))
-    asyncio.run(serve(args.port, args.db_url))
+    asyncio.run(serve(args.port, args.db_url, args.barrier))
 
 
 if __name__ == "__main__":
