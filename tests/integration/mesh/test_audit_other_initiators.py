@@ -3,6 +3,9 @@ test leaves a real discrepancy behind on purpose)."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from meshctl.audit.checks import check_stock_sold_matches_orders
 from meshctl.audit.gather import audit_until_settled, gather_report
 from meshctl.audit.model import MeshReport, Verdict
+from meshctl.exitcodes import ExitCode
 from meshkit.runtime.clock import SystemClock
 from meshkit.sdk import CoordinatorClient, saga, tcc
 from meshkit.tx.target import Target
@@ -111,3 +115,19 @@ async def test_stock_released_for_an_order_that_still_holds_it_fails(mesh: Mesh)
     result = next(r for r in outcome.results if r.key == "stock.sold_matches_orders")
     assert result.verdict is Verdict.FAIL, result
     assert result.violations == (f"sku {sku}: stock_svc sold 0 to orders != live orders hold 2",)
+
+    # The CLI: exit 1, and while it waits (stderr is not a terminal here) one progress line per attempt.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "meshctl", "audit", "--data-dir", str(mesh.data_dir), "--wait", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == ExitCode.FAILED, done.stdout + done.stderr
+    steps = [line for line in done.stderr.splitlines() if line.startswith("... ")]
+    assert steps[0] == "... gathering every service's audit"
+    assert steps[1].startswith("... audit attempt 1: 1 of ")
+    assert "(stock.sold_matches_orders)" in steps[1]
+    assert "FAIL" in done.stdout and sku in done.stdout
