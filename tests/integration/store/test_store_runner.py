@@ -240,3 +240,59 @@ async def test_crash_mid_group_leaves_nothing_of_the_uncommitted_group(
         assert await runner.run(insert("lost-1")) == 1  # the database is healthy and writable again
     finally:
         await runner.close()
+
+
+async def test_failed_commit_fails_every_unit_of_the_group_and_keeps_nothing(
+    sqlite_runner: StoreRunner,
+) -> None:
+    """A deferred foreign key is checked at COMMIT: the whole group fails, none of its units is kept."""
+    runner = sqlite_runner
+
+    def create_child_table(conn: Conn) -> None:
+        conn.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, "
+            "item VARCHAR(64) REFERENCES item (name) DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    await runner.run(create_child_table)
+    orphan: Unit[int] = lambda conn: conn.execute("INSERT INTO child (id, item) VALUES (1, 'missing')")  # noqa: E731
+    commits = runner.stats.commits
+
+    tasks = await queue_behind(runner, Gate(), [insert("u1"), orphan, insert("u2")])
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TIMEOUT)
+
+    assert [type(r) for r in results] == [TransientError] * 3
+    assert runner.stats.commits == commits + 1  # the gate's group only
+    assert await runner.read(names) == set()
+    assert await runner.run(insert("u1")) == 1  # the writer goes on
+
+
+@pytest.mark.mysql
+async def test_mysql_deadlock_is_transient_and_the_other_unit_commits(mysql_url: str) -> None:
+    runner = StoreRunner.open(mysql_url)
+    try:
+        await runner.run(lambda conn: conn.execute(CREATE))
+        await runner.run(lambda conn: conn.executemany(INSERT, [("r1", 0), ("r2", 0)]))
+        locked = {"r1": threading.Event(), "r2": threading.Event()}
+
+        def cross(first: str, second: str) -> Unit[int]:
+            def unit(conn: Conn) -> int:
+                conn.execute("UPDATE item SET n = n + 1 WHERE name = ?", (first,))
+                locked[first].set()
+                locked[second].wait(TIMEOUT)
+                return conn.execute("UPDATE item SET n = n + 1 WHERE name = ?", (second,))
+
+            return unit
+
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                runner.run(cross("r1", "r2")), runner.run(cross("r2", "r1")), return_exceptions=True
+            ),
+            TIMEOUT * 2,
+        )
+
+        assert sorted(type(r).__name__ for r in results) == ["TransientError", "int"]
+        rows = await runner.read(lambda conn: conn.fetchall("SELECT name, n FROM item ORDER BY name"))
+        assert [tuple(r) for r in rows] == [("r1", 1), ("r2", 1)]  # the survivor's two updates, no more
+    finally:
+        await runner.close()
