@@ -131,7 +131,7 @@ class GroupCommitWriter:
         self._db.execute("SAVEPOINT unit")
         try:
             value = job.unit(self._conn)
-        except Exception as exc:  # the unit's own failure goes to its caller
+        except BaseException as exc:  # the unit's own failure goes to its caller; the writer lives on
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK TO unit")
                 self._db.execute("RELEASE unit")
