@@ -45,6 +45,7 @@ class StoreRunner:
         self._readers = readers
         self._pool = pool
         self._closed = False
+        # The SQLite writer's counters (groups, commits, units); they stay zero on MySQL/MariaDB.
         self.stats = writer.stats if writer is not None else StoreStats()
 
     @classmethod
