@@ -73,6 +73,9 @@ class TxContext:
 
 
 CONTEXT_KEYS = (GID_KEY, BRANCH_KEY, OP_KEY, MODE_KEY)
+# value -> member: a dict lookup costs less than calling the enum (this runs on every branch call)
+_OPS: dict[str, Op] = {o.value: o for o in Op}
+_MODES: dict[str, TxMode] = {m.value: m for m in TxMode}
 BINARY_SUFFIX = "-bin"
 
 # The operations each mode's branches are called with (the MSG check-back is "msg", its branches "action").
@@ -95,7 +98,8 @@ def _as_mapping(metadata: Metadata | Mapping[str, str] | None) -> dict[str, str]
     """The context keys of ``metadata``; each at most once, as text (other metadata is not read)."""
     if metadata is None:
         return {}
-    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    # grpc hands a tuple: test for it before the (slower) abstract Mapping check
+    items = metadata if isinstance(metadata, tuple) or not isinstance(metadata, Mapping) else metadata.items()
     out: dict[str, str] = {}
     for key, value in items:
         name = key if key in CONTEXT_KEYS else _context_key(key)  # the usual case first: it is cheaper
@@ -138,14 +142,12 @@ def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | 
         return None
     gid = _check_id(GID_KEY, md[GID_KEY], MAX_GID_LEN)
     branch = _check_id(BRANCH_KEY, md.get(BRANCH_KEY, ""), MAX_BRANCH_LEN)
-    try:
-        op = Op(md.get(OP_KEY, ""))
-    except ValueError:
-        raise InvalidArgument(OP_KEY, f"must be one of {', '.join(o.value for o in Op)}") from None
-    try:
-        mode = TxMode(md.get(MODE_KEY, ""))
-    except ValueError:
-        raise InvalidArgument(MODE_KEY, f"must be one of {', '.join(m.value for m in TxMode)}") from None
+    op = _OPS.get(md.get(OP_KEY, ""))
+    if op is None:
+        raise InvalidArgument(OP_KEY, f"must be one of {', '.join(o.value for o in Op)}")
+    mode = _MODES.get(md.get(MODE_KEY, ""))
+    if mode is None:
+        raise InvalidArgument(MODE_KEY, f"must be one of {', '.join(m.value for m in TxMode)}")
     if op not in OPS_OF_MODE[mode]:
         allowed = ", ".join(sorted(o.value for o in OPS_OF_MODE[mode]))
         raise InvalidArgument(OP_KEY, f"a {mode.value} transaction calls {allowed}, not {op.value}")
