@@ -7,14 +7,19 @@ DATA_DIR ?= .mesh
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl devtools
 
-.PHONY: venv protos protos-check fmt lint test demo up down bench clean
+.PHONY: venv lock protos protos-check fmt lint test demo up down bench clean
 
+## venv: the package with its dev and local-stack extras, at the versions of constraints.txt
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,local]'
 
 venv: $(PY)
+
+## lock: rewrite constraints.txt from the current .venv (after changing a dependency)
+lock: $(PY)
+	$(PY) -m devtools.lock
 
 ## protos: regenerate meshpb/ from protos/ (committed; CI checks it is fresh)
 protos: $(PY)

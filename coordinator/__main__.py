@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from coordinator.config import CoordinatorSettings
-from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, start_replica
+from coordinator.runtime import ADMIN_SERVICE, COORDINATOR_SERVICE, SCHEMA, start_replica
 from meshkit.rpc.server import boot
 
 log = logging.getLogger("coordinator")
@@ -31,7 +31,7 @@ async def serve(settings: CoordinatorSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m coordinator``."""
-    settings = boot(CoordinatorSettings, "coordinator", argv)
+    settings = boot(CoordinatorSettings, "coordinator", argv, schema=SCHEMA)
     asyncio.run(serve(settings))
 
 

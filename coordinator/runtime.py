@@ -26,10 +26,12 @@ from coordinator.engine.service import TxEngine, default_replica_id
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
 from coordinator.store.retention import FinishedTxCleaner
-from coordinator.store.sql import SqlTxStore, migrate
+from coordinator.store.sql import SqlTxStore
+from coordinator.store.tables import COMPONENT, VERSIONS
 from coordinator.timers.jetstream import JetStreamTimers
 from coordinator.timers.sweeper import Sweeper
 from meshkit.infra.db import create_engine
+from meshkit.infra.migrate import Schema, prepare_schema
 from meshkit.infra.nats import connect
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.rpc.server import MeshServer
@@ -44,6 +46,8 @@ NATS_RETRY_SECONDS = 5.0
 NATS_MAX_RETRY_SECONDS = 60.0
 DRAIN_SECONDS = 5.0  # at most this long for running drives to finish on stop
 
+# The coordinator's database components (`python -m coordinator migrate`).
+SCHEMA: Schema = ((COMPONENT, VERSIONS),)
 _SERVICES = coordinator_pb2.DESCRIPTOR.services_by_name
 COORDINATOR_SERVICE = _SERVICES["Coordinator"].full_name
 ADMIN_SERVICE = _SERVICES["Admin"].full_name
@@ -97,10 +101,10 @@ class CoordinatorRuntime:
     async def build(
         cls, settings: CoordinatorSettings, registry: CollectorRegistry, *, clock: Clock | None = None
     ) -> CoordinatorRuntime:
-        """Migrate the database and build the engine; nothing runs until :meth:`begin`."""
+        """Migrate (or check) the database and build the engine; nothing runs until :meth:`begin`."""
         clock = clock or SystemClock()
         db = create_engine(settings.db)
-        await migrate(db)
+        await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         store = SqlTxStore(db)
         invoker = GrpcBranchInvoker(auth=settings.auth)
         section = settings.coordinator

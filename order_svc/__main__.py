@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
 from order_svc.config import OrderSettings
-from order_svc.runtime import PROTECTED, SERVICE_NAME, OrderRuntime
+from order_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, OrderRuntime
 
 __all__ = ["SERVICE_NAME", "main", "serve"]
 
@@ -22,7 +22,7 @@ async def serve(settings: OrderSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m order_svc``."""
-    settings = boot(OrderSettings, "order_svc", argv)
+    settings = boot(OrderSettings, "order_svc", argv, schema=SCHEMA)
     asyncio.run(serve(settings))
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.infra.db import create_engine
-from meshkit.infra.migrate import upgrade
+from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
@@ -65,10 +65,13 @@ PROTECTED: Protected = {
 }
 
 
+# This process's database components, in upgrade order (`python -m <process> migrate`).
+SCHEMA: Schema = (("barrier", BARRIER_VERSIONS), (COMPONENT, VERSIONS))
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Create or upgrade the barrier table and the order tables (idempotent)."""
-    await upgrade(engine, "barrier", BARRIER_VERSIONS)
-    await upgrade(engine, COMPONENT, VERSIONS)
+    await upgrade_all(engine, SCHEMA)
 
 
 @dataclass
@@ -96,7 +99,7 @@ class OrderRuntime:
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         try:
-            await migrate(db)
+            await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         except BaseException:
             await db.dispose()
             raise

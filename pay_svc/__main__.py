@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
 from pay_svc.config import PaySettings
-from pay_svc.runtime import PROTECTED, SERVICE_NAME, PayRuntime
+from pay_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, PayRuntime
 
 __all__ = ["SERVICE_NAME", "main", "serve"]
 
@@ -29,7 +29,7 @@ async def serve(settings: PaySettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m pay_svc``."""
-    settings = boot(PaySettings, "pay_svc", argv)
+    settings = boot(PaySettings, "pay_svc", argv, schema=SCHEMA)
     asyncio.run(serve(settings))
 
 

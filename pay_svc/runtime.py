@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.infra.db import create_engine
-from meshkit.infra.migrate import upgrade
+from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
@@ -37,10 +37,13 @@ PROTECTED: Protected = {
 }
 
 
+# This process's database components, in upgrade order (`python -m <process> migrate`).
+SCHEMA: Schema = (("barrier", BARRIER_VERSIONS), ("pay", VERSIONS_DIR))
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Create or upgrade the barrier table and pay_svc's tables."""
-    await upgrade(engine, "barrier", BARRIER_VERSIONS)
-    await upgrade(engine, "pay", VERSIONS_DIR)
+    await upgrade_all(engine, SCHEMA)
 
 
 @dataclass
@@ -64,7 +67,7 @@ class PayRuntime:
         """Migrate, build the domain and, unless ``background`` is False, start the background loops."""
         clock = clock or SystemClock()
         db = create_engine(settings.db)
-        await migrate(db)
+        await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         section = settings.pay
         order = GrpcOrderClient(settings.peers.order, section.order_call_seconds, settings.auth)
         domain = PayDomain(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
 from points_svc.config import PointsSettings
-from points_svc.runtime import PROTECTED, SERVICE_NAME, PointsRuntime
+from points_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, PointsRuntime
 
 __all__ = ["SERVICE_NAME", "main", "serve"]
 
@@ -22,7 +22,7 @@ async def serve(settings: PointsSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m points_svc``."""
-    settings = boot(PointsSettings, "points_svc", argv)
+    settings = boot(PointsSettings, "points_svc", argv, schema=SCHEMA)
     asyncio.run(serve(settings))
 
 

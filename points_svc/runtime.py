@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
 from meshkit.infra.db import create_engine
-from meshkit.infra.migrate import upgrade
+from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.tx.finality import CoordinatorFinality
@@ -40,10 +40,13 @@ PROTECTED: Protected = {
 }
 
 
+# This process's database components, in upgrade order (`python -m <process> migrate`).
+SCHEMA: Schema = (("barrier", BARRIER_VERSIONS), (COMPONENT, POINTS_VERSIONS))
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Create or upgrade the barrier table and the points tables (idempotent)."""
-    await upgrade(engine, "barrier", BARRIER_VERSIONS)
-    await upgrade(engine, COMPONENT, POINTS_VERSIONS)
+    await upgrade_all(engine, SCHEMA)
 
 
 @dataclass
@@ -63,7 +66,7 @@ class PointsRuntime:
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         try:
-            await migrate(db)
+            await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         except BaseException:
             await db.dispose()
             raise

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from meshkit.rpc.server import MeshServer, boot
 from stock_svc.config import StockSettings
-from stock_svc.runtime import PROTECTED, SERVICE_NAME, StockRuntime
+from stock_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, StockRuntime
 
 
 async def serve(settings: StockSettings) -> None:
@@ -25,7 +25,7 @@ async def serve(settings: StockSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m stock_svc``."""
-    settings = boot(StockSettings, "stock_svc", argv)
+    settings = boot(StockSettings, "stock_svc", argv, schema=SCHEMA)
     asyncio.run(serve(settings))
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, RedisBarrierCleaner, SqlBarrier
 from meshkit.errors import TransientError
 from meshkit.infra.db import create_engine
-from meshkit.infra.migrate import upgrade
+from meshkit.infra.migrate import Schema, prepare_schema
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock, days_to_ms
 from meshkit.runtime.periodic import Periodic
@@ -44,6 +44,8 @@ PROTECTED: Protected = {
     **protect(SERVICE_NAME, MESH_OR_ADMIN, ["Audit"]),
 }
 COMPONENT = "stock"
+# This process's database components, in upgrade order (`python -m stock_svc migrate`).
+SCHEMA: Schema = (("barrier", BARRIER_VERSIONS), (COMPONENT, STOCK_VERSIONS))
 # A Redis that stops answering fails the call (UNAVAILABLE, retried by the caller) instead of hanging it.
 REDIS_TIMEOUT_SECONDS = 5.0
 
@@ -74,8 +76,7 @@ class StockRuntime:
         db = create_engine(settings.db)
         redis: Redis | None = None
         try:
-            await upgrade(db, "barrier", BARRIER_VERSIONS)
-            await upgrade(db, COMPONENT, STOCK_VERSIONS)
+            await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
             redis = Redis.from_url(
                 settings.redis.url,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,

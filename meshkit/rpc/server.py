@@ -25,6 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from meshkit.infra.migrate import Schema
+from meshkit.infra.migrate_cli import check_command, migrate_command
 from meshkit.rpc.auth import Gate, Protected
 from meshkit.rpc.interceptors import default_interceptors
 from meshkit.runtime.clock import Clock, SystemClock
@@ -213,22 +215,38 @@ def server_options(cfg: ServerSettings) -> list[tuple[str, int]]:
     return options
 
 
-def parse_config_path(prog: str, argv: Sequence[str] | None = None) -> Path | None:
-    """The ``--config PATH`` argument of a service process (optional YAML file)."""
+def parse_args(prog: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``[serve|migrate] [--config PATH]`` of a service process."""
     parser = argparse.ArgumentParser(prog=prog, description=f"run the {prog} gRPC server")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "migrate"],
+        default="serve",
+        help="serve (default), or migrate: run this process's database migrations and exit",
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML settings file (MESH_* env wins)")
-    args = parser.parse_args(argv)
-    config: Path | None = args.config
-    return config
+    return parser.parse_args(argv)
 
 
-def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None) -> S:
-    """Common start of a service ``__main__``: ``--config``, settings, logging. Exits 2 on bad settings."""
-    config = parse_config_path(prog, argv)
+def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None, *, schema: Schema = ()) -> S:
+    """Common start of a service ``__main__``: arguments, settings, logging. Exits 2 on bad settings.
+
+    ``prog migrate`` runs the migrations of ``schema`` (the process's components) and exits; serving
+    with ``db.migrate_on_start`` off exits 1 when the schema lacks a revision of this build.
+    """
+    args = parse_args(prog, argv)
     try:
-        settings = load_settings(settings_cls, config)
+        settings = load_settings(settings_cls, args.config)
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log)
+    if args.command == "migrate":
+        if not schema:
+            print(f"{prog}: this process has no database migrations", file=sys.stderr)
+            raise SystemExit(2)
+        raise SystemExit(migrate_command(settings, schema, prog))
+    if schema and not settings.db.migrate_on_start and check_command(settings, schema, prog):
+        raise SystemExit(1)  # the schema lacks a revision of this build: migrate first
     return settings

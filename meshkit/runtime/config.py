@@ -62,6 +62,10 @@ class DbSettings(Section):
     )
     pool_size: int = Field(10, ge=1, le=200, description="connection pool size (MySQL)")
     echo: bool = Field(False, description="log every SQL statement")
+    migrate_on_start: bool = Field(
+        True,
+        description="migrate at start (off: `python -m <process> migrate` first; an older schema stops it)",
+    )
 
 
 class RedisSettings(Section):

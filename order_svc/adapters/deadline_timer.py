@@ -49,8 +49,11 @@ PUBLISH_TIMEOUT_SECONDS = 2.0
 Expire = Callable[[str], Awaitable[bool]]
 
 
-async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float) -> None:
-    """Create the deadline stream if it is missing (work-queue retention, message schedules on)."""
+async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float, replicas: int = 1) -> None:
+    """Create the deadline stream if it is missing (work-queue retention, message schedules on).
+
+    ``replicas`` (``nats.stream_replicas``) also applies to an existing stream.
+    """
     config = StreamConfig(
         name=STREAM,
         subjects=[f"{SUBJECT_PREFIX}.>"],
@@ -58,7 +61,7 @@ async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float) -
         allow_msg_schedules=True,
         max_age=max_age_seconds,
     )
-    await create_stream_if_missing(js, config)
+    await create_stream_if_missing(js, config, replicas)
 
 
 class NatsDeadlines:
@@ -95,7 +98,7 @@ class NatsDeadlines:
             try:
                 client = await connect(self._settings, self._name)
                 js = client.jetstream()
-                await ensure_deadline_stream(js, self._max_age)
+                await ensure_deadline_stream(js, self._max_age, self._settings.stream_replicas)
                 self._subscription = await subscribe_explicit_ack(
                     js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
                 )

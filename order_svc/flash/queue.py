@@ -88,15 +88,15 @@ def delivery_count(msg: Msg) -> int:
         return 1
 
 
-async def ensure_job_stream(js: JetStreamContext, names: QueueNames) -> None:
-    """Create the work-queue stream if it is missing (idempotent, race-safe)."""
+async def ensure_job_stream(js: JetStreamContext, names: QueueNames, replicas: int = 1) -> None:
+    """Create the work-queue stream if it is missing (idempotent, race-safe), with ``replicas`` replicas."""
     config = StreamConfig(
         name=names.stream,
         subjects=[names.job_subject],
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
     )
-    await create_stream_if_missing(js, config)
+    await create_stream_if_missing(js, config, replicas)
 
 
 class NatsFlashQueue:
@@ -137,7 +137,7 @@ class NatsFlashQueue:
             try:
                 client = await connect(self._settings, self._name)
                 js = client.jetstream()
-                await ensure_job_stream(js, self.names)
+                await ensure_job_stream(js, self.names, self._settings.stream_replicas)
                 jobs = await js.pull_subscribe(
                     self.names.job_subject,
                     durable=self.names.durable,
