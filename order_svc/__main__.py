@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
+from meshkit.runtime.clock import SystemClock
+from meshkit.runtime.store_probe import sql_check, watch_stores
 from order_svc.config import OrderSettings
 from order_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, OrderRuntime
 
@@ -16,6 +18,7 @@ async def serve(settings: OrderSettings) -> None:
     """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
     runtime = await OrderRuntime.start(settings)
     server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    watch_stores(server, [sql_check(runtime.db)], SystemClock())
     server.add_stop_hook(runtime.stop)
     await server.run()
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
+from meshkit.runtime.store_probe import sql_check, watch_stores
 from pay_svc.config import PaySettings
 from pay_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, PayRuntime
 
@@ -16,6 +17,7 @@ async def serve(settings: PaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
     runtime = await PayRuntime.start(settings)
     server = MeshServer(settings, "pay_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    watch_stores(server, [sql_check(runtime.db)], runtime.clock)
     server.add_stop_hook(runtime.stop)
     try:
         port = await server.start()

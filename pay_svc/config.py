@@ -46,3 +46,7 @@ class PaySettings(MeshSettings):
     server: PayServerSettings = PayServerSettings()
     pay: PaySection = PaySection()
     peers: PeersSection = PeersSection()
+
+    def required_secrets(self) -> dict[str, SecretStr]:
+        """The common secrets plus the gateway callback key (without it no payment can succeed)."""
+        return {**super().required_secrets(), "pay.callback_secret": self.pay.callback_secret}

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 
 from meshkit.rpc.server import MeshServer, boot
+from meshkit.runtime.clock import SystemClock
+from meshkit.runtime.store_probe import sql_check, watch_stores
 from points_svc.config import PointsSettings
 from points_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, PointsRuntime
 
@@ -16,6 +18,7 @@ async def serve(settings: PointsSettings) -> None:
     """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
     runtime = await PointsRuntime.start(settings)
     server = MeshServer(settings, "points_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    watch_stores(server, [sql_check(runtime.db)], SystemClock())
     server.add_stop_hook(runtime.stop)
     await server.run()
 

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
 from meshkit.rpc.server import MeshServer, boot
+from meshkit.runtime.failfast import run_service
+from meshkit.runtime.store_probe import redis_check, sql_check, watch_stores
 from stock_svc.config import StockSettings
 from stock_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, StockRuntime
 
 
 async def serve(settings: StockSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully (server first, then Redis and the database)."""
+    """Serve until SIGTERM/SIGINT, then stop gracefully (server first, then Redis and the database).
+
+    Health is NOT_SERVING while Redis or the database does not answer.
+    """
     registry = CollectorRegistry()
     runtime = await StockRuntime.start(settings, registry=registry)
     server = MeshServer(
         settings, "stock_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED, registry=registry
     )
+    watch_stores(server, [redis_check(runtime.redis), sql_check(runtime.db)], runtime.clock)
     server.add_stop_hook(runtime.stop)
     await server.run()
 
@@ -26,7 +31,7 @@ async def serve(settings: StockSettings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m stock_svc``."""
     settings = boot(StockSettings, "stock_svc", argv, schema=SCHEMA)
-    asyncio.run(serve(settings))
+    run_service("stock_svc", serve(settings))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, Redi
 from meshkit.errors import TransientError
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema
+from meshkit.infra.redis_persistence import check_persistence
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock, days_to_ms
 from meshkit.runtime.periodic import Periodic
@@ -82,6 +83,7 @@ class StockRuntime:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
+            await check_persistence(redis, settings.redis.persistence_check)
             marker_ttl_ms = int(settings.stock.restock_marker_ttl_seconds * 1000)
             hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace, marker_ttl_ms)
             repo = StockRepo(db, clock)

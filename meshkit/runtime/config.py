@@ -14,10 +14,19 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meshkit.runtime.redact import redact_urls
+from meshkit.runtime.urls import check_db_url, check_nats_urls, check_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,12 @@ class ServerSettings(Section):
     max_request_bytes: int = Field(MAX_REQUEST_BYTES, ge=1024, description="largest accepted request body")
     default_deadline_seconds: float = Field(30.0, gt=0, description="deadline for calls that carry none")
     worker_id: int = Field(0, ge=0, le=1023, description="snowflake worker id, unique per replica")
+    store_probe_interval_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often the required stores are pinged; health NOT_SERVING while one fails (0 = off)",
+    )
+    store_probe_timeout_seconds: float = Field(2.0, gt=0, description="a store ping slower than this fails")
 
 
 class DbSettings(Section):
@@ -62,16 +77,25 @@ class DbSettings(Section):
     )
     pool_size: int = Field(10, ge=1, le=200, description="connection pool size (MySQL)")
     echo: bool = Field(False, description="log every SQL statement")
+
     migrate_on_start: bool = Field(
         True,
         description="migrate at start (off: `python -m <process> migrate` first; an older schema stops it)",
     )
+
+    _url_shape = field_validator("url")(check_db_url)
 
 
 class RedisSettings(Section):
     """Redis for hot data (stock, flash sale flags, the Redis barrier)."""
 
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL")
+    persistence_check: Literal["warn", "refuse", "off"] = Field(
+        "warn",
+        description="stock_svc's start-up check of AOF on and maxmemory-policy noeviction: warn, refuse, off",
+    )
+
+    _url_shape = field_validator("url")(check_redis_url)
 
 
 class NatsSettings(Section):
@@ -95,6 +119,8 @@ class NatsSettings(Section):
     tls_cert_file: str = Field("", description="client certificate (mutual TLS), with tls_key_file")
     tls_key_file: str = Field("", description="private key of tls_cert_file")
     tls_hostname: str = Field("", description="server name to verify (empty = each server's host)")
+
+    _url_shape = field_validator("url")(check_nats_urls)
 
     @model_validator(mode="after")
     def _one_credential(self) -> NatsSettings:
@@ -145,6 +171,16 @@ class AuthSettings(Section):
     )
     max_skew_seconds: float = Field(
         300.0, gt=0, le=3600, description="a signature older or newer than this is refused"
+    )
+
+
+class DevSettings(Section):
+    """Development switches; never on in production."""
+
+    allow_insecure: bool = Field(
+        False,
+        description="start with an empty admin.token / auth.mesh_secret / pay.callback_secret, or SQLite "
+        "inside Kubernetes (the local stack and tests)",
     )
 
 
@@ -204,6 +240,11 @@ class MeshSettings(BaseSettings):
     log: LogSettings = LogSettings()
     barrier: BarrierSettings = BarrierSettings()
     store: StoreSettings = StoreSettings()
+    dev: DevSettings = DevSettings()
+
+    def required_secrets(self) -> dict[str, SecretStr]:
+        """Secrets this process will not start without (by setting name), unless ``dev.allow_insecure``."""
+        return {"admin.token": self.admin.token, "auth.mesh_secret": self.auth.mesh_secret}
 
     @classmethod
     def settings_customise_sources(
@@ -273,7 +314,10 @@ def load_settings(cls: type[S], yaml_path: Path | None = None) -> S:
     try:
         return cls(**data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
         source = f" (file {yaml_path} and MESH_* environment)" if yaml_path else " (MESH_* environment)"
         raise ConfigError(f"invalid settings{source}: {problems}") from exc
 

@@ -21,7 +21,12 @@ MESH_SECRET = "test-mesh-secret-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 AUTH = AuthSettings(mesh_secret=SecretStr(MESH_SECRET))
 ADMIN = AdminSettings(token=SecretStr(ADMIN_TOKEN))
-ENV = {"MESH_AUTH__MESH_SECRET": MESH_SECRET, "MESH_ADMIN__TOKEN": ADMIN_TOKEN}
+# Test processes run on SQLite, also when the test run itself is inside a (CI) Kubernetes pod.
+ENV = {
+    "MESH_AUTH__MESH_SECRET": MESH_SECRET,
+    "MESH_ADMIN__TOKEN": ADMIN_TOKEN,
+    "MESH_DEV__ALLOW_INSECURE": "true",
+}
 
 
 def trusted_channel(address: str) -> grpc.aio.Channel:
