@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +125,14 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def running_mesh(workdir: Path, profile_path: Path | None) -> Iterator[Mesh]:
-    """Start three participants and a coordinator under ``workdir``; stop them on exit."""
+def running_mesh(
+    workdir: Path, profile_path: Path | None, *, coordinator_env: Mapping[str, str] | None = None
+) -> Iterator[Mesh]:
+    """Start three participants and a coordinator under ``workdir``; stop them on exit.
+
+    The coordinator's database is ``workdir/coordinator.db`` (created when missing); ``coordinator_env``
+    adds to its environment (e.g. ``MESH_ADMIN__TOKEN``).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
     env["PYTHONUNBUFFERED"] = "1"
     procs: list[subprocess.Popen[bytes]] = []
@@ -146,6 +152,7 @@ def running_mesh(workdir: Path, profile_path: Path | None) -> Iterator[Mesh]:
             "MESH_NATS__ENABLED": "false",
             "MESH_LOG__LEVEL": "WARNING",
             "MESH_AUTH__MESH_SECRET": BENCH_AUTH.mesh_secret.get_secret_value(),
+            **(coordinator_env or {}),
         }
         profiler = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
         procs.append(_spawn([*profiler, "-m", "coordinator"], coordinator_env, workdir / "coordinator.log"))
