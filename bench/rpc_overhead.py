@@ -1,6 +1,7 @@
 """RPC layer overhead: a unary echo on bare ``grpc.aio`` vs the same echo behind :class:`MeshServer`.
 
-``python -m bench rpc_overhead [--seconds S] [--concurrency C] [--rounds N] [--uvloop] [--profile]``
+``python -m bench rpc_overhead [--seconds S] [--concurrency C] [--rate R] [--rounds N] [--uvloop]
+[--profile]``
 
 Starts one server process per variant (``python -m bench.rpc_overhead --serve VARIANT --port P``):
 
@@ -41,7 +42,7 @@ import grpc
 import grpc.aio
 from pydantic import SecretStr
 
-from bench.common import closed_loop, print_table
+from bench.common import Call, closed_loop, print_table
 from bench.tcc_overhead import cpu_seconds
 from meshctl.stack.embedded import free_port
 from meshkit.rpc.auth import MESH, MeshSigner, protect
@@ -170,15 +171,29 @@ async def load(servers: Sequence[Server], secret: str, args: argparse.Namespace)
             await channel.close()
 
 
-async def _phase(server: Server, channel: grpc.aio.Channel, signer: MeshSigner, args: Any) -> Phase:
-    stub = channel.unary_unary(METHOD)
+def _caller(stub: Any, signer: MeshSigner, rate: float) -> Call:
+    """Echo call ``n``; at ``rate`` > 0 not before ``n / rate`` seconds after the first call."""
+    started = time.monotonic()
 
     async def one(n: int) -> None:
+        if rate:
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
         await stub(PAYLOAD, metadata=signed_metadata(signer, n), timeout=CALL_SECONDS)
 
-    await closed_loop(one, concurrency=args.concurrency, seconds=WARMUP_SECONDS, label=server.variant)
+    return one
+
+
+async def _phase(server: Server, channel: grpc.aio.Channel, signer: MeshSigner, args: Any) -> Phase:
+    stub = channel.unary_unary(METHOD)
+    warmup = _caller(stub, signer, args.rate)
+    await closed_loop(warmup, concurrency=args.concurrency, seconds=WARMUP_SECONDS, label=server.variant)
     before = cpu_seconds(server.pid)
-    result = await closed_loop(one, concurrency=args.concurrency, seconds=args.seconds, label=server.variant)
+    measured = _caller(stub, signer, args.rate)
+    result = await closed_loop(
+        measured, concurrency=args.concurrency, seconds=args.seconds, label=server.variant
+    )
     used = cpu_seconds(server.pid) - before
     return Phase(server.variant, result.count, result.seconds, result.errors, used)
 
@@ -261,6 +276,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench rpc_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per phase")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="calls per second, at most --concurrency in flight (0 = closed loop); a rate every variant "
+        "sustains compares CPU per call at the same batching",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="times every variant is measured")
     parser.add_argument("--uvloop", action="store_true", help="also measure both servers on uvloop")
     parser.add_argument("--profile", action="store_true", help="profile the mesh server (cProfile)")
@@ -277,8 +299,10 @@ def main(argv: Sequence[str]) -> int:
         return 0
     variants = [*VARIANTS, *(f"{v}+uvloop" for v in VARIANTS if args.uvloop)]
     secret = secrets.token_hex(16)
+    pace = f"{args.rate:g} calls/s" if args.rate else "closed loop"
     print(
-        f"rpc_overhead: {args.concurrency} in flight, {args.seconds:g}s x {args.rounds} rounds, "
+        f"rpc_overhead: {args.concurrency} in flight, {pace}, "
+        f"{args.seconds:g}s x {args.rounds} rounds, "
         f"{os.cpu_count()} CPUs, variants {', '.join(variants)}",
         flush=True,
     )
