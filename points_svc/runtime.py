@@ -1,4 +1,4 @@
-"""Assembly of a points_svc process: database and migrations, barrier, cleaner, domain, servicer.
+"""Assembly of a points_svc process: database, store runner, barrier, cleaner, domain, servicer.
 
 ``points_svc/__main__.py`` builds one :class:`PointsRuntime` next to its :class:`MeshServer`; tests
 build one in-process the same way (with their own clock).
@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
+from meshkit.store import StoreRunner
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.points.v1 import points_pb2, points_pb2_grpc
 from points_svc.api.servicer import PointsServicer
@@ -55,6 +56,7 @@ class PointsRuntime:
 
     settings: PointsSettings
     db: AsyncEngine
+    runner: StoreRunner
     points: Points
     cleaner: BarrierCleaner
     finality: CoordinatorFinality
@@ -62,18 +64,23 @@ class PointsRuntime:
 
     @classmethod
     async def start(cls, settings: PointsSettings, *, clock: Clock | None = None) -> PointsRuntime:
-        """Migrate the database, build the domain, start the barrier cleanup in the background."""
+        """Migrate the database, open the store runner, build the domain, start the barrier cleanup.
+
+        The hot path (branch ops, Grant, Refund, GetAccount) runs on the runner; the engine keeps the
+        migrations, the audit and the barrier cleanup.
+        """
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         try:
             await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
+            runner = StoreRunner.for_engine(db, settings.store)
         except BaseException:
             await db.dispose()
             raise
-        points = Points(PointsRepo(db), SqlBarrier(db, clock), clock, settings.points)
+        points = Points(runner, RunnerBarrier(runner, clock), PointsRepo(db), clock, settings.points)
         finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
         cleaner = BarrierCleaner(db, settings.barrier, clock, finality)
-        runtime = cls(settings, db, points, cleaner, finality)
+        runtime = cls(settings, db, runner, points, cleaner, finality)
         runtime._cleanup = asyncio.get_running_loop().create_task(
             cleaner.run_forever(), name="barrier-cleanup"
         )
@@ -84,10 +91,11 @@ class PointsRuntime:
         points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(self.points), server)
 
     async def stop(self) -> None:
-        """Stop the cleanup and close the database pool."""
+        """Stop the cleanup, close the store runner (after the units already submitted) and the pool."""
         if self._cleanup is not None:
             self._cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
         await self.finality.close()
+        await self.runner.close()
         await self.db.dispose()

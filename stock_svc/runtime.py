@@ -1,4 +1,4 @@
-"""Assembly of stock_svc: database (migrated), Redis, barriers, domain, servicer, barrier cleanup.
+"""Assembly of stock_svc: database (migrated), store runner, Redis, barriers, domain, servicer, cleanup.
 
 ``__main__`` builds one :class:`StockRuntime` next to its :class:`~meshkit.rpc.server.MeshServer` and
 registers :meth:`StockRuntime.stop` as a stop hook; tests build one in-process the same way.
@@ -16,7 +16,13 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RedisBarrier, RedisBarrierCleaner, SqlBarrier
+from meshkit.barrier import (
+    BARRIER_VERSIONS,
+    BarrierCleaner,
+    RedisBarrier,
+    RedisBarrierCleaner,
+    RunnerBarrier,
+)
 from meshkit.errors import TransientError
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema
@@ -24,6 +30,7 @@ from meshkit.infra.redis_persistence import check_persistence
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock, days_to_ms
 from meshkit.runtime.periodic import Periodic
+from meshkit.store import StoreRunner
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from stock_svc.api.servicer import StockServicer
@@ -32,7 +39,7 @@ from stock_svc.hot.epoch import EpochMetrics, EpochStore, RedisEpoch
 from stock_svc.hot.reconciler import StockReconciler
 from stock_svc.hot.redis_stock import HotStock
 from stock_svc.migrations import STOCK_VERSIONS
-from stock_svc.stock.domain import StockDomain
+from stock_svc.stock.domain import StockDomain, StockStores
 from stock_svc.stock.queries import StockRepo
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,7 @@ class StockRuntime:
 
     settings: StockSettings
     db: AsyncEngine
+    runner: StoreRunner
     redis: Redis
     domain: StockDomain
     cleaner: BarrierCleaner
@@ -71,13 +79,19 @@ class StockRuntime:
     async def start(
         cls, settings: StockSettings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
     ) -> StockRuntime:
-        """Migrate the database, connect Redis, build the domain, start the barrier cleanup and reconciler."""
+        """Migrate, open the store runner, connect Redis, build the domain, start cleanups and reconciler.
+
+        The database halves of the branch ops, PutSku and the hot reads run on the runner; the engine keeps
+        the migrations, the audit, the reconciler, the Redis epoch and the barrier cleanup.
+        """
         clock = clock or SystemClock()
         registry = registry if registry is not None else CollectorRegistry()
         db = create_engine(settings.db)
         redis: Redis | None = None
+        runner: StoreRunner | None = None
         try:
             await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
+            runner = StoreRunner.for_engine(db, settings.store)
             redis = Redis.from_url(
                 settings.redis.url,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
@@ -94,17 +108,20 @@ class StockRuntime:
                 window_ms=days_to_ms(settings.barrier.retention_days),
                 metrics=EpochMetrics(registry),
             )
-            domain = StockDomain(repo, hot, SqlBarrier(db, clock), settings.stock, epoch)
+            stores = StockStores(runner, RunnerBarrier(runner, clock), repo, hot, epoch)
+            domain = StockDomain(stores, settings.stock, clock)
             await _check_epoch(domain)
         except BaseException:
             if redis is not None:
                 await redis.aclose()
+            if runner is not None:
+                await runner.close()
             await db.dispose()
             raise
         finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
         cleaner = BarrierCleaner(db, settings.barrier, clock, finality)
         redis_cleaner = RedisBarrierCleaner(redis, settings.barrier, clock, finality)
-        runtime = cls(settings, db, redis, domain, cleaner, redis_cleaner, finality, clock)
+        runtime = cls(settings, db, runner, redis, domain, cleaner, redis_cleaner, finality, clock)
         loop = asyncio.get_running_loop()
         runtime._cleaner_tasks = [
             loop.create_task(cleaner.run_forever(), name="stock-barrier-cleanup"),
@@ -121,7 +138,7 @@ class StockRuntime:
         stock_pb2_grpc.add_StockServicer_to_server(StockServicer(self.domain), server)
 
     async def stop(self) -> None:
-        """Stop the cleanups and reconciler, close the coordinator channel, Redis and the database pool."""
+        """Stop the cleanups and reconciler, close the coordinator channel, Redis, the runner and the pool."""
         if self._reconcile is not None:
             await self.reconciler.drain()
             await self._reconcile.stop()
@@ -131,6 +148,7 @@ class StockRuntime:
                 await task
         await self.finality.close()
         await self.redis.aclose()
+        await self.runner.close()
         await self.db.dispose()
 
 

@@ -33,6 +33,14 @@ class Dialect:
         """
         return " LOCK IN SHARE MODE" if self.is_mysql else ""
 
+    @property
+    def for_update(self) -> str:
+        """Suffix of a ``SELECT`` that reads the newest committed row and locks it for writing until commit.
+
+        Empty on SQLite: the runner's single writer already serialises every write transaction.
+        """
+        return " FOR UPDATE" if self.is_mysql else ""
+
 
 SQLITE = Dialect("sqlite")
 MYSQL = Dialect("mysql")

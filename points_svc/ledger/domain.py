@@ -1,8 +1,9 @@
 """The points rules: grants, TCC holds (freeze for orders, deduct for payments), refunds, the audit.
 
-Every change is one local transaction that writes the points log row and the account change together;
-branch operations run inside the SQL barrier's transaction (:meth:`SqlBarrier.call`), so a duplicate,
-an empty rollback or a late try is decided in the same commit as the business change.
+Every change is one unit of work on the process's :class:`~meshkit.store.StoreRunner` (a synchronous
+function of a :class:`~meshkit.store.Conn`, one transaction) that writes the points log row and the
+account change together; branch operations run inside the barrier's unit (:meth:`RunnerBarrier.run`),
+so a duplicate, an empty rollback or a late try is decided in the same commit as the business change.
 
 Decisions (documented here because callers rely on them):
 
@@ -47,11 +48,9 @@ Decisions (documented here because callers rely on them):
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from meshkit.barrier import SqlBarrier
+from meshkit.barrier import RunnerBarrier
 from meshkit.errors import (
     AlreadyExists,
     BranchFailure,
@@ -62,8 +61,10 @@ from meshkit.errors import (
     TransientError,
 )
 from meshkit.runtime.clock import Clock, now_ms
+from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import OP_KEY, Op, TxContext
 from points_svc.config import AMOUNT_CEILING, PointsSection
+from points_svc.ledger import queries as q
 from points_svc.ledger.queries import LogRow, Origin, PointsRepo
 from points_svc.ledger.validation import (
     check_movement,
@@ -76,7 +77,7 @@ from points_svc.ledger.values import Account, AuditReport, EntryState, EntryType
 
 log = logging.getLogger(__name__)
 
-Business = Callable[[AsyncSession], Awaitable[str]]
+Business = Callable[[Conn], str]
 
 NOTE_APPLIED = "applied"
 NOTE_ALREADY = "already done"
@@ -98,11 +99,19 @@ class LedgerMismatch(TransientError):
 
 
 class Points:
-    """The points service's rules over its repository, barrier and clock."""
+    """The points service's rules over its store runner (hot path), barrier, audit repository and clock."""
 
-    def __init__(self, repo: PointsRepo, barrier: SqlBarrier, clock: Clock, settings: PointsSection) -> None:
-        self._repo = repo
+    def __init__(
+        self,
+        runner: StoreRunner,
+        barrier: RunnerBarrier,
+        repo: PointsRepo,
+        clock: Clock,
+        settings: PointsSection,
+    ) -> None:
+        self._runner = runner
         self._barrier = barrier
+        self._repo = repo
         self._clock = clock
         self._settings = settings
 
@@ -111,23 +120,23 @@ class Points:
     async def grant(self, user_id: str, amount: int, out_trade_no: str) -> Account:
         """Credit ``amount`` once per ``out_trade_no`` (creating the account); answers the account."""
         move = self._movement(user_id, amount, out_trade_no)
-        async with self._repo.transaction() as session:
-            now = now_ms(self._clock)
-            if await self._repo.insert_entry(
-                session, EntryType.GRANT, EntryState.DONE, move, origin=Origin(), now=now
-            ):
-                await self._repo.credit(session, move.user_id, move.amount, now)
+        now = now_ms(self._clock)
+
+        def grant_unit(conn: Conn) -> Account:
+            if q.insert_entry(conn, EntryType.GRANT, EntryState.DONE, move, origin=Origin(), now=now):
+                q.credit(conn, move.user_id, move.amount, now)
             else:
-                existing = await self._repo.entry(session, move.out_trade_no, EntryType.GRANT)
+                existing = q.entry(conn, move.out_trade_no, EntryType.GRANT)
                 if existing is None or not existing.entry.same_movement(move):
                     raise AlreadyExists(_key_taken(move, existing))
-            return await self._existing_account(session, move.user_id)
+            return _existing_account(conn, move.user_id)
+
+        return await self._runner.run(grant_unit)
 
     async def account(self, user_id: str) -> Account:
         """The user's account; ``NotFound`` when the user has none."""
         check_user_id(user_id)
-        async with self._repo.transaction() as session:
-            return await self._existing_account(session, user_id)
+        return await self._runner.read(lambda conn: _existing_account(conn, user_id))
 
     async def refund(
         self, user_id: str, amount: int, out_trade_no: str, spending: tuple[str, str]
@@ -137,9 +146,13 @@ class Points:
         ``spending`` is ``(spending_out_trade_no, spending_type)``; see the module docstring.
         """
         refund = check_refund(user_id, amount, out_trade_no, spending, self._settings.max_amount)
-        async with self._repo.transaction() as session:
-            await self._refund_in(session, refund, Origin(), branch=False)
-            return await self._existing_account(session, refund.move.user_id)
+        now = now_ms(self._clock)
+
+        def refund_unit(conn: Conn) -> Account:
+            _refund_in(conn, refund, Origin(), now, branch=False)
+            return _existing_account(conn, refund.move.user_id)
+
+        return await self._runner.run(refund_unit)
 
     async def audit(self) -> AuditReport:
         """The totals of the points invariant and the spending/refund entries, from one snapshot."""
@@ -155,11 +168,11 @@ class Points:
         _expect(ctx, Op.TRY)
         move = self._movement(user_id, amount, out_trade_no)
         origin = Origin(ctx.gid, ctx.branch_id)
+        now = now_ms(self._clock)
 
-        async def business(session: AsyncSession) -> str:
-            now = now_ms(self._clock)
-            await self._open_hold(session, kind, move, origin, now)
-            if not await self._repo.hold(session, move.user_id, move.amount, now):
+        def business(conn: Conn) -> str:
+            _open_hold(conn, kind, move, origin, now)
+            if not q.hold(conn, move.user_id, move.amount, now):
                 raise BranchFailure(
                     f"insufficient points: user {move.user_id} cannot {kind.value} {move.amount}"
                 )
@@ -173,13 +186,14 @@ class Points:
         """TCC confirm: the held points are spent (frozen -= amount, the log row becomes confirmed)."""
         _expect(ctx, Op.CONFIRM)
         move = _settling_movement(user_id, amount, out_trade_no)
+        now = now_ms(self._clock)
 
-        async def business(session: AsyncSession) -> str:
-            found = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+        def business(conn: Conn) -> str:
+            found = q.entry(conn, move.out_trade_no, kind, lock=True)
             row = _confirmable(kind, move, ctx, found)
             if row.entry.state is EntryState.CONFIRMED:
                 return NOTE_ALREADY
-            await self._settle(session, row, EntryState.CONFIRMED)
+            _settle(conn, row, EntryState.CONFIRMED, now)
             return NOTE_APPLIED
 
         return await self._through_barrier(ctx, business)
@@ -193,14 +207,15 @@ class Points:
         validated when there is a hold to give back: a try refused for bad input can still be cancelled.
         """
         _expect(ctx, Op.CANCEL)
+        now = now_ms(self._clock)
 
-        async def business(session: AsyncSession) -> str:
+        def business(conn: Conn) -> str:
             move = _settling_movement(user_id, amount, out_trade_no)
-            found = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
+            found = q.entry(conn, move.out_trade_no, kind, lock=True)
             row = _cancellable(kind, move, ctx, found)
             if row.entry.gid != ctx.gid or row.entry.state is EntryState.CANCELLED:
                 return NOTE_ALREADY  # this gid's hold was cancelled before (and maybe re-armed since)
-            await self._settle(session, row, EntryState.CANCELLED)
+            _settle(conn, row, EntryState.CANCELLED, now)
             return NOTE_APPLIED
 
         return await self._through_barrier(ctx, business)
@@ -217,9 +232,10 @@ class Points:
                 return await self._legacy_capped_refund(ctx, user_id, amount, out_trade_no)
             spending = derived or spending
         refund = check_refund(user_id, amount, out_trade_no, spending, AMOUNT_CEILING)
+        now = now_ms(self._clock)
 
-        async def business(session: AsyncSession) -> str:
-            applied = await self._refund_in(session, refund, origin, branch=True)
+        def business(conn: Conn) -> str:
+            applied = _refund_in(conn, refund, origin, now, branch=True)
             return NOTE_APPLIED if applied else NOTE_ALREADY
 
         return await self._through_barrier(ctx, business)
@@ -240,19 +256,17 @@ class Points:
             extra={"gid": ctx.gid},
         )
         origin = Origin(ctx.gid, ctx.branch_id)
+        now = now_ms(self._clock)
 
-        async def business(session: AsyncSession) -> str:
-            now = now_ms(self._clock)
-            if not await self._repo.insert_entry(
-                session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now
-            ):
-                existing = await self._repo.entry(session, move.out_trade_no, EntryType.REFUND)
+        def business(conn: Conn) -> str:
+            if not q.insert_entry(conn, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now):
+                existing = q.entry(conn, move.out_trade_no, EntryType.REFUND)
                 if existing is None or not existing.entry.same_movement(move):
                     raise BranchFailure(_key_taken(move, existing))
                 return NOTE_ALREADY
             # The credit locks the account row first, so refunds of one user see each other's rows here.
-            await self._repo.credit(session, move.user_id, move.amount, now)
-            spent, refunded = await self._repo.spent_and_refunded(session, move.user_id)
+            q.credit(conn, move.user_id, move.amount, now)
+            spent, refunded = q.spent_and_refunded(conn, move.user_id)
             if refunded > spent:
                 raise BranchOngoing(
                     f"refund {move.out_trade_no} of {move.amount}: user {move.user_id} would get back "
@@ -268,75 +282,75 @@ class Points:
         return check_movement(user_id, amount, out_trade_no, self._settings.max_amount)
 
     async def _through_barrier(self, ctx: TxContext, business: Business) -> str:
-        result = await self._barrier.call(ctx, business)
+        result = await self._barrier.run(ctx, business)
         return result.value if result.applied and result.value is not None else result.outcome.value
 
-    async def _existing_account(self, session: AsyncSession, user_id: str) -> Account:
-        account = await self._repo.account(session, user_id)
-        if account is None:
-            raise NotFound(f"user {user_id} has no points account")
-        return account
 
-    async def _open_hold(
-        self, session: AsyncSession, kind: EntryType, move: Movement, origin: Origin, now: int
-    ) -> None:
-        """Write the trying log row, or re-arm a cancelled one; refuse a live hold of another try."""
-        if await self._repo.insert_entry(session, kind, EntryState.TRYING, move, origin=origin, now=now):
-            return
-        row = await self._repo.entry(session, move.out_trade_no, kind, lock=True)
-        if row is None:  # the insert was ignored, so only a concurrent delete could get here
-            raise BranchFailure(f"out_trade_no {move.out_trade_no}: {kind.value} vanished; try again")
-        if row.entry.state is EntryState.CANCELLED and await self._repo.rearm_entry(
-            session, row.id, move, origin, now
-        ):
-            return
-        raise BranchFailure(
-            f"out_trade_no {move.out_trade_no}: {kind.value} already {row.entry.state.value} "
-            f"in gid {row.entry.gid}"
+# -------------------------------------------------------------------------- units of work (on a Conn)
+
+
+def _existing_account(conn: Conn, user_id: str) -> Account:
+    found = q.account(conn, user_id)
+    if found is None:
+        raise NotFound(f"user {user_id} has no points account")
+    return found
+
+
+def _open_hold(conn: Conn, kind: EntryType, move: Movement, origin: Origin, now: int) -> None:
+    """Write the trying log row, or re-arm a cancelled one; refuse a live hold of another try."""
+    if q.insert_entry(conn, kind, EntryState.TRYING, move, origin=origin, now=now):
+        return
+    row = q.entry(conn, move.out_trade_no, kind, lock=True)
+    if row is None:  # the insert was ignored, so only a concurrent delete could get here
+        raise BranchFailure(f"out_trade_no {move.out_trade_no}: {kind.value} vanished; try again")
+    if row.entry.state is EntryState.CANCELLED and q.rearm_entry(conn, row.id, move, origin, now):
+        return
+    raise BranchFailure(
+        f"out_trade_no {move.out_trade_no}: {kind.value} already {row.entry.state.value} "
+        f"in gid {row.entry.gid}"
+    )
+
+
+def _settle(conn: Conn, row: LogRow, state: EntryState, now: int) -> None:
+    """End a trying hold: spend it (confirmed) or give it back (cancelled)."""
+    entry = row.entry
+    if state is EntryState.CONFIRMED:
+        done = q.spend_held(conn, entry.user_id, entry.amount, now)
+    else:
+        done = q.release_held(conn, entry.user_id, entry.amount, now)
+    if not done:
+        raise LedgerMismatch(
+            f"user {entry.user_id}: frozen points below the {entry.amount} held by {entry.out_trade_no}"
         )
+    if not q.move_entry(conn, row.id, EntryState.TRYING, state, now):
+        raise LedgerMismatch(f"{entry.type.value} {entry.out_trade_no}: no longer trying")
 
-    async def _settle(self, session: AsyncSession, row: LogRow, state: EntryState) -> None:
-        """End a trying hold: spend it (confirmed) or give it back (cancelled)."""
-        now = now_ms(self._clock)
-        entry = row.entry
-        if state is EntryState.CONFIRMED:
-            done = await self._repo.spend_held(session, entry.user_id, entry.amount, now)
-        else:
-            done = await self._repo.release_held(session, entry.user_id, entry.amount, now)
-        if not done:
-            raise LedgerMismatch(
-                f"user {entry.user_id}: frozen points below the {entry.amount} held by {entry.out_trade_no}"
-            )
-        if not await self._repo.move_entry(session, row.id, EntryState.TRYING, state, now):
-            raise LedgerMismatch(f"{entry.type.value} {entry.out_trade_no}: no longer trying")
 
-    async def _refund_in(
-        self, session: AsyncSession, refund: RefundMove, origin: Origin, *, branch: bool
-    ) -> bool:
-        """Refund inside ``session``'s transaction; True when applied, False for an idempotent repeat."""
-        move, spending = refund.move, refund.spending
-        # Locked first: every refund of this spending waits here, so the sum below sees the others.
-        found = await self._repo.entry(session, spending.out_trade_no, spending.type, lock=True)
-        _check_spending(refund, found, origin, branch=branch)
-        now = now_ms(self._clock)
-        if not await self._repo.insert_entry(
-            session, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now, spending=spending
-        ):
-            existing = await self._repo.entry(session, move.out_trade_no, EntryType.REFUND)
-            if existing is None or not _same_refund(existing, refund):
-                message = _key_taken(move, existing)
-                raise BranchFailure(message) if branch else AlreadyExists(message)
-            return False
-        await self._repo.credit(session, move.user_id, move.amount, now)
-        refunded = await self._repo.refunded_of(session, spending)
-        spent = found.entry.amount if found is not None else 0
-        if refunded > spent:
-            message = (
-                f"refund {move.out_trade_no} of {move.amount}: spending {spending} took {spent}, "
-                f"{refunded - move.amount} already refunded"
-            )
-            raise BranchFailure(message) if branch else FailedPrecondition(message)
-        return True
+def _refund_in(conn: Conn, refund: RefundMove, origin: Origin, now: int, *, branch: bool) -> bool:
+    """Refund inside ``conn``'s transaction; True when applied, False for an idempotent repeat."""
+    move, spending = refund.move, refund.spending
+    # Locked first: every refund of this spending waits here, so the sum below sees the others.
+    found = q.entry(conn, spending.out_trade_no, spending.type, lock=True)
+    _check_spending(refund, found, origin, branch=branch)
+    inserted = q.insert_entry(
+        conn, EntryType.REFUND, EntryState.DONE, move, origin=origin, now=now, spending=spending
+    )
+    if not inserted:
+        existing = q.entry(conn, move.out_trade_no, EntryType.REFUND)
+        if existing is None or not _same_refund(existing, refund):
+            message = _key_taken(move, existing)
+            raise BranchFailure(message) if branch else AlreadyExists(message)
+        return False
+    q.credit(conn, move.user_id, move.amount, now)
+    refunded = q.refunded_of(conn, spending)
+    spent = found.entry.amount if found is not None else 0
+    if refunded > spent:
+        message = (
+            f"refund {move.out_trade_no} of {move.amount}: spending {spending} took {spent}, "
+            f"{refunded - move.amount} already refunded"
+        )
+        raise BranchFailure(message) if branch else FailedPrecondition(message)
+    return True
 
 
 def _check_spending(refund: RefundMove, found: LogRow | None, origin: Origin, *, branch: bool) -> None:

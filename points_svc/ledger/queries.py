@@ -1,27 +1,28 @@
-"""Queries on the points tables. Every method runs inside the caller's transaction (session).
+"""Queries on the points tables.
 
-Balance changes are single conditional UPDATEs (``... WHERE balance >= :a``), never read-then-write,
+The hot path (every branch op, Grant, Refund, GetAccount) is units of work on the process's
+:class:`~meshkit.store.StoreRunner`: the module functions below take the unit's
+:class:`~meshkit.store.Conn` and run raw ``?`` SQL in its transaction. :class:`PointsRepo` keeps the
+off-path audit on SQLAlchemy (one snapshot of every total).
+
+Balance changes are single conditional UPDATEs (``... WHERE balance >= ?``), never read-then-write,
 so concurrent tries on one account serialise on its row lock and none can overdraw it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from meshkit.errors import TransientError
-from meshkit.infra.db import is_mysql, session_factory
-from meshkit.infra.db import transaction as db_transaction
+from meshkit.infra.db import is_mysql
+from meshkit.store import Conn
 from points_svc.ledger.tables import accounts, points_log
 from points_svc.ledger.values import (
     AUDITED_TYPES,
@@ -52,8 +53,173 @@ class Origin:
     branch_id: str = ""
 
 
-def _rowcount(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
+# The log columns an entry is read from, in the order of :func:`_entry`.
+_ENTRY_NAMES = (
+    "id",
+    "out_trade_no",
+    "type",
+    "user_id",
+    "amount",
+    "state",
+    "gid",
+    "spending_type",
+    "spending_out_trade_no",
+)
+_ENTRY_COLUMNS = ", ".join(_ENTRY_NAMES)
+_LOG_INSERT_COLUMNS = (
+    "spending_type",
+    "spending_out_trade_no",
+    "out_trade_no",
+    "type",
+    "user_id",
+    "amount",
+    "state",
+    "gid",
+    "branch_id",
+    "created_at",
+    "updated_at",
+)
+_SUM_REFUNDED_OF = (
+    "SELECT COALESCE(SUM(amount), 0) FROM points_log "
+    "WHERE type = ? AND spending_out_trade_no = ? AND spending_type = ?"
+)
+_HOLD_MARKS = ", ".join("?" for _ in HOLD_TYPES)
+_SPENT_AND_REFUNDED = (
+    "SELECT "
+    "(SELECT COALESCE(SUM(amount), 0) FROM points_log "
+    f"WHERE user_id = ? AND type IN ({_HOLD_MARKS}) AND state = ?), "
+    "(SELECT COALESCE(SUM(amount), 0) FROM points_log WHERE user_id = ? AND type = ?)"
+)
+_CREDIT_SQLITE = (
+    "INSERT INTO points_account (user_id, balance, frozen, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
+    "ON CONFLICT (user_id) DO UPDATE SET balance = balance + excluded.balance, "
+    "updated_at = excluded.updated_at"
+)
+_CREDIT_MYSQL = (
+    "INSERT INTO points_account (user_id, balance, frozen, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
+    "ON DUPLICATE KEY UPDATE balance = balance + VALUES(balance), updated_at = VALUES(updated_at)"
+)
+_HOLD = (
+    "UPDATE points_account SET balance = balance - ?, frozen = frozen + ?, updated_at = ? "
+    "WHERE user_id = ? AND balance >= ?"
+)
+_SPEND_HELD = (
+    "UPDATE points_account SET frozen = frozen - ?, updated_at = ? WHERE user_id = ? AND frozen >= ?"
+)
+_RELEASE_HELD = (
+    "UPDATE points_account SET frozen = frozen - ?, balance = balance + ?, updated_at = ? "
+    "WHERE user_id = ? AND frozen >= ?"
+)
+_REARM = (
+    "UPDATE points_log SET state = ?, user_id = ?, amount = ?, gid = ?, branch_id = ?, updated_at = ? "
+    "WHERE id = ? AND state = ?"
+)
+_MOVE = "UPDATE points_log SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
+
+
+# ---------------------------------------------------------------------- units: the log
+
+
+def insert_entry(
+    conn: Conn,
+    kind: EntryType,
+    state: EntryState,
+    move: Movement,
+    *,
+    origin: Origin,
+    now: int,
+    spending: SpendingRef | None = None,
+) -> bool:
+    """Insert-ignore a log row; True when inserted, False when ``(out_trade_no, type)`` exists."""
+    sql = conn.dialect.insert_ignore("points_log", _LOG_INSERT_COLUMNS)
+    row = (
+        spending.type.value if spending else "",
+        spending.out_trade_no if spending else "",
+        move.out_trade_no,
+        kind.value,
+        move.user_id,
+        move.amount,
+        state.value,
+        origin.gid,
+        origin.branch_id,
+        now,
+        now,
+    )
+    return conn.execute(sql, row) == 1
+
+
+def entry(conn: Conn, out_trade_no: str, kind: EntryType, *, lock: bool = False) -> LogRow | None:
+    """The log row of ``(out_trade_no, kind)``; with ``lock`` read for update (newest version)."""
+    sql = f"SELECT {_ENTRY_COLUMNS} FROM points_log WHERE out_trade_no = ? AND type = ?"
+    row = conn.fetchone(sql + conn.dialect.for_update if lock else sql, (out_trade_no, kind.value))
+    return None if row is None else LogRow(id=int(row[0]), entry=_entry(row))
+
+
+def rearm_entry(conn: Conn, row_id: int, move: Movement, origin: Origin, now: int) -> bool:
+    """Turn a cancelled TCC row into a new try of ``origin``; False when it is no longer cancelled."""
+    params = (
+        EntryState.TRYING.value,
+        move.user_id,
+        move.amount,
+        origin.gid,
+        origin.branch_id,
+        now,
+        row_id,
+        EntryState.CANCELLED.value,
+    )
+    return conn.execute(_REARM, params) == 1
+
+
+def move_entry(conn: Conn, row_id: int, src: EntryState, dst: EntryState, now: int) -> bool:
+    """Compare-and-set a row's state from ``src`` to ``dst``; True when it was ``src``."""
+    return conn.execute(_MOVE, (dst.value, now, row_id, src.value)) == 1
+
+
+def refunded_of(conn: Conn, spending: SpendingRef) -> int:
+    """The sum of the refunds naming ``spending``, as this transaction sees it."""
+    params = (EntryType.REFUND.value, spending.out_trade_no, spending.type.value)
+    row = conn.fetchone(_SUM_REFUNDED_OF, params)
+    return int(row[0]) if row is not None else 0
+
+
+def spent_and_refunded(conn: Conn, user_id: str) -> tuple[int, int]:
+    """``(confirmed spending, refunds)`` of one user, from the log (as this transaction sees it)."""
+    holds = tuple(kind.value for kind in HOLD_TYPES)
+    params = (user_id, *holds, EntryState.CONFIRMED.value, user_id, EntryType.REFUND.value)
+    row = conn.fetchone(_SPENT_AND_REFUNDED, params)
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
+# ---------------------------------------------------------------------- units: accounts
+
+
+def credit(conn: Conn, user_id: str, amount: int, now: int) -> None:
+    """Add ``amount`` to the balance, creating the account when missing (one atomic upsert)."""
+    conn.execute(_CREDIT_MYSQL if conn.dialect.is_mysql else _CREDIT_SQLITE, (user_id, amount, now, now))
+
+
+def hold(conn: Conn, user_id: str, amount: int, now: int) -> bool:
+    """Move ``amount`` from balance to frozen when the balance covers it; False (no change) if not."""
+    return conn.execute(_HOLD, (amount, amount, now, user_id, amount)) == 1
+
+
+def spend_held(conn: Conn, user_id: str, amount: int, now: int) -> bool:
+    """Take ``amount`` off frozen (the held points are spent) when frozen covers it."""
+    return conn.execute(_SPEND_HELD, (amount, now, user_id, amount)) == 1
+
+
+def release_held(conn: Conn, user_id: str, amount: int, now: int) -> bool:
+    """Move ``amount`` from frozen back to balance (the hold is given back) when frozen covers it."""
+    return conn.execute(_RELEASE_HELD, (amount, amount, now, user_id, amount)) == 1
+
+
+def account(conn: Conn, user_id: str) -> Account | None:
+    """The account of ``user_id``, or None."""
+    row = conn.fetchone("SELECT user_id, balance, frozen FROM points_account WHERE user_id = ?", (user_id,))
+    return None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
+
+
+# ---------------------------------------------------------------------- off path: the audit
 
 
 def _sum(column: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
@@ -62,20 +228,11 @@ def _sum(column: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
 
 
 class PointsRepo:
-    """The points queries for one database (SQLite or MySQL/MariaDB)."""
+    """The audit's queries on SQLAlchemy (off the hot path), for one database (SQLite or MySQL/MariaDB)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._mysql = is_mysql(engine)
-        self._sessions = session_factory(engine)
-
-    # ------------------------------------------------------------------ transactions
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a write transaction that commits on success; lock/connection errors are transient."""
-        async with db_transaction(self._sessions, "points") as session:
-            yield session
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
@@ -93,158 +250,6 @@ class PointsRepo:
         except OperationalError as exc:
             raise TransientError(f"points database unavailable or locked: {exc.orig}") from exc
 
-    # ------------------------------------------------------------------ the log
-
-    async def insert_entry(
-        self,
-        session: AsyncSession,
-        kind: EntryType,
-        state: EntryState,
-        move: Movement,
-        *,
-        origin: Origin,
-        now: int,
-        spending: SpendingRef | None = None,
-    ) -> bool:
-        """Insert-ignore a log row; True when inserted, False when ``(out_trade_no, type)`` exists."""
-        values = {
-            "spending_type": spending.type.value if spending else "",
-            "spending_out_trade_no": spending.out_trade_no if spending else "",
-            "out_trade_no": move.out_trade_no,
-            "type": kind.value,
-            "user_id": move.user_id,
-            "amount": move.amount,
-            "state": state.value,
-            "gid": origin.gid,
-            "branch_id": origin.branch_id,
-            "created_at": now,
-            "updated_at": now,
-        }
-        stmt: Insert
-        if self._mysql:
-            stmt = mysql_insert(points_log).values(values).prefix_with("IGNORE")
-        else:
-            stmt = sqlite_insert(points_log).values(values).on_conflict_do_nothing()
-        return _rowcount(await session.execute(stmt)) == 1
-
-    async def entry(
-        self, session: AsyncSession, out_trade_no: str, kind: EntryType, *, lock: bool = False
-    ) -> LogRow | None:
-        """The log row of ``(out_trade_no, kind)``; with ``lock`` read for update (newest version)."""
-        stmt = select(points_log).where(points_log.c.out_trade_no == out_trade_no, points_log.c.type == kind)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = (await session.execute(stmt)).mappings().first()
-        if row is None:
-            return None
-        return LogRow(id=int(row["id"]), entry=_entry(row))
-
-    async def rearm_entry(
-        self, session: AsyncSession, row_id: int, move: Movement, origin: Origin, now: int
-    ) -> bool:
-        """Turn a cancelled TCC row into a new try of ``origin``; False when it is no longer cancelled."""
-        stmt = (
-            update(points_log)
-            .where(points_log.c.id == row_id, points_log.c.state == EntryState.CANCELLED.value)
-            .values(
-                state=EntryState.TRYING.value,
-                user_id=move.user_id,
-                amount=move.amount,
-                gid=origin.gid,
-                branch_id=origin.branch_id,
-                updated_at=now,
-            )
-        )
-        return _rowcount(await session.execute(stmt)) == 1
-
-    async def move_entry(
-        self, session: AsyncSession, row_id: int, src: EntryState, dst: EntryState, now: int
-    ) -> bool:
-        """Compare-and-set a row's state from ``src`` to ``dst``; True when it was ``src``."""
-        stmt = (
-            update(points_log)
-            .where(points_log.c.id == row_id, points_log.c.state == src.value)
-            .values(state=dst.value, updated_at=now)
-        )
-        return _rowcount(await session.execute(stmt)) == 1
-
-    # ------------------------------------------------------------------ accounts
-
-    async def credit(self, session: AsyncSession, user_id: str, amount: int, now: int) -> None:
-        """Add ``amount`` to the balance, creating the account when missing (one atomic upsert)."""
-        values = {"user_id": user_id, "balance": amount, "frozen": 0, "created_at": now, "updated_at": now}
-        grown = {"balance": accounts.c.balance + amount, "updated_at": now}
-        if self._mysql:
-            await session.execute(mysql_insert(accounts).values(values).on_duplicate_key_update(**grown))
-        else:
-            stmt = sqlite_insert(accounts).values(values)
-            await session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_=grown))
-
-    async def hold(self, session: AsyncSession, user_id: str, amount: int, now: int) -> bool:
-        """Move ``amount`` from balance to frozen when the balance covers it; False (no change) if not."""
-        stmt = (
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.balance >= amount)
-            .values(balance=accounts.c.balance - amount, frozen=accounts.c.frozen + amount, updated_at=now)
-        )
-        return _rowcount(await session.execute(stmt)) == 1
-
-    async def spend_held(self, session: AsyncSession, user_id: str, amount: int, now: int) -> bool:
-        """Take ``amount`` off frozen (the held points are spent) when frozen covers it."""
-        stmt = (
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.frozen >= amount)
-            .values(frozen=accounts.c.frozen - amount, updated_at=now)
-        )
-        return _rowcount(await session.execute(stmt)) == 1
-
-    async def release_held(self, session: AsyncSession, user_id: str, amount: int, now: int) -> bool:
-        """Move ``amount`` from frozen back to balance (the hold is given back) when frozen covers it."""
-        stmt = (
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.frozen >= amount)
-            .values(frozen=accounts.c.frozen - amount, balance=accounts.c.balance + amount, updated_at=now)
-        )
-        return _rowcount(await session.execute(stmt)) == 1
-
-    async def account(self, session: AsyncSession, user_id: str) -> Account | None:
-        """The account of ``user_id``, or None."""
-        stmt = select(accounts.c.user_id, accounts.c.balance, accounts.c.frozen).where(
-            accounts.c.user_id == user_id
-        )
-        row = (await session.execute(stmt)).first()
-        return None if row is None else Account(str(row[0]), int(row[1]), int(row[2]))
-
-    async def spent_and_refunded(self, session: AsyncSession, user_id: str) -> tuple[int, int]:
-        """``(confirmed spending, refunds)`` of one user, from the log (as this transaction sees it)."""
-        mine = points_log.c.user_id == user_id
-        stmt = select(
-            _sum(
-                points_log.c.amount,
-                mine,
-                points_log.c.type.in_(HOLD_TYPES),
-                points_log.c.state == EntryState.CONFIRMED.value,
-            ),
-            _sum(points_log.c.amount, mine, points_log.c.type == EntryType.REFUND.value),
-        )
-        row = (await session.execute(stmt)).one()
-        return int(row[0]), int(row[1])
-
-    async def refunded_of(self, session: AsyncSession, spending: SpendingRef) -> int:
-        """The sum of the refunds naming ``spending``, as this transaction sees it."""
-        log = points_log.c
-        stmt = select(
-            _sum(
-                log.amount,
-                log.type == EntryType.REFUND.value,
-                log.spending_out_trade_no == spending.out_trade_no,
-                log.spending_type == spending.type.value,
-            )
-        )
-        return int((await session.execute(stmt)).scalar_one())
-
-    # ------------------------------------------------------------------ audit
-
     async def audit(self, conn: AsyncConnection) -> AuditReport:
         """The totals and the spending/refund entries, read in ``conn``'s (snapshot) transaction."""
         log = points_log.c
@@ -260,8 +265,9 @@ class PointsRepo:
             .scalar_subquery(),
         )
         row = (await conn.execute(totals)).one()
-        listed = select(points_log).where(log.type.in_(AUDITED_TYPES)).order_by(log.id)
-        entries = tuple(_entry(r) for r in (await conn.execute(listed)).mappings())
+        columns = [points_log.c[name] for name in _ENTRY_NAMES]
+        listed = select(*columns).where(log.type.in_(AUDITED_TYPES)).order_by(log.id)
+        entries = tuple(_entry(tuple(r)) for r in (await conn.execute(listed)).all())
         return AuditReport(
             issued=int(row[0]),
             spent=int(row[1]),
@@ -273,14 +279,15 @@ class PointsRepo:
         )
 
 
-def _entry(row: Any) -> LogEntry:
-    spent_type, spent_key = str(row["spending_type"]), str(row["spending_out_trade_no"])
+def _entry(row: Sequence[Any]) -> LogEntry:
+    """A log entry from a row of the :data:`_ENTRY_NAMES` columns."""
+    spent_type, spent_key = str(row[7]), str(row[8])
     return LogEntry(
-        out_trade_no=str(row["out_trade_no"]),
-        type=EntryType(row["type"]),
-        user_id=str(row["user_id"]),
-        amount=int(row["amount"]),
-        state=EntryState(row["state"]),
-        gid=str(row["gid"]),
+        out_trade_no=str(row[1]),
+        type=EntryType(row[2]),
+        user_id=str(row[3]),
+        amount=int(row[4]),
+        state=EntryState(row[5]),
+        gid=str(row[6]),
         spending=SpendingRef(EntryType(spent_type), spent_key) if spent_type else None,
     )

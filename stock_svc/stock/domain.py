@@ -43,16 +43,14 @@ the confirm that persists the sale it gives back.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from meshkit.barrier import BarrierResult, SqlBarrier
+from meshkit.barrier import BarrierResult, RunnerBarrier
 from meshkit.errors import (
     BranchFailure,
     BranchOngoing,
@@ -61,11 +59,14 @@ from meshkit.errors import (
     NotFound,
     TransientError,
 )
+from meshkit.runtime.clock import Clock, now_ms
+from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import OP_KEY, Op, TxContext
 from stock_svc.config import StockSection
 from stock_svc.hot.epoch import RedisEpoch
 from stock_svc.hot.redis_stock import HotLevel, HotStock, StockNotLoaded
-from stock_svc.stock.queries import ORDER_IDS_SEPARATOR, LogEntry, Restock, SkuRow, StockRepo
+from stock_svc.stock import queries as q
+from stock_svc.stock.queries import ORDER_IDS_SEPARATOR, LogEntry, Restock, RestockRaced, SkuRow, StockRepo
 from stock_svc.stock.tables import KIND_CONFIRM, KIND_RELEASE
 from stock_svc.stock.validation import (
     HARD_LIMITS,
@@ -85,8 +86,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RawItems = Sequence[tuple[str, int]]
 
-# A concurrent create of the same SKU fails an insert (duplicate key; on MySQL possibly a deadlock on the
-# key's locks); the whole transaction rolled back, so it is retried, and the retry finds the row.
+# A concurrent create of the same SKU or attempt of the same request (RestockRaced; on MySQL possibly a
+# deadlock on the key's locks) rolls the whole unit back, so it is retried, and the retry finds the row.
 PUT_ATTEMPTS = 3
 
 
@@ -154,16 +155,35 @@ def _note(*results: BarrierResult[Any]) -> str:
     return "/".join(r.outcome.value for r in results)
 
 
-class StockDomain:
-    """The stock service's operations (grpc-free; the servicer converts messages)."""
+@dataclass(frozen=True, slots=True)
+class StockStores:
+    """Where the stock domain keeps its data.
 
-    def __init__(
-        self, repo: StockRepo, hot: HotStock, barrier: SqlBarrier, section: StockSection, epoch: RedisEpoch
-    ) -> None:
-        self._repo = repo
-        self._hot = hot
-        self._barrier = barrier
-        self._epoch = epoch
+    The store runner (hot path) and its barrier, the SQLAlchemy repository (off-path reads), Redis
+    (hot stock) and the Redis epoch.
+    """
+
+    runner: StoreRunner
+    barrier: RunnerBarrier
+    repo: StockRepo
+    hot: HotStock
+    epoch: RedisEpoch
+
+
+class StockDomain:
+    """The stock service's operations (grpc-free; the servicer converts messages).
+
+    Database writes and hot-path reads are units of work on the store runner; the audit reads through
+    the SQLAlchemy repository.
+    """
+
+    def __init__(self, stores: StockStores, section: StockSection, clock: Clock) -> None:
+        self._runner = stores.runner
+        self._repo = stores.repo
+        self._hot = stores.hot
+        self._barrier = stores.barrier
+        self._epoch = stores.epoch
+        self._clock = clock
         self._limits = Limits(max_items=section.max_items_per_request, max_quantity=section.max_quantity)
         self._load_attempts = section.load_attempts
 
@@ -185,8 +205,8 @@ class StockDomain:
             [record.sku],
             lambda: self._hot.restock(record.sku, record.request_id, record.quantity, record.version),
         )
-        async with self._repo.transaction() as session:
-            await self._repo.mark_restock_done(session, record.request_id)
+        now = now_ms(self._clock)
+        await self._runner.run(lambda conn: q.record_restock_done(conn, record.request_id, now))
         return added
 
     async def get_stock(self, sku: str) -> StockLevel:
@@ -199,8 +219,7 @@ class StockDomain:
     async def get_skus(self, skus: Sequence[str]) -> list[SkuInfo]:
         """The known SKUs among ``skus``, in request order, each once."""
         wanted = check_sku_list(skus, self._limits)
-        async with self._repo.transaction() as session:
-            rows = await self._repo.skus(session, wanted)
+        rows = await self._runner.read(lambda conn: q.skus_of(conn, wanted))
         return [SkuInfo(s, rows[s].merchant_id, rows[s].price_cents) for s in wanted if s in rows]
 
     async def audit(self) -> list[SkuAudit]:
@@ -246,16 +265,15 @@ class StockDomain:
         refs = check_order_ids(order_ids, HARD_LIMITS.max_items)
         _expect_op(ctx, "ConfirmReserve", Op.CONFIRM)
         await self._require_tried(ctx)
+        now = now_ms(self._clock)
 
-        async def persist(session: AsyncSession) -> dict[str, int]:
-            versions = await self._repo.sell(session, checked)
-            self._require_known(checked, versions)
-            await self._repo.add_log(
-                session, LogEntry(ctx.gid, ctx.branch_id, KIND_CONFIRM, checked, versions, refs)
-            )
+        def persist(conn: Conn) -> dict[str, int]:
+            versions = q.sell_items(conn, checked, now)
+            _require_known(checked, versions)
+            q.insert_log(conn, LogEntry(ctx.gid, ctx.branch_id, KIND_CONFIRM, checked, versions, refs), now)
             return versions
 
-        db = await self._barrier.call(ctx, persist)
+        db = await self._barrier.run(ctx, persist)
         versions = await self._versions(ctx, KIND_CONFIRM, checked, db)
         skus = [i.sku for i in checked]
         redis = await self._loaded(skus, lambda: self._hot.confirm(ctx, checked, versions))
@@ -279,17 +297,17 @@ class StockDomain:
         checked = check_items(items, HARD_LIMITS)
         check_id("order_id", order_id)
         _expect_op(ctx, "ReleaseStock", Op.ACTION)
+        now = now_ms(self._clock)
 
-        async def persist(session: AsyncSession) -> dict[str, int]:
-            versions = await self._repo.give_back(session, checked)
+        def persist(conn: Conn) -> dict[str, int]:
+            versions = q.give_back_items(conn, checked, now)
             if len(versions) < len(checked):
-                await self._refuse_release(session, checked, versions)
-            await self._repo.add_log(
-                session, LogEntry(ctx.gid, ctx.branch_id, KIND_RELEASE, checked, versions, [order_id])
-            )
+                _refuse_release(conn, checked, versions)
+            entry = LogEntry(ctx.gid, ctx.branch_id, KIND_RELEASE, checked, versions, [order_id])
+            q.insert_log(conn, entry, now)
             return versions
 
-        db = await self._barrier.call(ctx, persist)
+        db = await self._barrier.run(ctx, persist)
         versions = await self._versions(ctx, KIND_RELEASE, checked, db)
         skus = [i.sku for i in checked]
         redis = await self._loaded(skus, lambda: self._hot.release(ctx, checked, versions))
@@ -301,34 +319,16 @@ class StockDomain:
         """Insert or restock the row and record the request, in one transaction; or find it recorded."""
         for attempt in range(PUT_ATTEMPTS):
             try:
-                async with self._repo.transaction() as session:
-                    return await self._put_once(session, put)
-            except (IntegrityError, TransientError):
+                return await self._runner.run(functools.partial(_put_once, put=put, now=now_ms(self._clock)))
+            except (RestockRaced, TransientError):
                 # A concurrent create of the SKU, or a concurrent attempt of the same request (its
                 # restock row's key): the retry finds the row, or the request, committed.
                 if attempt == PUT_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def _put_once(self, session: AsyncSession, put: PutSkuInput) -> Restock:
-        recorded = await self._repo.restock_record(session, put.request_id)
-        if recorded is not None:
-            _require_same_request(recorded, put)
-            return recorded
-        row = await self._repo.sku_for_update(session, put.sku)
-        if row is None:
-            version = await self._repo.insert_sku(session, put)
-        elif row.merchant_id != put.merchant_id:
-            raise FailedPrecondition(
-                f"sku {put.sku} belongs to merchant {row.merchant_id}, not {put.merchant_id}"
-            )
-        else:
-            version = await self._repo.restock(session, row, put.price_cents, put.quantity)
-        return await self._repo.add_restock(session, put, version)
-
     async def _row(self, sku: str) -> SkuRow:
-        async with self._repo.transaction() as session:
-            rows = await self._repo.skus(session, [sku])
+        rows = await self._runner.read(lambda conn: q.skus_of(conn, [sku]))
         if sku not in rows:
             raise NotFound(f"sku {sku} not found")
         return rows[sku]
@@ -355,8 +355,7 @@ class StockDomain:
         missing = await self._hot.missing(skus)
         if not missing:
             return
-        async with self._repo.transaction() as session:
-            snapshots = await self._repo.snapshots(session, missing)
+        snapshots = await self._runner.read(lambda conn: q.snapshots_of(conn, missing))
         unknown = sorted(set(missing) - snapshots.keys())
         if unknown and unknown_fails:
             raise BranchFailure(f"unknown sku: {', '.join(unknown)}")
@@ -386,9 +385,11 @@ class StockDomain:
 
     async def _require_try_or_loss(self, ctx: TxContext) -> None:
         """No try entry: go on if the confirm's database half ran or Redis lost the entry, else "not yet"."""
-        async with self._repo.transaction() as session:
-            if await self._repo.logged_versions(session, ctx.gid, ctx.branch_id, KIND_CONFIRM):
-                return
+        logged = await self._runner.read(
+            lambda conn: q.logged_versions_of(conn, ctx.gid, ctx.branch_id, KIND_CONFIRM)
+        )
+        if logged:
+            return
         lost_ms = self._epoch.recent_loss_ms()
         if lost_ms is not None:
             lost_at = datetime.fromtimestamp(lost_ms / 1000, UTC).isoformat()
@@ -410,8 +411,9 @@ class StockDomain:
         """The versions the database half produced: from this call, or from its log rows (duplicate)."""
         if db.applied and db.value is not None:
             return db.value
-        async with self._repo.transaction() as session:
-            versions = await self._repo.logged_versions(session, ctx.gid, ctx.branch_id, kind)
+        versions = await self._runner.read(
+            lambda conn: q.logged_versions_of(conn, ctx.gid, ctx.branch_id, kind)
+        )
         missing = [i.sku for i in items if i.sku not in versions]
         if missing:  # a repeat whose payload differs from the call the barrier already applied
             raise InvalidArgument(
@@ -420,18 +422,30 @@ class StockDomain:
             )
         return versions
 
-    @staticmethod
-    def _require_known(items: Sequence[Item], versions: dict[str, int]) -> None:
-        unknown = [i.sku for i in items if i.sku not in versions]
-        if unknown:
-            raise BranchFailure(f"unknown sku: {', '.join(sorted(unknown))}")
 
-    async def _refuse_release(
-        self, session: AsyncSession, items: Sequence[Item], done: dict[str, int]
-    ) -> None:
-        """Raise why some items could not be released: unknown SKU, or more than is sold (not yet)."""
-        rows = await self._repo.skus(session, [i.sku for i in items])
-        self._require_known(items, {s: 0 for s in rows})
-        short = [i for i in items if i.sku not in done]
-        detail = ", ".join(f"{i.sku} (sold {rows[i.sku].sold}, release {i.quantity})" for i in short)
-        raise BranchOngoing(f"cannot release more than is sold yet: {detail}")
+# -------------------------------------------------------------------------- units of work (on a Conn)
+
+
+def _put_once(conn: Conn, *, put: PutSkuInput, now: int) -> Restock:
+    """PutSku's database half: the recorded request (a retry), or the SKU changed and the request recorded."""
+    recorded = q.restock_record_of(conn, put.request_id)
+    if recorded is not None:
+        _require_same_request(recorded, put)
+        return recorded
+    version = q.put_sku_row(conn, put, now)
+    return q.insert_restock(conn, put, version, now)
+
+
+def _require_known(items: Sequence[Item], versions: dict[str, int]) -> None:
+    unknown = [i.sku for i in items if i.sku not in versions]
+    if unknown:
+        raise BranchFailure(f"unknown sku: {', '.join(sorted(unknown))}")
+
+
+def _refuse_release(conn: Conn, items: Sequence[Item], done: dict[str, int]) -> None:
+    """Raise why some items could not be released: unknown SKU, or more than is sold (not yet)."""
+    rows = q.skus_of(conn, [i.sku for i in items])
+    _require_known(items, {s: 0 for s in rows})
+    short = [i for i in items if i.sku not in done]
+    detail = ", ".join(f"{i.sku} (sold {rows[i.sku].sold}, release {i.quantity})" for i in short)
+    raise BranchOngoing(f"cannot release more than is sold yet: {detail}")
