@@ -25,6 +25,10 @@ def test_share_lock_only_on_mysql() -> None:
     assert (SQLITE.share_lock, MYSQL.share_lock) == ("", " LOCK IN SHARE MODE")
 
 
+def test_for_update_only_on_mysql() -> None:
+    assert (SQLITE.for_update, MYSQL.for_update) == ("", " FOR UPDATE")
+
+
 def test_placeholders_translated_and_percent_signs_kept() -> None:
     sql = "SELECT name FROM t WHERE name LIKE 'a%' AND n = ? AND m = ?"
 
