@@ -17,7 +17,8 @@ Not part of the default ``python -m bench`` run (it takes several minutes, most 
 
 Prints the figures and the ratios with/without admin calls. Targets: every admin call <= 50 ms, TCC
 throughput and p99 with the admin calls >= 0.9 of without, an empty retention round <= 5 ms.
-MariaDB is not filled here (its plans are checked by tests/integration/coordinator/test_store_plans.py).
+``--backend mariadb`` puts the coordinator's store on an embedded ``mariadbd`` (small buffers), filled by
+multi-row INSERTs; that fill is slower, so pass a smaller ``--transactions`` there if it takes too long.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sqlite3
 import statistics
 import sys
@@ -43,6 +43,7 @@ from bench.common import LoadResult, closed_loop, print_table
 from bench.tcc_overhead import BENCH_AUTH, Mesh, running_mesh, tcc_coordinated
 from coordinator.store.retention import FinishedTxCleaner
 from coordinator.store.sql import SqlTxStore, migrate
+from meshctl.stack.embedded import MariaDbServer
 from meshkit.infra.db import create_engine
 from meshkit.rpc.auth import mesh_channel
 from meshkit.runtime.clock import SystemClock
@@ -74,97 +75,107 @@ EVENT_COLUMNS = "gid, at, kind, from_status, to_status, branch_id, op, actor, de
 # ---------------------------------------------------------------------------------------------- fill
 
 
-def fill(path: Path, transactions: int, ops: int, events: int) -> float:
-    """Create the coordinator's tables in ``path`` and insert the finished transactions; seconds taken."""
+def fill(url: str, transactions: int, ops: int, events: int) -> float:
+    """Create the coordinator's tables at ``url`` and insert the finished transactions; seconds taken."""
     started = time.monotonic()
-    engine = create_engine(DbSettings(url=f"sqlite+aiosqlite:///{path}"))
+    engine = create_engine(DbSettings(url=url))
 
     async def create() -> None:
         await migrate(engine)
         await engine.dispose()
 
     asyncio.run(create())
-    now = int(time.time() * 1000)
-    first = now - 5 * DAY_MS
+    first = int(time.time() * 1000) - 5 * DAY_MS
     step = max(1, 5 * DAY_MS // max(1, transactions))
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA synchronous=OFF")
-        for start in range(0, transactions, COMMIT_EVERY):
-            conn.execute("BEGIN")
-            for lo in range(start, min(start + COMMIT_EVERY, transactions), CHUNK):
-                rows = range(lo, min(lo + CHUNK, transactions, start + COMMIT_EVERY))
-                _insert_chunk(conn, rows, first, step, ops=ops, events=events)
-            conn.execute("COMMIT")
-            print(f"  filled {min(start + COMMIT_EVERY, transactions):>9}", flush=True)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if url.startswith("sqlite"):
+        _fill_sqlite(Path(url.split("///", 1)[1]), transactions, first, step, ops=ops, events=events)
+    else:
+        asyncio.run(_fill_mysql(url, transactions, first, step, ops=ops, events=events))
     return time.monotonic() - started
 
 
-def _insert_chunk(
-    conn: sqlite3.Connection, rows: range, first: int, step: int, *, ops: int, events: int
-) -> None:
-    globals_, op_rows, event_rows = [], [], []
-    options = json.dumps({})
+def _fill_sqlite(path: Path, total: int, first: int, step: int, *, ops: int, events: int) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA synchronous=OFF")
+        for start in range(0, total, COMMIT_EVERY):
+            conn.execute("BEGIN")
+            for lo in range(start, min(start + COMMIT_EVERY, total), CHUNK):
+                chunk = _rows(range(lo, min(lo + CHUNK, total)), first, step, ops=ops, events=events)
+                for sql, rows in zip(_inserts("?"), chunk, strict=True):
+                    if rows:
+                        conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+            print(f"  filled {min(start + COMMIT_EVERY, total):>9}", flush=True)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def _fill_mysql(url: str, total: int, first: int, step: int, *, ops: int, events: int) -> None:
+    engine = create_engine(DbSettings(url=url))
+    try:
+        for lo in range(0, total, CHUNK):
+            chunk = _rows(range(lo, min(lo + CHUNK, total)), first, step, ops=ops, events=events)
+            async with engine.begin() as conn:  # the driver's executemany sends multi-row INSERTs
+                for sql, rows in zip(_inserts("%s"), chunk, strict=True):
+                    if rows:
+                        await conn.exec_driver_sql(sql, rows)
+            if (lo + CHUNK) % COMMIT_EVERY == 0 or lo + CHUNK >= total:
+                print(f"  filled {min(lo + CHUNK, total):>9}", flush=True)
+    finally:
+        await engine.dispose()
+
+
+def _inserts(mark: str) -> list[str]:
+    """The INSERTs of trans_global, trans_branch_op and trans_event with ``mark`` placeholders."""
+    tables = (
+        ("trans_global", GLOBAL_COLUMNS),
+        ("trans_branch_op", OP_COLUMNS),
+        ("trans_event", EVENT_COLUMNS),
+    )
+    return [
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join([mark] * len(columns.split(',')))})"
+        for table, columns in tables
+    ]
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def _rows(rows: range, first: int, step: int, *, ops: int, events: int) -> tuple[Rows, Rows, Rows]:
+    """The trans_global, trans_branch_op and trans_event rows of transactions ``rows``."""
+    globals_: Rows = []
+    op_rows: Rows = []
+    event_rows: Rows = []
     for i in rows:
         gid = f"fill{i:010d}"
         mode = 3 if i % 20 == 0 else 2 if i % 20 < 4 else 1  # 80% TCC, 15% SAGA, 5% MSG
         status = 5 if i % 10 == 9 else 3
         created = first + i * step
-        finished = created + 40
+        done = created + 40
         globals_.append(
+            (gid, mode, status, "", "{}", "", created, done, None, done, None, None, None, 3, 0, 0, None, 0)
+        )
+        op_rows += [
             (
                 gid,
-                mode,
-                status,
+                f"{b + 1:02d}",
+                "action",
+                "127.0.0.1:1/x.Y/Z",
+                b"x",
+                b + 1,
+                None,
+                "succeeded",
+                1,
                 "",
-                options,
-                "",
-                created,
-                finished,
                 None,
-                finished,
-                None,
-                None,
-                None,
-                3,
-                0,
-                0,
-                None,
-                0,
+                done,
             )
-        )
-        for b in range(ops):
-            op_rows.append(
-                (
-                    gid,
-                    f"{b + 1:02d}",
-                    "action",
-                    "127.0.0.1:1/x.Y/Z",
-                    b"x",
-                    b + 1,
-                    None,
-                    "succeeded",
-                    1,
-                    "",
-                    None,
-                    finished,
-                )
-            )
-        for e in range(events):
-            event_rows.append((gid, created + e, "state", e + 1 if e else None, e + 2, "", "", "bench", ""))
-    conn.executemany(
-        f"INSERT INTO trans_global ({GLOBAL_COLUMNS}) VALUES ({_marks(GLOBAL_COLUMNS)})", globals_
-    )
-    if op_rows:
-        conn.executemany(f"INSERT INTO trans_branch_op ({OP_COLUMNS}) VALUES ({_marks(OP_COLUMNS)})", op_rows)
-    if event_rows:
-        conn.executemany(
-            f"INSERT INTO trans_event ({EVENT_COLUMNS}) VALUES ({_marks(EVENT_COLUMNS)})", event_rows
-        )
-
-
-def _marks(columns: str) -> str:
-    return ", ".join("?" * len(columns.split(",")))
+            for b in range(ops)
+        ]
+        event_rows += [
+            (gid, created + e, "state", e + 1 if e else None, e + 2, "", "", "bench", "")
+            for e in range(events)
+        ]
+    return globals_, op_rows, event_rows
 
 
 # ---------------------------------------------------------------------------------------------- admin
@@ -260,9 +271,9 @@ def _merge(into: LoadResult, result: LoadResult) -> None:
 # ---------------------------------------------------------------------------------------------- retention
 
 
-async def empty_retention_rounds(path: Path, rounds: int) -> float:
+async def empty_retention_rounds(url: str, rounds: int) -> float:
     """Median milliseconds of a retention batch that finds nothing due (7 days kept, all younger)."""
-    engine = create_engine(DbSettings(url=f"sqlite+aiosqlite:///{path}"))
+    engine = create_engine(DbSettings(url=url))
     store = SqlTxStore(engine)
     cleaner = FinishedTxCleaner(store, SystemClock(), retention_days=7, batch=500)
     took: list[float] = []
@@ -300,7 +311,7 @@ def report(args: argparse.Namespace, figures: Figures) -> None:
     alone, loaded, retention_ms = figures.alone, figures.loaded, figures.retention_ms
     print(
         f"\nadmin_scale: {args.transactions} finished transactions ({args.ops} ops, {args.events} events"
-        f" each) filled in {fill_seconds:.1f}s; SQLite coordinator"
+        f" each) filled in {fill_seconds:.1f}s; {args.backend} coordinator"
     )
     print_table(
         f"admin call latency at rest (median of {args.samples}, target <= {TARGET_ADMIN_MS:.0f} ms)",
@@ -356,23 +367,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per load phase and round")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent TCC initiators")
     parser.add_argument("--samples", type=int, default=10, help="calls per admin call measured at rest")
+    parser.add_argument(
+        "--backend", choices=("sqlite", "mariadb"), default="sqlite", help="coordinator store"
+    )
     args = parser.parse_args(argv)
     if args.transactions < 1 or args.ops < 0 or args.events < 0 or args.samples < 1:
         parser.error("--transactions and --samples must be >= 1, --ops and --events >= 0")
     if args.seconds <= 0 or args.concurrency < 1:
         parser.error("--seconds must be > 0 and --concurrency >= 1")
-    with workdir() as tmp:
-        db = tmp / "coordinator.db"
-        print(f"filling {db} with {args.transactions} finished transactions", flush=True)
-        fill_seconds = fill(db, args.transactions, args.ops, args.events)
-        env = {"MESH_ADMIN__TOKEN": ADMIN_TOKEN}
+    if args.backend == "mariadb" and not MariaDbServer.available():
+        print("mariadb: not installed (mariadbd / mariadb-install-db)", file=sys.stderr)
+        return 2
+    with workdir() as tmp, coordinator_database(tmp, args.backend) as url:
+        print(f"filling {url} with {args.transactions} finished transactions", flush=True)
+        fill_seconds = fill(url, args.transactions, args.ops, args.events)
+        env = {"MESH_ADMIN__TOKEN": ADMIN_TOKEN, "MESH_DB__URL": url}
         with running_mesh(tmp, None, coordinator_env=env) as mesh:
             medians, alone, loaded, took = asyncio.run(
                 load_phases(mesh, args.seconds, args.concurrency, args.samples)
             )
-        retention_ms = asyncio.run(empty_retention_rounds(db, 20))
+        retention_ms = asyncio.run(empty_retention_rounds(url, 20))
     report(args, Figures(fill_seconds, medians, alone, loaded, took, retention_ms))
     return 0
+
+
+@contextlib.contextmanager
+def coordinator_database(tmp: Path, backend: str) -> Iterator[str]:
+    """The coordinator's database URL: a SQLite file in ``tmp``, or a database on an embedded mariadbd."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp / 'coordinator.db'}"
+        return
+    server = MariaDbServer(tmp / "mariadb")
+    server.start()
+    try:
+        server.create_database("bench_admin")
+        yield server.url_for("bench_admin")
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
