@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BASE_PORT ?= 50050
 DATA_DIR ?= .mesh
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
-PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl devtools
+PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl devtools console
 
 .PHONY: venv lock protos protos-check fmt lint test demo up down bench clean
 
