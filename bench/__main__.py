@@ -16,6 +16,7 @@ BENCHES: dict[str, str] = {
     "tcc_overhead": "bench.tcc_overhead",
     "admin_scale": "bench.admin_scale",
     "rpc_overhead": "bench.rpc_overhead",
+    "branch_ops": "bench.branch_ops",
 }
 # Left out of the default run (several minutes each): run them by name.
 SLOW: frozenset[str] = frozenset({"admin_scale"})
