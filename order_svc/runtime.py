@@ -1,7 +1,8 @@
 """Assembly of an order_svc process: database, migrations, adapters, domain, background work, servicer.
 
-Besides the database and the barrier: the peer channels (stock, pay), the coordinator client, the
-deadline messages, the sweeper and the barrier cleanup; for the flash sale a Redis client (connecting
+Besides the database, the store runner (one per process: branch ops and PlaceOrder's request record) and
+the barriers: the peer channels (stock, pay), the coordinator client, the deadline messages, the sweeper
+and the barrier cleanup; for the flash sale a Redis client (connecting
 lazily: order_svc starts without Redis, only the flash RPCs need it), the work queue with this replica's
 workers and the restock broadcast (NATS, connected in the background), and the flash sweeper.
 
@@ -19,13 +20,14 @@ import grpc.aio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier, SqlBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
 from meshkit.runtime.periodic import Periodic
+from meshkit.store import StoreRunner
 from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS
 from meshkit.tx.finality import CoordinatorFinality
 from meshkit.tx.initiator import CoordinatorClient
@@ -80,6 +82,7 @@ class OrderRuntime:
 
     settings: OrderSettings
     db: AsyncEngine
+    store: StoreRunner  # the hot path: branch ops and PlaceOrder's request record
     service: OrderService
     deadlines: NatsDeadlines
     sweeper: Periodic
@@ -104,7 +107,8 @@ class OrderRuntime:
             await db.dispose()
             raise
         section, peers = settings.order, settings.peers
-        repo = OrderRepo(db)
+        store = StoreRunner.for_engine(db, settings.store)
+        repo = OrderRepo(db, store)
         barrier = SqlBarrier(db, clock)
         coordinator = CoordinatorClient(peers.coordinator, auth=settings.auth)
         stock = mesh_channel(peers.stock, settings.auth, options=DEFAULT_CHANNEL_OPTIONS)
@@ -124,7 +128,7 @@ class OrderRuntime:
             ),
             payer=Payer(repo, mesh, GrpcPayments(pay, section.request_timeout_seconds), canceller, clock),
             canceller=canceller,
-            branches=OrderBranches(repo, barrier, deadlines, clock, section),
+            branches=OrderBranches(RunnerBarrier(store, clock), deadlines, clock, section),
             clock=clock,
             settings=section,
         )
@@ -143,6 +147,7 @@ class OrderRuntime:
         runtime = cls(
             settings,
             db,
+            store,
             service,
             deadlines,
             sweeper,
@@ -223,4 +228,5 @@ class OrderRuntime:
         await self.coordinator.close()
         await asyncio.gather(*(channel.close() for channel in self.channels), return_exceptions=True)
         await self.redis.aclose()
+        await self.store.close()
         await self.db.dispose()

@@ -1,4 +1,4 @@
-"""Assembly of pay_svc: database and migrations, domain, gateway, gRPC adapters, background loops.
+"""Assembly of pay_svc: database and migrations, store runner, domain, gateway, adapters, background loops.
 
 ``pay_svc/__main__.py`` builds one :class:`PayRuntime` next to its :class:`MeshServer`; tests build
 one in-process the same way (with a :class:`meshkit.runtime.clock.ManualClock` if they want to move time).
@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import grpc.aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
+from meshkit.store import StoreRunner
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from pay_svc.adapters.grpc_clients import GrpcCallbackClient, GrpcOrderClient, own_address
@@ -53,6 +54,7 @@ class PayRuntime:
     settings: PaySettings
     clock: Clock
     db: AsyncEngine
+    store: StoreRunner  # the hot path: RefundBranch and Refund
     domain: PayDomain
     gateway: GatewaySimulator
     order: GrpcOrderClient
@@ -69,6 +71,7 @@ class PayRuntime:
         db = create_engine(settings.db)
         await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         section = settings.pay
+        store = StoreRunner.for_engine(db, settings.store)
         order = GrpcOrderClient(settings.peers.order, section.order_call_seconds, settings.auth)
         domain = PayDomain(
             db,
@@ -76,12 +79,13 @@ class PayRuntime:
             clock=clock,
             ids=Snowflake(settings.server.worker_id, clock),
             order=order,
-            barrier=SqlBarrier(db, clock),
+            store=store,
+            barrier=RunnerBarrier(store, clock),
         )
         callbacks = GrpcCallbackClient(settings.server.default_deadline_seconds)
         gateway = GatewaySimulator(domain, callbacks, clock, section)
         finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
-        runtime = cls(settings, clock, db, domain, gateway, order, callbacks, Background(), finality)
+        runtime = cls(settings, clock, db, store, domain, gateway, order, callbacks, Background(), finality)
         if background:
             runtime.start_background()
         return runtime
@@ -119,4 +123,5 @@ class PayRuntime:
         await self.callbacks.close()
         await self.order.close()
         await self.finality.close()
+        await self.store.close()
         await self.db.dispose()

@@ -4,8 +4,10 @@ Branch ids and calls follow the business contract:
 
 * placing TCC ``order-<hash of request_id>``: ``stock`` (Stock.TryReserve/ConfirmReserve/CancelReserve),
   ``points`` when points are used (Points.TryFreeze/ConfirmFreeze/CancelFreeze), ``order``
-  (Order.TryCreate/ConfirmCreate/CancelCreate); submitted with ``wait_result`` so the orders are visible
-  when PlaceOrder answers.
+  (Order.TryCreate/ConfirmCreate/CancelCreate). The stock try runs first and alone (a sold-out refusal
+  then touches nothing else); the points and order tries then run concurrently (independent resources;
+  the abort waits until both answered; a points refusal is reported first); submitted with
+  ``wait_result`` so the orders are visible when PlaceOrder answers.
 * points payment TCC ``pay-<order>-<random>``: ``order`` (Order.TryMarkPaid/...) first, so a cancelled or
   locked order is refused before any points move, then ``points`` (Points.TryDeduct/...) when something
   is due.
@@ -20,8 +22,9 @@ Branch ids and calls follow the business contract:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -116,11 +119,16 @@ class GrpcMesh:
         )
 
         async def tries(t: _Tries) -> None:
+            # Stock first, alone: sold out is the common refusal, and it then leaves points untouched.
             await t.call("stock", self._tcc_branch(self._peers.stock, STOCK, "Reserve"), stock)
-            if plan.points_to_use > 0:
-                await t.call("points", self._tcc_branch(self._peers.points, POINTS, "Freeze"), points)
             orders = conversions.create_orders_branch(plan)
-            await t.call("order", self._tcc_branch(self._peers.order, ORDER, "Create"), orders)
+            # Then the independent rest concurrently (each branch registered before its own try).
+            calls = [t.call("order", self._tcc_branch(self._peers.order, ORDER, "Create"), orders)]
+            if plan.points_to_use > 0:
+                calls.insert(
+                    0, t.call("points", self._tcc_branch(self._peers.points, POINTS, "Freeze"), points)
+                )
+            await all_settled(calls)
 
         await self._run_tcc(plan.gid, tries)
 
@@ -254,6 +262,18 @@ class GrpcMesh:
             if view is None:
                 raise
             return view
+
+
+async def all_settled(calls: Sequence[Awaitable[None]]) -> None:
+    """Run ``calls`` concurrently until every one has ended; then raise the first failure, in list order.
+
+    Waiting for all (instead of failing fast) means the abort that follows a failure never races a try
+    still in flight, and the reported failure does not depend on timing.
+    """
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _Tries:

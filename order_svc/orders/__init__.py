@@ -8,5 +8,5 @@
 * :mod:`~order_svc.orders.queries` - :class:`~order_svc.orders.queries.OrderRepo`, the queries of those
   tables.
 * :mod:`~order_svc.orders.branches` - the order's branch operations in the mesh's transactions
-  (TryCreate..., TryMarkPaid..., FinishRefund, QueryPrepared) through the SQL barrier.
+  (TryCreate..., TryMarkPaid..., FinishRefund, QueryPrepared) as units of work through the runner barrier.
 """

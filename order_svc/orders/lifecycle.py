@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from meshkit.errors import NotFound
-from order_svc.orders.queries import OrderRepo
+from meshkit.store import Conn
+from order_svc.orders.queries import Condition, OrderRepo, cas_transition, read_order
 from order_svc.orders.states import OrderState, check_transition, is_visible, refusal
 from order_svc.orders.values import Order
 
@@ -72,4 +73,37 @@ async def transition(
     if current is None:
         raise not_found(order.order_id)
     changed = "changed concurrently" if current.version != order.version else why_refused
+    raise refusal(order.order_id, current.status, target, changed)
+
+
+def transition_in(
+    conn: Conn,
+    order: Order,
+    target: OrderState,
+    *,
+    reason: str,
+    actor: Actor,
+    now_ms: int,
+    values: Mapping[str, Any] | None = None,
+    where: Sequence[Condition] = (),
+) -> None:
+    """:func:`transition` as part of a unit of work on the store runner (same checks and refusals)."""
+    check_transition(order.order_id, order.status, target)
+    won = cas_transition(
+        conn,
+        order,
+        target,
+        reason=reason,
+        actor=actor.name,
+        gid=actor.gid,
+        now_ms=now_ms,
+        values=values,
+        where=where,
+    )
+    if won:
+        return
+    current = read_order(conn, order.order_id)
+    if current is None:
+        raise not_found(order.order_id)
+    changed = "changed concurrently" if current.version != order.version else ""
     raise refusal(order.order_id, current.status, target, changed)

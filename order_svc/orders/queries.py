@@ -1,8 +1,9 @@
 """Queries of order_svc: orders, items, history and PlaceOrder requests.
 
 Every state change of an order is a compare-and-set: ``UPDATE ... WHERE status = :seen AND version =
-:seen_version`` answering whether it won. Functions taking a session run inside the caller's transaction
-(usually the barrier's); the others open their own.
+:seen_version`` answering whether it won. :class:`OrderRepo` methods taking a session run inside the
+caller's SQLAlchemy transaction; the others open their own. The hot path (branch operations, PlaceOrder's
+request record) is the *units of work* at the end: plain functions of a :class:`meshkit.store.Conn`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Row, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from meshkit.errors import AlreadyExists
 from meshkit.infra.db import rowcount, session_factory
 from meshkit.infra.db import transaction as db_transaction
+from meshkit.store import Conn, StoreRunner
+from meshkit.store import Row as StoreRow
 from order_svc.orders.states import HIDDEN, OrderState
 from order_svc.orders.tables import REASON_LEN, order_history, order_items, order_requests, orders
 from order_svc.orders.values import (
@@ -89,10 +91,15 @@ class OrderIdTaken(AlreadyExists):
 
 
 class OrderRepo:
-    """The order tables on one database (SQLite or MySQL/MariaDB)."""
+    """The order tables on one database (SQLite or MySQL/MariaDB).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    The request record (PlaceOrder's hot path) goes through the process's ``runner``; the rest through
+    the SQLAlchemy ``engine``.
+    """
+
+    def __init__(self, engine: AsyncEngine, runner: StoreRunner) -> None:
         self._sessions = session_factory(engine)
+        self._runner = runner
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -210,73 +217,6 @@ class OrderRepo:
 
     # ------------------------------------------------------------------ orders: writes
 
-    async def insert_orders(
-        self,
-        session: AsyncSession,
-        new_orders: Iterable[NewOrder],
-        *,
-        request_id: str,
-        gid: str,
-        now_ms: int,
-        actor: str,
-    ) -> None:
-        """Insert orders PENDING (hidden) with their items and a history row each.
-
-        An order id already stored (a concurrent insert committed it first) raises :class:`OrderIdTaken`
-        naming it; the caller's transaction must then roll back.
-        """
-        for order in new_orders:
-            await self._insert_order(session, order, request_id=request_id, gid=gid, now_ms=now_ms)
-            await session.execute(
-                insert(order_items),
-                [
-                    {
-                        "order_id": order.order_id,
-                        "line_no": line_no,
-                        "sku": item.sku,
-                        "merchant_id": item.merchant_id,
-                        "quantity": item.quantity,
-                        "unit_price_cents": item.unit_price_cents,
-                    }
-                    for line_no, item in enumerate(order.items, start=1)
-                ],
-            )
-            await self.add_history(
-                session,
-                HistoryEntry(order.order_id, None, OrderState.PENDING, "placing", actor, gid, now_ms),
-            )
-
-    @staticmethod
-    async def _insert_order(
-        session: AsyncSession, order: NewOrder, *, request_id: str, gid: str, now_ms: int
-    ) -> None:
-        """Insert one order row PENDING; OrderIdTaken when its id is taken (the unique key refused it)."""
-        try:
-            await session.execute(
-                insert(orders).values(
-                    order_id=order.order_id,
-                    request_id=request_id,
-                    gid=gid,
-                    user_id=order.user_id,
-                    merchant_id=order.merchant_id,
-                    status=OrderState.PENDING.value,
-                    version=0,
-                    total_cents=order.total_cents,
-                    points_used=order.points_used,
-                    amount_due_cents=order.amount_due_cents,
-                    channel=int(Channel.NONE),
-                    payment_id=None,
-                    paying_gid=None,
-                    created_at=now_ms,
-                    updated_at=now_ms,
-                    pay_deadline=None,
-                    paid_at=None,
-                    reason="",
-                )
-            )
-        except IntegrityError as exc:
-            raise OrderIdTaken(order.order_id) from exc
-
     async def transition(
         self,
         session: AsyncSession,
@@ -358,44 +298,17 @@ class OrderRepo:
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         """The record of ``request_id``, or None."""
-        async with self.transaction() as session:
-            stmt = select(order_requests).where(order_requests.c.request_id == request_id)
-            row = (await session.execute(stmt)).first()
-        return None if row is None else _request(row)
+        return await self._runner.read(lambda conn: read_request(conn, request_id))
 
     async def insert_request(self, record: RequestRecord) -> bool:
         """Insert a new request record; False when ``request_id`` already has one."""
-        values = {
-            "request_id": record.request_id,
-            "user_id": record.user_id,
-            "fingerprint": record.fingerprint,
-            "gid": record.gid,
-            "order_ids": json.dumps(list(record.order_ids)),
-            "state": record.state.value,
-            "reason": clip(record.reason),
-            "lease_until": record.lease_until_ms,
-            "created_at": record.created_at_ms,
-            "updated_at": record.created_at_ms,
-        }
-        try:
-            async with self.transaction() as session:
-                await session.execute(insert(order_requests).values(values))
-        except IntegrityError:
-            return False
-        return True
+        return await self._runner.run(lambda conn: insert_request_record(conn, record))
 
     async def finish_request(self, request_id: str, state: RequestState, reason: str, now_ms: int) -> bool:
         """Move a pending request to its outcome; False when it was no longer pending."""
-        stmt = (
-            update(order_requests)
-            .where(
-                order_requests.c.request_id == request_id,
-                order_requests.c.state == RequestState.PENDING.value,
-            )
-            .values(state=state.value, reason=clip(reason), updated_at=now_ms, lease_until=0)
+        return await self._runner.run(
+            lambda conn: finish_request_record(conn, request_id, state, reason, now_ms)
         )
-        async with self.transaction() as session:
-            return rowcount(await session.execute(stmt)) == 1
 
     async def set_lease(self, request_id: str, seen_lease_ms: int, lease_until_ms: int, now_ms: int) -> bool:
         """CAS a pending request's lease from ``seen_lease_ms`` (claim, renew or release); True if won."""
@@ -429,3 +342,216 @@ class OrderRepo:
         """How many order rows exist (hidden ones included)."""
         async with self.transaction() as session:
             return int((await session.execute(select(func.count()).select_from(orders))).scalar_one())
+
+
+# ====================================================================== units of work (store runner)
+# The hot path: plain functions of a meshkit.store Conn (qmark SQL), run by the process's StoreRunner
+# inside the barrier's unit (branch ops) or on their own (PlaceOrder's request record).
+
+_ORDER_COLUMNS = (
+    "order_id, request_id, gid, user_id, merchant_id, status, version, total_cents, points_used, "
+    "amount_due_cents, channel, payment_id, paying_gid, created_at, updated_at, pay_deadline, paid_at, reason"
+)
+_SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?"
+_INSERT_ORDER_COLUMNS = tuple(_ORDER_COLUMNS.split(", "))
+_INSERT_ITEM = (
+    "INSERT INTO order_items (order_id, line_no, sku, merchant_id, quantity, unit_price_cents) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO order_history (order_id, from_status, to_status, reason, actor, gid, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_REQUEST_COLUMNS = (
+    "request_id, user_id, fingerprint, gid, order_ids, state, reason, lease_until, created_at, updated_at"
+)
+_SELECT_REQUEST = f"SELECT {_REQUEST_COLUMNS} FROM order_requests WHERE request_id = ?"
+_FINISH_REQUEST = (
+    "UPDATE order_requests SET state = ?, reason = ?, updated_at = ?, lease_until = 0 "
+    "WHERE request_id = ? AND state = ?"
+)
+
+Condition = tuple[str, tuple[Any, ...]]
+"""An extra ``WHERE`` condition of a compare-and-set: a qmark SQL fragment and its parameters."""
+
+PAY_LOCK_FREE: Condition = ("paying_gid IS NULL", ())
+
+
+def pay_lock_held_by(gid: str) -> Condition:
+    """The condition "the pay lock is held by ``gid``"."""
+    return ("paying_gid = ?", (gid,))
+
+
+def _order_of(row: StoreRow) -> Order:
+    return Order(
+        order_id=row[0],
+        request_id=row[1],
+        gid=row[2],
+        user_id=row[3],
+        merchant_id=row[4],
+        status=OrderState(row[5]),
+        version=int(row[6]),
+        total_cents=int(row[7]),
+        points_used=int(row[8]),
+        amount_due_cents=int(row[9]),
+        channel=Channel(int(row[10])),
+        payment_id=row[11],
+        paying_gid=row[12],
+        created_at_ms=int(row[13]),
+        updated_at_ms=int(row[14]),
+        pay_deadline_ms=None if row[15] is None else int(row[15]),
+        paid_at_ms=None if row[16] is None else int(row[16]),
+        reason=row[17],
+    )
+
+
+def read_order(conn: Conn, order_id: str) -> Order | None:
+    """Unit: the order row ``order_id`` without its items (hidden ones included), or None."""
+    row = conn.fetchone(_SELECT_ORDER, (order_id,))
+    return None if row is None else _order_of(row)
+
+
+def insert_pending_orders(
+    conn: Conn, new_orders: Iterable[NewOrder], *, request_id: str, gid: str, now_ms: int, actor: str
+) -> None:
+    """Unit: insert orders PENDING (hidden) with their items and a history row each.
+
+    An order id already stored raises :class:`OrderIdTaken` naming it (the unit then rolls back whole).
+    """
+    insert = conn.dialect.insert_ignore("orders", _INSERT_ORDER_COLUMNS)
+    for order in new_orders:
+        row = (
+            order.order_id,
+            request_id,
+            gid,
+            order.user_id,
+            order.merchant_id,
+            OrderState.PENDING.value,
+            0,
+            order.total_cents,
+            order.points_used,
+            order.amount_due_cents,
+            int(Channel.NONE),
+            None,
+            None,
+            now_ms,
+            now_ms,
+            None,
+            None,
+            "",
+        )
+        if conn.execute(insert, row) != 1:
+            raise OrderIdTaken(order.order_id)
+        conn.executemany(
+            _INSERT_ITEM,
+            [
+                (order.order_id, line_no, i.sku, i.merchant_id, i.quantity, i.unit_price_cents)
+                for line_no, i in enumerate(order.items, start=1)
+            ],
+        )
+        append_history(
+            conn, HistoryEntry(order.order_id, None, OrderState.PENDING, "placing", actor, gid, now_ms)
+        )
+
+
+def append_history(conn: Conn, entry: HistoryEntry) -> None:
+    """Unit: append one history row."""
+    conn.execute(
+        _INSERT_HISTORY,
+        (
+            entry.order_id,
+            None if entry.from_status is None else entry.from_status.value,
+            entry.to_status.value,
+            clip(entry.reason),
+            clip(entry.actor, 128),
+            entry.gid,
+            entry.at_ms,
+        ),
+    )
+
+
+def cas_order(
+    conn: Conn,
+    order: Order,
+    values: Mapping[str, Any],
+    *,
+    now_ms: int,
+    where: Sequence[Condition] = (),
+) -> bool:
+    """Unit: compare-and-set ``order`` on its (status, version), setting ``values``; True if won.
+
+    The version is bumped and ``updated_at`` set; ``where`` adds conditions (e.g. the pay lock).
+    Column names come from this module's callers, never from a request.
+    """
+    sets = {**values, "version": order.version + 1, "updated_at": now_ms}
+    assignments = ", ".join(f"{column} = ?" for column in sets)
+    conditions = ["order_id = ?", "status = ?", "version = ?", *(sql for sql, _ in where)]
+    params = [*sets.values(), order.order_id, order.status.value, order.version]
+    for _, extra in where:
+        params.extend(extra)
+    sql = f"UPDATE orders SET {assignments} WHERE {' AND '.join(conditions)}"
+    return conn.execute(sql, params) == 1
+
+
+def cas_transition(
+    conn: Conn,
+    order: Order,
+    target: OrderState,
+    *,
+    reason: str,
+    actor: str,
+    gid: str,
+    now_ms: int,
+    values: Mapping[str, Any] | None = None,
+    where: Sequence[Condition] = (),
+) -> bool:
+    """Unit: CAS ``order`` to ``target`` and write the history row; True if won (see OrderRepo.transition)."""
+    changes = {"status": target.value, "reason": clip(reason), **dict(values or {})}
+    if not cas_order(conn, order, changes, now_ms=now_ms, where=where):
+        return False
+    append_history(conn, HistoryEntry(order.order_id, order.status, target, reason, actor, gid, now_ms))
+    return True
+
+
+def _request_of(row: StoreRow) -> RequestRecord:
+    return RequestRecord(
+        request_id=row[0],
+        user_id=row[1],
+        fingerprint=row[2],
+        gid=row[3],
+        order_ids=tuple(json.loads(row[4])),
+        state=RequestState(row[5]),
+        reason=row[6],
+        lease_until_ms=int(row[7]),
+        created_at_ms=int(row[8]),
+    )
+
+
+def read_request(conn: Conn, request_id: str) -> RequestRecord | None:
+    """Unit: the PlaceOrder record of ``request_id``, or None."""
+    row = conn.fetchone(_SELECT_REQUEST, (request_id,))
+    return None if row is None else _request_of(row)
+
+
+def insert_request_record(conn: Conn, record: RequestRecord) -> bool:
+    """Unit: insert a new request record; False when ``request_id`` already has one."""
+    insert = conn.dialect.insert_ignore("order_requests", tuple(_REQUEST_COLUMNS.split(", ")))
+    row = (
+        record.request_id,
+        record.user_id,
+        record.fingerprint,
+        record.gid,
+        json.dumps(list(record.order_ids)),
+        record.state.value,
+        clip(record.reason),
+        record.lease_until_ms,
+        record.created_at_ms,
+        record.created_at_ms,
+    )
+    return conn.execute(insert, row) == 1
+
+
+def finish_request_record(conn: Conn, request_id: str, state: RequestState, reason: str, now_ms: int) -> bool:
+    """Unit: move a pending request to its outcome; False when it was no longer pending."""
+    params = (state.value, clip(reason), now_ms, request_id, RequestState.PENDING.value)
+    return conn.execute(_FINISH_REQUEST, params) == 1

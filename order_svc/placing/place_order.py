@@ -37,6 +37,7 @@ from order_svc.adapters.ports import Catalogue, Mesh, RolledBack, TxState, TxVie
 from order_svc.config import OrderSection
 from order_svc.orders.queries import OrderRepo, clip
 from order_svc.orders.values import PlaceRequest, PlaceResult, RequestRecord, RequestState
+from order_svc.placing.known_skus import KnownSkus
 from order_svc.placing.rules import (
     check_catalogue,
     fingerprint,
@@ -74,7 +75,7 @@ class Placement:
     ) -> None:
         self._repo = repo
         self._mesh = mesh
-        self._catalogue = catalogue
+        self._catalogue = KnownSkus(catalogue)
         self._ids = ids
         self._clock = clock
         self._settings = settings
@@ -90,7 +91,8 @@ class Placement:
         """Place the orders of ``request`` (idempotent on its ``request_id``).
 
         ``check_prices=False`` (flash sale orders, whose price is the sale's) skips the catalogue price
-        check; SKU and merchant are still checked.
+        check; SKU and merchant are still checked (against the cache of :mod:`~order_svc.placing.known_skus`
+        when it knows every SKU; with prices checked the catalogue is always read).
 
         The placement is shielded from the caller's cancellation: a client that gives up (deadline,
         disconnect) does not cut a transaction in half; it runs to the end and records its outcome,
@@ -116,7 +118,7 @@ class Placement:
         record = await self._repo.get_request(request.request_id)
         if record is not None:
             return await self._follow(record, request, digest)
-        known = await self._catalogue.get_skus({item.sku for item in request.items})
+        known = await self._catalogue.get_skus({item.sku for item in request.items}, need_prices=check_prices)
         check_catalogue(request.items, known, check_prices=check_prices)
         order_ids = tuple(self._ids.next_str() for _ in range(merchant_count(request)))
         plan = plan_orders(request, order_ids, place_gid(request.request_id))

@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.barrier import Outcome, SqlBarrier
+from meshkit.barrier import Outcome, RunnerBarrier
 from meshkit.errors import (
     AlreadyExists,
     BranchFailure,
@@ -50,13 +50,15 @@ from meshkit.infra.db import session_factory
 from meshkit.infra.db import transaction as db_transaction
 from meshkit.runtime.clock import Clock, now_ms
 from meshkit.runtime.ids import Snowflake
+from meshkit.store import StoreRunner
 from meshkit.tx.context import Op, TxContext
 from pay_svc.adapters.ports import OrderPort
 from pay_svc.config import PaySection
 from pay_svc.gateway.signing import SignedFields, signature_matches
 from pay_svc.payments import state_machine, validation
 from pay_svc.payments.queries import PayRepo
-from pay_svc.payments.state_machine import CallbackEffect, RefundEffect
+from pay_svc.payments.refunding import RefundUnit, describe
+from pay_svc.payments.state_machine import CallbackEffect
 from pay_svc.payments.values import (
     AuditRow,
     CallbackAnswer,
@@ -105,9 +107,11 @@ class PayDomain:
         clock: Clock,
         ids: Snowflake,
         order: OrderPort,
-        barrier: SqlBarrier,
+        store: StoreRunner,
+        barrier: RunnerBarrier,
     ) -> None:
         self._sessions = session_factory(engine)
+        self._store = store
         self._repo = PayRepo(engine)
         self._settings = settings
         self._clock = clock
@@ -178,9 +182,9 @@ class PayDomain:
         async with self._tx() as session:
             payment = await self._repo.payment(session, payment_id=found.payment_id, order_id=found.order_id)
         if payment is None:
-            raise NotFound(f"no payment {_describe(found.payment_id, found.order_id)}")
+            raise NotFound(f"no payment {describe(found.payment_id, found.order_id)}")
         if found.order_id is not None and payment.order_id != found.order_id:
-            raise NotFound(f"no payment {_describe(found.payment_id, found.order_id)}")
+            raise NotFound(f"no payment {describe(found.payment_id, found.order_id)}")
         return payment
 
     async def payment(self, payment_id: int) -> Payment:
@@ -402,8 +406,11 @@ class PayDomain:
         """
         valid = validation.refund(cmd)
         await self._order_lets_refund(valid.lookup)
-        async with self._tx() as session:
-            return await self._refund_in(session, valid, gid="")
+        return await self._store.run(self._refund_unit(valid, gid=""))
+
+    def _refund_unit(self, valid: validation.ValidRefund, gid: str) -> RefundUnit:
+        """The refund of ``valid`` as a unit of work (see :mod:`pay_svc.payments.refunding`)."""
+        return RefundUnit(valid, gid, self._now(), self._ids.next_id())
 
     async def _order_lets_refund(self, found: validation.Lookup) -> None:
         """A refund of an order's payment goes through the order (Order.Cancel), never around it.
@@ -415,7 +422,7 @@ class PayDomain:
         async with self._tx() as session:
             payment = await self._repo.payment(session, payment_id=found.payment_id, order_id=found.order_id)
         if payment is None:
-            raise NotFound(f"no payment {_describe(found.payment_id, found.order_id)}")
+            raise NotFound(f"no payment {describe(found.payment_id, found.order_id)}")
         if found.order_id is not None and payment.order_id != found.order_id:
             raise InvalidArgument("order_id", f"does not match payment {payment.payment_id}")
         status = await self._order.order_status(payment.order_id)
@@ -426,7 +433,7 @@ class PayDomain:
             )
 
     async def refund_branch(self, ctx: TxContext, cmd: RefundCommand) -> str:
-        """Refund as a MSG branch (op ``action``) through the SQL barrier; returns the branch note.
+        """Refund as a MSG branch (op ``action``): barrier and refund in one unit; returns the branch note.
 
         A refusal of the request by the payment's state (unknown payment, wrong amount, key reused)
         is a business failure (ABORTED): the coordinator keeps the transaction visible as stuck.
@@ -436,65 +443,13 @@ class PayDomain:
             raise InvalidArgument(
                 "x-mesh-op", f"RefundBranch is a forward branch (action), not {ctx.op.value}"
             )
-
-        async def business(session: AsyncSession) -> RefundAnswer:
-            return await self._refund_in(session, valid, gid=ctx.gid)
-
         try:
-            result = await self._barrier.call(ctx, business)
+            result = await self._barrier.run(ctx, self._refund_unit(valid, gid=ctx.gid))
         except (NotFound, InvalidArgument, AlreadyExists) as exc:
             raise BranchFailure(f"refund refused: {exc}") from exc
         if result.outcome is not Outcome.APPLIED or result.value is None:
             return result.outcome.value
         return result.value.note
-
-    async def _refund_in(
-        self, session: AsyncSession, valid: validation.ValidRefund, gid: str
-    ) -> RefundAnswer:
-        """Apply a valid refund request inside ``session``'s transaction (see the module docstring)."""
-        found = valid.lookup
-        payment = await self._repo.payment(
-            session, payment_id=found.payment_id, order_id=found.order_id, for_update=True
-        )
-        if payment is None:
-            raise NotFound(f"no payment {_describe(found.payment_id, found.order_id)}")
-        if found.order_id is not None and payment.order_id != found.order_id:
-            raise InvalidArgument("order_id", f"does not match payment {payment.payment_id}")
-        keyed = await self._repo.refund_by_no(session, valid.out_refund_no)
-        if keyed is not None:
-            if keyed.payment_id != payment.payment_id:
-                raise AlreadyExists(
-                    f"out_refund_no {valid.out_refund_no}: already used for payment {keyed.payment_id}"
-                )
-            return RefundAnswer(payment, keyed, "duplicate")
-        if valid.amount_cents != payment.amount_cents:
-            raise InvalidArgument(
-                "amount_cents",
-                f"must equal the payment amount {payment.amount_cents} (only full refunds)",
-            )
-        return await self._apply_refund(session, payment, valid, gid)
-
-    async def _apply_refund(
-        self, session: AsyncSession, payment: Payment, valid: validation.ValidRefund, gid: str
-    ) -> RefundAnswer:
-        now = self._now()
-        pid = payment.payment_id
-        extra = {"payment_id": str(pid), "order_id": payment.order_id, "out_refund_no": valid.out_refund_no}
-        effect = state_machine.refund_effect(payment.status)
-        if effect is RefundEffect.REFUND:
-            refund = await self._insert_refund(
-                session, payment, valid.out_refund_no, reason=valid.reason, gid=gid, now=now
-            )
-            await self._repo.set_status(session, pid, S.SUCCEEDED, S.REFUNDED, now, next_notify_at=None)
-            log.info("payment %s refunded (%s)", pid, valid.out_refund_no, extra=extra)
-            return RefundAnswer(await self._reload(session, pid), refund, "refunded")
-        if effect is RefundEffect.EXISTING:
-            return RefundAnswer(payment, await self._repo.refund_of_payment(session, pid), "already refunded")
-        if effect is RefundEffect.CLOSE:
-            await self._repo.set_status(session, pid, S.PENDING, S.FAILED, now, closed_by=valid.out_refund_no)
-            log.info("unpaid payment %s closed by refund %s", pid, valid.out_refund_no, extra=extra)
-            return RefundAnswer(await self._reload(session, pid), None, "closed unpaid")
-        return RefundAnswer(payment, None, "closed unpaid" if payment.closed_by else "nothing paid")
 
     async def _insert_refund(
         self, session: AsyncSession, payment: Payment, out_refund_no: str, *, reason: str, gid: str, now: int
@@ -527,11 +482,3 @@ class PayDomain:
         """Every payment with its refunds, for ``meshctl audit``."""
         async with self._tx() as session:
             return await self._repo.audit_rows(session)
-
-
-def _describe(payment_id: int | None, order_id: str | None) -> str:
-    parts = [
-        f"payment_id {payment_id}" if payment_id is not None else "",
-        f"order_id {order_id}" if order_id else "",
-    ]
-    return " with ".join(p for p in parts if p)

@@ -1,4 +1,8 @@
-"""Queries on pay_svc's tables. Every method takes the caller's session (inside its transaction)."""
+"""Queries on pay_svc's tables.
+
+:class:`PayRepo` methods take the caller's SQLAlchemy session (inside its transaction); the refund's hot
+path is the *units of work* at the end: plain functions of a :class:`meshkit.store.Conn`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
 from meshkit.infra.db import is_mysql, rowcount
+from meshkit.store import Conn
+from meshkit.store import Row as StoreRow
 from pay_svc.payments.tables import callback_nonces, payments, refunds
 from pay_svc.payments.values import AuditRow, Channel, Payment, PaymentStatus, Refund
 
@@ -172,11 +178,6 @@ class PayRepo:
         }
         return rowcount(await session.execute(self._insert_ignore(refunds, values))) == 1
 
-    async def refund_by_no(self, session: AsyncSession, out_refund_no: str) -> Refund | None:
-        """The refund with this idempotency key."""
-        row = (await session.execute(select(refunds).where(refunds.c.out_refund_no == out_refund_no))).first()
-        return None if row is None else _refund(row)
-
     async def refund_of_payment(self, session: AsyncSession, payment_id: int) -> Refund | None:
         """The refund of a payment (there is at most one)."""
         row = (await session.execute(select(refunds).where(refunds.c.payment_id == payment_id))).first()
@@ -236,3 +237,112 @@ class PayRepo:
             )
             for row in await session.execute(stmt)
         ]
+
+
+# ====================================================================== units of work (store runner)
+# The hot path (the RefundBranch and Refund): plain functions of a meshkit.store Conn (qmark SQL), run
+# by the process's StoreRunner, inside the barrier's unit for the branch.
+
+_PAYMENT_COLUMNS = (
+    "payment_id, order_id, user_id, amount_cents, channel, status, token, trade_no, created_at, paid_at, "
+    "order_notified, closed_by"
+)
+_REFUND_COLUMNS = "refund_id, out_refund_no, payment_id, order_id, amount_cents, reason, gid, created_at"
+_SELECT_REFUND_BY_NO = f"SELECT {_REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ?"
+_SELECT_REFUND_OF_PAYMENT = f"SELECT {_REFUND_COLUMNS} FROM refunds WHERE payment_id = ?"
+# Columns a status compare-and-set may also set (callers pass them by name, never from a request).
+STATUS_EXTRAS = frozenset({"trade_no", "paid_at", "next_notify_at", "order_notified", "closed_by"})
+
+
+def _payment_of(row: StoreRow, refund_id: int | None) -> Payment:
+    return Payment(
+        payment_id=int(row[0]),
+        order_id=row[1],
+        user_id=row[2],
+        amount_cents=int(row[3]),
+        channel=Channel(row[4]),
+        status=PaymentStatus(row[5]),
+        token=row[6],
+        trade_no=row[7],
+        created_at_ms=int(row[8]),
+        paid_at_ms=None if row[9] is None else int(row[9]),
+        order_notified=bool(row[10]),
+        closed_by=row[11],
+        refund_id=refund_id,
+    )
+
+
+def _refund_of(row: StoreRow) -> Refund:
+    return Refund(
+        refund_id=int(row[0]),
+        out_refund_no=row[1],
+        payment_id=int(row[2]),
+        order_id=row[3],
+        amount_cents=int(row[4]),
+        reason=row[5],
+        gid=row[6],
+        created_at_ms=int(row[7]),
+    )
+
+
+def read_payment_locked(
+    conn: Conn, *, payment_id: int | None = None, order_id: str | None = None
+) -> Payment | None:
+    """Unit: the payment with ``payment_id`` (else the one of ``order_id``) and its refund id, row-locked.
+
+    The lock (``FOR UPDATE`` on MySQL/MariaDB; the single writer on SQLite) is held until the unit commits.
+    """
+    key: int | str
+    if payment_id is not None:
+        where, key = "payment_id = ?", payment_id
+    elif order_id is not None:
+        where, key = "order_id = ?", order_id
+    else:
+        raise ValueError("payment_id or order_id is required")
+    lock = " FOR UPDATE" if conn.dialect.is_mysql else ""
+    row = conn.fetchone(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where}{lock}", (key,))
+    if row is None:
+        return None
+    refund = read_refund_of_payment(conn, int(row[0]))
+    return _payment_of(row, refund.refund_id if refund is not None else None)
+
+
+def read_refund_by_no(conn: Conn, out_refund_no: str) -> Refund | None:
+    """Unit: the refund with this idempotency key."""
+    row = conn.fetchone(_SELECT_REFUND_BY_NO, (out_refund_no,))
+    return None if row is None else _refund_of(row)
+
+
+def read_refund_of_payment(conn: Conn, payment_id: int) -> Refund | None:
+    """Unit: the refund of a payment (there is at most one)."""
+    row = conn.fetchone(_SELECT_REFUND_OF_PAYMENT, (payment_id,))
+    return None if row is None else _refund_of(row)
+
+
+def insert_refund_row(conn: Conn, refund: Refund) -> bool:
+    """Unit: insert ``refund`` unless its out_refund_no or its payment has one; True when inserted."""
+    insert = conn.dialect.insert_ignore("refunds", tuple(_REFUND_COLUMNS.split(", ")))
+    row = (
+        refund.refund_id,
+        refund.out_refund_no,
+        refund.payment_id,
+        refund.order_id,
+        refund.amount_cents,
+        refund.reason,
+        refund.gid,
+        refund.created_at_ms,
+    )
+    return conn.execute(insert, row) == 1
+
+
+def cas_payment_status(
+    conn: Conn, payment_id: int, expected: PaymentStatus, new: PaymentStatus, now_ms: int, **values: Any
+) -> bool:
+    """Unit: CAS the status (plus columns of :data:`STATUS_EXTRAS`); True when it was ``expected``."""
+    unknown = set(values) - STATUS_EXTRAS
+    if unknown:
+        raise ValueError(f"not a payment column a status change sets: {sorted(unknown)}")
+    sets = {"status": new.value, "updated_at": now_ms, **values}
+    assignments = ", ".join(f"{column} = ?" for column in sets)
+    sql = f"UPDATE payments SET {assignments} WHERE payment_id = ? AND status = ?"
+    return conn.execute(sql, (*sets.values(), payment_id, expected.value)) == 1
