@@ -11,4 +11,5 @@ never to a database, so one console serves any number of coordinator replicas.
 * :mod:`~console.present` - names, times and durations for the templates.
 * :mod:`~console.views` - the pages, the actions and the live fragments.
 * :mod:`~console.app` - the Starlette application factory.
+* :mod:`~console.server` - the uvicorn server of given settings (``python -m console``, ``meshctl console``).
 """

@@ -21,7 +21,9 @@ class ConsoleSection(Section):
     host: str = Field("127.0.0.1", description="address the console listens on ('0.0.0.0' in a container)")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="HTTP port of the console")
     session_secret: SecretStr = Field(
-        SecretStr(""), description="key signing the session cookie (empty = a random one per process)"
+        SecretStr(""),
+        description="key signing the session cookie (required; empty only with dev.allow_insecure: "
+        "a random one per process)",
     )
     session_max_age_seconds: int = Field(8 * 3600, ge=60, description="a login lasts this long")
     secure_cookie: bool = Field(False, description="send the session cookie over HTTPS only")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from meshctl import config_cli, exitcodes
+from meshctl import config_cli, console_cli, exitcodes
 from meshctl.audit import cli as audit_cli
 from meshctl.demo import cli as demo_cli
 from meshctl.stack import cli as stack_cli
@@ -56,6 +56,7 @@ def build_app() -> typer.Typer:
     audit_cli.register(app)
     tx_cli.register(app)
     config_cli.register(app)
+    console_cli.register(app)
     return app
 
 

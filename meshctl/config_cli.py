@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
+from console.config import ConsoleSettings
 from coordinator.config import CoordinatorSettings
 from meshctl.exitcodes import ExitCode
 from meshkit.runtime.config import MeshSettings
@@ -26,6 +27,7 @@ PROCESSES: dict[str, type[BaseModel]] = {
     "stock_svc": StockSettings,
     "pay_svc": PaySettings,
     "points_svc": PointsSettings,
+    "console": ConsoleSettings,
 }
 
 

@@ -102,7 +102,7 @@ async def run_up(base_port: int, data_dir: Path, *, detach: bool, as_json: bool,
     SIGINT/SIGTERM are handled from the first moment: during start-up they cancel it (everything
     started so far is stopped), afterwards (foreground) they stop the stack.
     """
-    launcher = StackLauncher(data_dir, base_port, clock)
+    launcher = StackLauncher(data_dir, base_port, clock, with_console=True)
     stop = asyncio.Event()
     starting = asyncio.ensure_future(start_stack(launcher, detached=detach, show_progress=not as_json))
 
@@ -144,6 +144,12 @@ async def _up(
             _stderr().print(exc.details, markup=False, highlight=False)
         return ExitCode.FAILED
     await show_status(state, as_json, console)
+    web = state.console()
+    if web is not None and not as_json:
+        console.print(
+            f"console: {web.address} (log in with the token in {launcher.data_dir / 'admin.token'})",
+            highlight=False,
+        )
     if detach:
         if not as_json:
             console.print(f"detached; stop with: meshctl down --data-dir {launcher.data_dir}")
@@ -217,7 +223,7 @@ def up(
     ] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """Start the whole mesh locally (Redis, NATS, coordinator and the four services)."""
+    """Start the whole mesh locally (Redis, NATS, coordinator, the four services and the web console)."""
     raise typer.Exit(
         asyncio.run(
             run_up(base_port, data_dir.resolve(), detach=detach, as_json=as_json, clock=SystemClock())

@@ -19,7 +19,7 @@ from meshctl.progress import Progress, silent
 from meshctl.stack import layout, stackfile
 from meshctl.stack.embedded import EmbeddedServer, EmbeddedServerError, NatsServer, RedisServer, free_port
 from meshctl.stack.procs import ProcRef, port_taken, ref_of, spawn_module, tail_lines, terminate
-from meshctl.stack.stackfile import KIND_INFRA, KIND_SERVICE, ProcEntry, StackState
+from meshctl.stack.stackfile import KIND_CONSOLE, KIND_INFRA, KIND_SERVICE, ProcEntry, StackState
 from meshkit.rpc.health import HealthTimeout, wait_serving
 from meshkit.runtime.clock import Clock
 
@@ -27,6 +27,8 @@ READY_SECONDS = 60.0
 SERVICE_GRACE_SECONDS = 10.0
 INFRA_GRACE_SECONDS = 10.0
 INFRA_PID_FILES = ("redis/redis.pid", "nats/nats.pid")
+CONSOLE_MODULE = "console"
+CONSOLE_POLL_SECONDS = 0.1
 
 
 class StackError(Exception):
@@ -87,6 +89,13 @@ class _Service:
     log: Path
 
 
+@dataclass
+class _Console:
+    proc: subprocess.Popen[bytes]
+    ref: ProcRef
+    log: Path
+
+
 class StackLauncher:
     """Starts a stack in ``data_dir`` on ``base_port`` and stops what it started."""
 
@@ -98,6 +107,7 @@ class StackLauncher:
         *,
         ready_seconds: float = READY_SECONDS,
         env_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        with_console: bool = False,
     ):
         self.data_dir = data_dir.resolve()
         self.base_port = base_port
@@ -107,6 +117,8 @@ class StackLauncher:
         self._env_overrides = env_overrides or {}
         self._infra: list[EmbeddedServer] = []
         self._services: list[_Service] = []
+        self._with_console = with_console  # also start the admin web console (``meshctl up`` does)
+        self._console: _Console | None = None
         self._shared: layout.StackEnv | None = None
         self._detached = False
         self._progress: Progress = silent
@@ -154,7 +166,31 @@ class StackLauncher:
         names = ", ".join(s.name for s in layout.SERVICES)
         self._progress(f"waiting up to {self._ready_seconds:g} s for {names} to answer SERVING")
         await self._wait_ready()
+        if self._with_console:
+            await self._start_console(shared)
         return self._state(detached)
+
+    async def _start_console(self, shared: layout.StackEnv) -> None:
+        """Start ``python -m console`` on P+80 and wait until it accepts connections."""
+        url = layout.console_url(self.base_port)
+        self._progress(f"starting the console on {url}")
+        log = layout.log_path(self.data_dir, layout.CONSOLE)
+        secret = layout.ensure_secret(self.data_dir / layout.CONSOLE_SECRET_FILE)
+        env = {
+            **layout.console_env(shared, secret, os.environ),
+            **self._env_overrides.get(layout.CONSOLE, {}),
+        }
+        proc = spawn_module(CONSOLE_MODULE, env, log, self.data_dir)
+        self._console = _Console(proc, ref_of(proc.pid), log)
+        deadline = self._clock.monotonic() + self._ready_seconds
+        port = layout.console_port(self.base_port)
+        while not port_taken(layout.HOST, port):
+            if proc.poll() is not None or self._clock.monotonic() > deadline:
+                why = (
+                    "exited" if proc.poll() is not None else f"not listening within {self._ready_seconds:g} s"
+                )
+                raise StackError(f"the console {why}", f"--- console, log {log}:\n{tail_lines(log)}")
+            await self._clock.sleep(CONSOLE_POLL_SECONDS)
 
     def _spawn(self, spec: layout.ServiceSpec, shared: layout.StackEnv) -> None:
         log = layout.log_path(self.data_dir, spec.name)
@@ -180,6 +216,8 @@ class StackLauncher:
     def exited(self) -> list[str]:
         """Names of started processes that have exited (a healthy stack has none)."""
         dead = [s.spec.name for s in self._services if s.proc.poll() is not None]
+        if self._console is not None and self._console.proc.poll() is not None:
+            dead.append(layout.CONSOLE)
         return dead + [srv.name for srv in self._infra if srv.pid is None]
 
     async def _wait_ready(self) -> None:
@@ -220,6 +258,12 @@ class StackLauncher:
             )
             for s in self._services
         ]
+        if self._console is not None:
+            c = self._console
+            url = layout.console_url(self.base_port)
+            procs.append(
+                ProcEntry(layout.CONSOLE, KIND_CONSOLE, c.ref.pid, c.ref.start_ticks, url, None, str(c.log))
+            )
         for server in self._infra:
             pid = server.pid
             if pid is None:
@@ -242,9 +286,13 @@ class StackLauncher:
     async def stop(self) -> list[str]:
         """Stop the services (gracefully, then killed), then Redis and NATS; returns names still running."""
         services, self._services = self._services, []
-        left = await terminate([s.ref for s in services], SERVICE_GRACE_SECONDS, self._clock)
+        console, self._console = self._console, None
+        refs = [s.ref for s in services] + ([console.ref] if console else [])
+        left = await terminate(refs, SERVICE_GRACE_SECONDS, self._clock)
         for s in services:
             s.proc.poll()  # reap
+        if console is not None:
+            console.proc.poll()
         infra, self._infra = self._infra, []
         for server in reversed(infra):
             await asyncio.to_thread(server.stop, INFRA_GRACE_SECONDS)
@@ -257,7 +305,7 @@ async def stop_recorded(state: StackState, clock: Clock) -> list[ProcEntry]:
 
     Returns the processes still running afterwards (none when all went well).
     """
-    services = [p for p in state.services() if p.running()]
+    services = [p for p in state.processes if p.kind in (KIND_SERVICE, KIND_CONSOLE) and p.running()]
     left = await terminate([p.ref for p in services], SERVICE_GRACE_SECONDS, clock)
     infra = [p for p in state.infra() if p.running()]
     left += await terminate([p.ref for p in infra], INFRA_GRACE_SECONDS, clock)

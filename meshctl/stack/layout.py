@@ -1,8 +1,9 @@
 """The local stack's layout: which services, on which ports, with which environment and files.
 
 Ports (DESIGN.md section 9): coordinator P, order P+1, stock P+2, pay P+3, points P+4, Prometheus
-metrics on P+100..P+104. Files under the data directory D: ``<svc>.db`` (SQLite), ``logs/<svc>.log``,
-``admin.token`` and ``pay_callback.secret`` (0600, generated once), ``stack.json`` while a stack runs.
+metrics on P+100..P+104, the admin web console (HTTP) on P+80. Files under the data directory D:
+``<svc>.db`` (SQLite), ``logs/<svc>.log``, ``admin.token``, ``pay_callback.secret`` and
+``console.secret`` (0600, generated once), ``stack.json`` while a stack runs.
 """
 
 from __future__ import annotations
@@ -59,13 +60,30 @@ PEERS: tuple[tuple[str, ServiceSpec], ...] = (
 )
 
 
+# The admin web console (HTTP, ``python -m console``) on P+80; its cookie key in D/console.secret.
+CONSOLE = "console"
+CONSOLE_OFFSET = 80
+CONSOLE_SECRET_FILE = "console.secret"
+
+
 def planned_ports(base_port: int) -> dict[int, str]:
     """Every port the stack will bind, with what binds it."""
     ports: dict[int, str] = {}
     for spec in SERVICES:
         ports[spec.port(base_port)] = spec.name
         ports[spec.metrics_port(base_port)] = f"{spec.name} metrics"
+    ports[console_port(base_port)] = CONSOLE
     return ports
+
+
+def console_port(base_port: int) -> int:
+    """The console's HTTP port."""
+    return base_port + CONSOLE_OFFSET
+
+
+def console_url(base_port: int) -> str:
+    """Where a browser opens the console."""
+    return f"http://{HOST}:{console_port(base_port)}/"
 
 
 def address(base_port: int, spec: ServiceSpec) -> str:
@@ -136,4 +154,23 @@ def service_env(spec: ServiceSpec, shared: StackEnv, base: Mapping[str, str]) ->
     if spec.name == "pay_svc":
         env["MESH_PAY__CALLBACK_SECRET"] = shared.pay_callback_secret
         env["MESH_PAY__SIMULATOR_ENABLED"] = "true"  # the local stack plays the gateway
+    return env
+
+
+def console_env(shared: StackEnv, session_secret: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the console process: ``base`` plus its ``MESH_*`` settings."""
+    env = dict(base)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "MESH_CONSOLE__HOST": HOST,
+            "MESH_CONSOLE__PORT": str(console_port(shared.base_port)),
+            "MESH_CONSOLE__SESSION_SECRET": session_secret,
+            "MESH_ADMIN__TOKEN": shared.admin_token,
+            "MESH_LOG__JSON": "true",
+            "MESH_DEV__ALLOW_INSECURE": "true",
+        }
+    )
+    for key, peer in PEERS:
+        env[f"MESH_PEERS__{key.upper()}"] = address(shared.base_port, peer)
     return env

@@ -22,6 +22,7 @@ LOCK_FILE = ".meshctl.lock"
 
 KIND_SERVICE = "service"
 KIND_INFRA = "infra"
+KIND_CONSOLE = "console"  # the admin web console (HTTP; its address is its URL)
 
 
 class StackLocked(Exception):
@@ -33,7 +34,7 @@ class ProcEntry:
     """One process of the stack."""
 
     name: str
-    kind: str  # KIND_SERVICE or KIND_INFRA
+    kind: str  # KIND_SERVICE, KIND_INFRA or KIND_CONSOLE
     pid: int
     start_ticks: int | None
     address: str  # host:port for services, URL for infrastructure
@@ -64,6 +65,10 @@ class StackState:
     def services(self) -> list[ProcEntry]:
         """The service processes, in start order."""
         return [p for p in self.processes if p.kind == KIND_SERVICE]
+
+    def console(self) -> ProcEntry | None:
+        """The admin web console, when the stack runs one."""
+        return next((p for p in self.processes if p.kind == KIND_CONSOLE), None)
 
     def infra(self) -> list[ProcEntry]:
         """Redis and NATS."""

@@ -269,7 +269,7 @@ S = TypeVar("S", bound=MeshSettings)
 # ConfigMap, say): each process skips the sections of the others, while a misspelt section still fails.
 MESH_SECTIONS = frozenset(
     {"server", "db", "redis", "nats", "admin", "auth", "log", "barrier", "peers"}
-    | {"coordinator", "order", "stock", "pay", "points"}
+    | {"coordinator", "order", "stock", "pay", "points", "console"}
 )
 
 

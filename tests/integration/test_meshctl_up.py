@@ -84,6 +84,10 @@ async def test_up_detach_returns_with_all_five_serving(stack_dir: Path) -> None:
     assert state is not None
     assert [p.name for p in state.services()] == SERVICE_NAMES
     assert {p.name for p in state.infra()} == {"redis", "nats"}
+    web = state.console()
+    assert web is not None
+    assert web.address == f"http://127.0.0.1:{base + 80}/"
+    assert f"console: {web.address}" in done.stdout
     assert sorted(_live_procs_in(stack_dir)) == sorted(p.pid for p in state.processes)
     assert oct((stack_dir / "admin.token").stat().st_mode & 0o777) == "0o600"
     for name in SERVICE_NAMES:
@@ -91,14 +95,16 @@ async def test_up_detach_returns_with_all_five_serving(stack_dir: Path) -> None:
 
 
 def test_up_shows_progress_lines_on_stderr_when_not_a_terminal(stack_dir: Path) -> None:
-    done = _up(stack_dir, free_base_port())
+    base = free_base_port()
+    done = _up(stack_dir, base)
     assert done.returncode == 0, done.stderr
     steps = [line for line in done.stderr.splitlines() if line.startswith("... ")]
     assert steps[0] == f"... starting a stack in {stack_dir.resolve()}"
     assert any(line.startswith("... starting redis on port ") for line in steps)
     for name in SERVICE_NAMES:
         assert any(line.startswith(f"... starting {name} on 127.0.0.1:") for line in steps), name
-    assert "answer SERVING" in steps[-1]
+    assert "answer SERVING" in steps[-2]
+    assert steps[-1] == f"... starting the console on http://127.0.0.1:{base + 80}/"
     quiet = _meshctl("status", "--data-dir", str(stack_dir), "--json")
     assert quiet.returncode == 0
     assert json.loads(quiet.stdout)["healthy"] is True  # stdout stays the result alone
@@ -112,7 +118,12 @@ def test_status_json_reports_every_service_serving(stack_dir: Path) -> None:
     doc = json.loads(done.stdout)
     assert doc["healthy"] is True
     health = {row["service"]: row["health"] for row in doc["processes"]}
-    assert health == {**dict.fromkeys(SERVICE_NAMES, "SERVING"), "redis": "RUNNING", "nats": "RUNNING"}
+    assert health == {
+        **dict.fromkeys(SERVICE_NAMES, "SERVING"),
+        "redis": "RUNNING",
+        "nats": "RUNNING",
+        "console": "RUNNING",
+    }
     metrics = {row["service"]: row["metrics"] for row in doc["processes"] if row["kind"] == "service"}
     assert metrics["stock_svc"] == f"http://127.0.0.1:{base + 102}/metrics"
 
@@ -121,7 +132,7 @@ def test_down_leaves_no_process_behind(stack_dir: Path) -> None:
     base = free_base_port()
     assert _up(stack_dir, base).returncode == 0
     refs = _refs(stack_dir)
-    assert len(refs) == 7
+    assert len(refs) == 8  # five services, the console, redis and nats
     assert all(is_running(r) for r in refs)
     done = _meshctl("down", "--data-dir", str(stack_dir))
     assert done.returncode == 0, done.stderr

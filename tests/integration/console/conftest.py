@@ -1,11 +1,10 @@
-"""A real stack (the ``meshctl up`` launcher), the console serving it, and headless Debian chromium.
+"""A real stack with its console (the ``meshctl up`` launcher), and headless Debian chromium.
 
 The browser tests are skipped only when ``/usr/bin/chromium`` is missing (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -15,17 +14,12 @@ from typing import Any
 
 import grpc.aio
 import pytest
-import uvicorn
 from playwright.async_api import async_playwright
 from rich.console import Console as RichConsole
 
-from console.admin_client import AdminTarget
-from console.app import create_app
-from console.config import ConsoleSection
 from meshctl.audit.clients import MeshAddresses, MeshClients
 from meshctl.demo.narrate import Narrator
 from meshctl.demo.story import DemoStory
-from meshctl.stack.embedded import free_port
 from meshctl.stack.endpoints import TOKEN_FILE
 from meshctl.stack.launcher import StackLauncher, free_base_port
 from meshkit.rpc.auth import mesh_channel
@@ -44,9 +38,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The live pages refresh every second; the stuck page lists flagged transactions only.
+FAST_CONSOLE = {"MESH_CONSOLE__REFRESH_SECONDS": "1", "MESH_CONSOLE__STUCK_MIN_ATTEMPTS": "0"}
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
 )
 
@@ -56,6 +52,7 @@ class Stack:
     """The running stack, its admin token, and mesh-credentialed stubs to set transactions up."""
 
     launcher: StackLauncher
+    console_url: str
     token: str
     coordinator_address: str
     channel: grpc.aio.Channel
@@ -79,16 +76,20 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         tmp_path_factory.mktemp("console-mesh"),
         free_base_port(),
         SystemClock(),
-        env_overrides={"coordinator": FAST_COORDINATOR},
+        env_overrides={"coordinator": FAST_COORDINATOR, "console": FAST_CONSOLE},
+        with_console=True,
     )
     state = await launcher.start(detached=True)
     address = MeshAddresses.from_stack(state).coordinator
     token = (launcher.data_dir / TOKEN_FILE).read_text().strip()
     channel = mesh_channel(address, stack_auth(launcher.data_dir))
     admin_channel = mesh_channel(address, None, admin_token=token)
+    web = state.console()
+    assert web is not None
     try:
         yield Stack(
             launcher,
+            web.address.rstrip("/"),
             token,
             address,
             channel,
@@ -103,32 +104,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 @pytest.fixture(scope="module")
-async def console(stack: Stack) -> AsyncIterator[Console]:
-    """The console app served by uvicorn on a free loopback port, on the test's event loop."""
-    addresses = MeshAddresses.for_base_port(stack.launcher.base_port)
-    section = ConsoleSection(refresh_seconds=1.0, stuck_min_attempts=0)
-    app = create_app(
-        section,
-        uuid.uuid4().hex,
-        AdminTarget(stack.coordinator_address, stack.token),
-        addresses,
-        SystemClock(),
-    )
-    port = free_port("127.0.0.1")
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "the console did not start"
-    try:
-        yield Console(f"http://127.0.0.1:{port}", stack)
-    finally:
-        server.should_exit = True
-        await task
+def console(stack: Stack) -> Console:
+    """The console ``meshctl up`` started for the stack (``python -m console``)."""
+    return Console(stack.console_url, stack)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
-from tests.integration.console.conftest import SHOTS, Console, Stack
+from tests.integration.console.conftest import SHOTS, Console, Stack, needs_chromium
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), needs_chromium]
 
 UNREACHABLE = "127.0.0.1:1/meshpb.stock.v1.Stock"  # nothing listens on port 1
 DESKTOP = {"width": 1280, "height": 900}
