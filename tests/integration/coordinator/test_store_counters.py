@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 
 import grpc
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coordinator.engine.model import Status
 from coordinator.store.retention import FinishedTxCleaner
-from coordinator.store.sql import SqlTxStore
-from coordinator.store.tables import trans_count, trans_global
+from coordinator.store.sql import SqlTxStore, migrate
+from coordinator.store.tables import COMPONENT, VERSIONS, trans_count, trans_global
+from meshkit.infra.migrate import upgrade
 from meshkit.runtime.clock import MS_PER_DAY, SystemClock
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final, wait_for
 from tests.integration.coordinator.participants import Bank, payload
 
 Counts = dict[tuple[int, int], int]
+OLD_ROW = {
+    "reason": "",
+    "options": {},
+    "query_prepared": "",
+    "created_at": 1,
+    "updated_at": 1,
+    "version": 1,
+    "retry_paused": False,
+    "stuck": False,
+}
 
 
 class ShiftedClock(SystemClock):
@@ -124,3 +138,23 @@ async def test_counters_roll_back_with_a_failed_transaction(
     after = await counters_and_truth(store)
     assert after == before
     assert after[0][(pb.MODE_TCC, pb.STATUS_PREPARED)] == 1
+
+
+async def test_migration_backfills_the_counters_of_existing_transactions(
+    db_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    before = tmp_path / "versions"
+    before.mkdir()
+    for revision in sorted(VERSIONS.glob("v000[1-3]_*.py")):
+        shutil.copy(revision, before / revision.name)
+    await upgrade(db_engine, COMPONENT, before)  # the schema as it was before the counters
+    rows = [
+        {**row, "gid": f"old-{i}", "mode": 1 + i % 3, "status": (1, 3, 5)[i % 3 if i % 7 else 0]}
+        for i, row in enumerate([OLD_ROW] * 40)
+    ]
+    async with db_engine.begin() as conn:
+        await conn.execute(trans_global.insert(), rows)
+    await migrate(db_engine)
+    counters, truth = await counters_and_truth(SqlTxStore(db_engine))
+    assert counters == truth
+    assert sum(truth.values()) == 40
