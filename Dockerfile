@@ -14,6 +14,7 @@ COPY stock_svc stock_svc
 COPY pay_svc pay_svc
 COPY points_svc points_svc
 COPY meshctl meshctl
+COPY console console
 RUN python -m venv /opt/saga-mesh \
     && /opt/saga-mesh/bin/pip install --no-cache-dir -c constraints.txt . \
     && /opt/saga-mesh/bin/pip uninstall --yes pip

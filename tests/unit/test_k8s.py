@@ -113,7 +113,7 @@ def test_kustomize_builds(directory: Path, tmp_path: Path) -> None:
     kinds = [doc["kind"] for doc in render(directory, tmp_path)]
     assert kinds.count("StatefulSet") == len(WORKLOADS)
     assert kinds.count("PodDisruptionBudget") == len(WORKLOADS)
-    assert kinds.count("NetworkPolicy") == len(WORKLOADS)
+    assert kinds.count("NetworkPolicy") == len(WORKLOADS) + 1  # and the console's
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: p.name)
@@ -206,3 +206,23 @@ def test_prod_replicates_streams_authenticates_to_nats_and_autoscales_services(t
         assert {"MESH_NATS__USER", "MESH_NATS__PASSWORD"} <= env, name
     scaled = {o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
     assert scaled == {"order", "stock", "pay", "points"}
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: p.name)
+def test_console_serves_http_to_operators_only_with_a_restricted_pod(directory: Path, tmp_path: Path) -> None:
+    objects = render(directory, tmp_path)
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "console"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["python", "-m", "console"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MESH_ADMIN__TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "admin-token"
+    assert "secretKeyRef" in env["MESH_CONSOLE__SESSION_SECRET"]["valueFrom"]
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "console")
+    (rule,) = policy["spec"]["ingress"]
+    assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [
+        {"saga-mesh.io/access": "operator"}
+    ]
