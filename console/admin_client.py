@@ -15,6 +15,7 @@ from typing import Self, TypeVar
 import grpc
 import grpc.aio
 
+from meshkit.rpc.auth import balanced
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
@@ -103,7 +104,8 @@ class AdminClient:
 
     def __init__(self, target: AdminTarget) -> None:
         self._target = target
-        self._channel = grpc.aio.insecure_channel(target.address)
+        # round_robin: behind a headless Service the console spreads its calls over every replica.
+        self._channel = grpc.aio.insecure_channel(target.address, options=balanced(()))
         self._admin = coordinator_pb2_grpc.AdminStub(self._channel)
         self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._metadata = (("authorization", f"Bearer {target.token}"),)

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from console.admin_client import AdminClient
 from console.filters import TxFilter
 from console.plot import MINUTE_MS, Plot, buckets, plot
-from console.present import ms_of
+from console.present import UNFINISHED, ms_of
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 
 SCAN_PAGE = 500
 MAX_SCAN_PAGES = 10
 PLOT_PAGES = 2
+OLDEST_SLACK_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +69,17 @@ async def throughput(client: AdminClient, now_ms: int, minutes: int) -> Plot:
     ok, ok_capped = await _finished_ms(client, pb.STATUS_SUCCEEDED, since)
     bad, bad_capped = await _finished_ms(client, pb.STATUS_FAILED, since)
     return plot(buckets(ok, now_ms, minutes), buckets(bad, now_ms, minutes), capped=ok_capped or bad_capped)
+
+
+async def oldest_unfinished(client: AdminClient, now_ms: int, age_ms: int) -> pb.Transaction | None:
+    """The unfinished transaction Stats' ``oldest_unfinished`` speaks of (None when gone meanwhile).
+
+    ``List`` is newest first, so one page of each unfinished status created up to that moment (plus a
+    second of slack for the clocks) holds it.
+    """
+    found: list[pb.Transaction] = []
+    for status in UNFINISHED:
+        request = pb.ListRequest(status=status, limit=1)
+        request.created_before.FromMilliseconds(now_ms - age_ms + OLDEST_SLACK_MS)
+        found.extend((await client.list(request)).transactions)
+    return min(found, key=lambda tx: ms_of(tx.created_at), default=None)

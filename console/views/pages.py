@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from console.admin_client import Action
 from console.filters import StuckFilter, TxFilter
-from console.listing import find_page, throughput
+from console.listing import find_page, oldest_unfinished, throughput
 from console.present import MODES, STATUSES, UNFINISHED
 from console.views.common import error_page, render, state_of
 from meshctl.audit.checks import all_pass
@@ -31,7 +31,10 @@ async def overview_context(request: Request) -> dict[str, Any]:
         table.setdefault(row.mode, dict.fromkeys(STATUSES, 0))[row.status] = row.count
     totals = {s: sum(table[m].get(s, 0) for m in table) for s in STATUSES}
     unfinished = sum(totals[s] for s in UNFINISHED)
+    age_ms = int(stats.oldest_unfinished.ToMilliseconds())
+    oldest = await oldest_unfinished(console.admin, now, age_ms) if unfinished else None
     return {
+        "oldest": oldest,
         "stats": stats,
         "table": table,
         "totals": totals,

@@ -113,6 +113,7 @@ async def test_login_shows_the_overview_and_it_updates_live(
     await page.wait_for_function(
         "n => Number(document.querySelector('table.counts tr.total td').innerText) > n", arg=before
     )
+    await page.locator(".tiles a.tile", has_text=gid).wait_for()  # the oldest unfinished, linked
 
 
 async def test_stuck_transaction_is_found_paused_resumed_and_retried(

@@ -67,6 +67,13 @@ def test_meshctl_console_serves_the_stack_after_a_login(served: str, stack: Stac
         assert page.status_code == 200
         assert "carol (console)" in page.text
         assert client.get("/").status_code == 200
+        unknown = client.get("/tx/console-no-such-gid")
+        assert unknown.status_code == 404
+        assert "NOT_FOUND" in unknown.text
+        bad = client.get("/tx/" + "x" * 300)
+        assert bad.status_code == 400
+        assert "INVALID_ARGUMENT" in bad.text
+        assert client.get("/live/tx/console-no-such-gid").status_code == 404
 
 
 def test_meshctl_console_without_a_token_exits_2(tmp_path: object) -> None:
