@@ -252,3 +252,20 @@ async def test_pages_fit_a_phone_width(page: Any, console: Console, gid: str) ->
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     await page.screenshot(path=str(SHOTS / "detail-phone.png"), full_page=True)
+
+
+async def test_transactions_page_pages_by_cursor_and_copies_whole_gids(
+    page: Any, console: Console, demo_traffic: None
+) -> None:
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.url)
+    await log_in(page, console.stack.token)
+    await page.goto("/transactions?limit=3")
+    first = await page.locator("table.txs tbody .gid a").all_inner_texts()
+    assert len(first) == 3
+    await page.click("a.next")
+    await page.wait_for_url(re.compile(r"cursor="))
+    second = await page.locator("table.txs tbody .gid a").all_inner_texts()
+    assert second
+    assert not set(first) & set(second)
+    await page.locator("table.txs tbody button.copy").first.click()
+    assert await page.evaluate("navigator.clipboard.readText()") == second[0]
