@@ -106,7 +106,6 @@ async def test_login_shows_the_overview_and_it_updates_live(
     assert await page.locator("svg.plot rect").count() > 0  # the demo's transactions, per minute
     succeeded = page.locator("table.counts tr.total td").nth(2)
     assert int(await succeeded.inner_text()) > 0
-    await page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
     prepared = page.locator("table.counts tr.total td").nth(0)
     before = int(await prepared.inner_text())
     await prepared_tcc(console.stack, gid)
@@ -269,3 +268,16 @@ async def test_transactions_page_pages_by_cursor_and_copies_whole_gids(
     assert not set(first) & set(second)
     await page.locator("table.txs tbody button.copy").first.click()
     assert await page.evaluate("navigator.clipboard.readText()") == second[0]
+
+
+async def test_overview_counts_stuck_and_paused_transactions(page: Any, console: Console, gid: str) -> None:
+    await stuck_saga(console.stack, gid)
+    await console.stack.admin.PauseRetry(
+        pb.AdminActionRequest(gid=gid, reason="waiting for the vendor", actor="bob"), timeout=10
+    )
+    await log_in(page, console.stack.token)
+    tiles = page.locator(".tiles .tile b")
+    stuck, paused = int(await tiles.nth(1).inner_text()), int(await tiles.nth(2).inner_text())
+    assert stuck >= 1
+    assert paused >= 1
+    await page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
