@@ -226,3 +226,36 @@ def test_console_serves_http_to_operators_only_with_a_restricted_pod(directory: 
     assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [
         {"saga-mesh.io/access": "operator"}
     ]
+
+
+def secret_keys_referenced(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Every (Secret name, key) a container's environment takes a value from."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict):
+                found.add((ref["name"], ref["key"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(objects)
+    return found
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS[1:], ids=lambda p: p.name)
+def test_every_secret_key_a_pod_reads_is_in_the_overlays_secret(directory: Path, tmp_path: Path) -> None:
+    objects = render(directory, tmp_path)
+    provided = {
+        (o["metadata"]["name"], key)
+        for o in objects
+        if o["kind"] == "Secret"
+        for key in (o.get("data") or {}) | (o.get("stringData") or {})
+    }
+    # kustomize appends a content hash to generated Secret names and rewrites the references to match
+    missing = secret_keys_referenced(objects) - provided
+    assert not missing, f"{directory.name}: pods read secret keys no Secret provides: {sorted(missing)}"
