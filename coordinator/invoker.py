@@ -18,6 +18,7 @@ from coordinator.engine.ports import BranchCall, BranchResult, Outcome
 from meshkit.errors import BranchFailure, BranchOngoing
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.config import AuthSettings
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import TxContext
 from meshkit.tx.target import TargetError
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 class GrpcBranchInvoker:
     """Makes branch calls; never raises for a failed call."""
 
-    def __init__(self, pool: ChannelPool | None = None, *, auth: AuthSettings | None = None) -> None:
-        self._pool = pool or ChannelPool(auth=auth)
+    def __init__(
+        self,
+        pool: ChannelPool | None = None,
+        *,
+        auth: AuthSettings | None = None,
+        metrics: ClientRpcMetrics | None = None,
+    ) -> None:
+        self._pool = pool or ChannelPool(auth=auth, metrics=metrics)
         self._own_pool = pool is None
 
     async def invoke(self, call: BranchCall) -> BranchResult:

@@ -37,6 +37,7 @@ from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.ids import Snowflake
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.runtime.periodic import Periodic
 from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -106,11 +107,10 @@ class CoordinatorRuntime:
         db = create_engine(settings.db)
         await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         store = SqlTxStore(db)
-        invoker = GrpcBranchInvoker(auth=settings.auth)
+        invoker = GrpcBranchInvoker(auth=settings.auth, metrics=ClientRpcMetrics(registry))
         section = settings.coordinator
-        engine = TxEngine(
-            store, invoker, clock, engine_settings(section, settings.server.port), EngineMetrics(registry)
-        )
+        config = engine_settings(section, settings.server.port)
+        engine = TxEngine(store, invoker, clock, config, EngineMetrics(registry, replica=config.replica_id))
         sweeper = Sweeper(
             engine, store, clock, interval_seconds=section.sweep_interval_seconds, batch=section.sweep_batch
         )

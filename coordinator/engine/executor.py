@@ -16,6 +16,7 @@ operator or another replica changed the transaction: this replica stops touching
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,9 +38,21 @@ from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
 from meshkit.runtime.clock import Clock, now_ms
+from meshkit.runtime.logctx import TRACEPARENT_KEY, bound, trace_id_of
+from meshkit.runtime.ratelimit import LogLimiter
 from meshkit.tx.context import Op
 
 log = logging.getLogger(__name__)
+
+# A failing target gets one WARNING line per this many seconds (with the count of the ones held back).
+TRANSIENT_LOG_INTERVAL_SECONDS = 10.0
+
+
+def tx_log_fields(tx: GlobalTx) -> contextlib.AbstractContextManager[None]:
+    """Binds the transaction's ``gid`` (and its initiator's ``trace_id``) to every line logged inside."""
+    parent = dict(tx.options.headers).get(TRACEPARENT_KEY, "")
+    trace_id = trace_id_of(parent)
+    return bound(gid=tx.gid, trace_id=trace_id) if trace_id else bound(gid=tx.gid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,7 @@ class Executor:
         self.owner = owner
         self._lease_ms = lease_ms
         self._on_written = on_written
+        self._transient_log = LogLimiter(clock, TRANSIENT_LOG_INTERVAL_SECONDS)
 
     @property
     def actor(self) -> str:
@@ -202,10 +216,11 @@ class Executor:
         already exists. ``entry`` applies a command's status change first. ``check_back_now`` makes
         the first round call a PREPARED MSG's check-back even before its timeout.
         """
-        run = self._entered(tx, ops, entry)
-        run.check_back_now = check_back_now
-        expect_status = entry.expect_status if entry is not None else None
-        ok = await self._round(run, previous=tx, expect_status=expect_status, create=create)
+        with tx_log_fields(tx):
+            run = self._entered(tx, ops, entry)
+            run.check_back_now = check_back_now
+            expect_status = entry.expect_status if entry is not None else None
+            ok = await self._round(run, previous=tx, expect_status=expect_status, create=create)
         return run if ok else None
 
     async def begin_atomic(self, gid: str, decide: Decide) -> tuple[GlobalTx, Run | None] | None:
@@ -225,21 +240,23 @@ class Executor:
             runs.append(run)
             return self._plan(run, previous=tx, expect_status=entry.expect_status)
 
-        result = await self._store.transition(gid, inner)
-        if result is None:
-            return None
-        tx, write = result
-        if write is None:
-            return tx, None
-        run = runs[-1]
-        self._commit(run, write, previous=tx)
+        with bound(gid=gid):
+            result = await self._store.transition(gid, inner)
+            if result is None:
+                return None
+            tx, write = result
+            if write is None:
+                return tx, None
+            run = runs[-1]
+            self._commit(run, write, previous=tx)
         return run.tx, run
 
     async def finish(self, run: Run) -> GlobalTx | None:
         """Make the calls of the run and keep going until final or waiting; None if the compare was lost."""
-        while run.calls and not run.tx.status.final:
-            if not await self.step(run):
-                return None
+        with tx_log_fields(run.tx):
+            while run.calls and not run.tx.status.final:
+                if not await self.step(run):
+                    return None
         return run.tx
 
     async def step(self, run: Run) -> bool:
@@ -413,6 +430,8 @@ class Executor:
         detail = change.op.last_error
         if change.op.status is OpStatus.PENDING and change.op.next_attempt_at is not None:
             detail = f"{detail}; attempt {op.attempts}, next in {change.op.next_attempt_at - now} ms"
+        if result.outcome is Outcome.TRANSIENT:
+            self._log_transient(op, detail)
         run.events.append(
             Event(
                 gid=tx.gid,
@@ -447,6 +466,20 @@ class Executor:
                     op=op.op.value,
                 )
             )
+
+    def _log_transient(self, op: BranchOp, detail: str) -> None:
+        """A WARNING for a transient branch failure, at most one per target per interval."""
+        held = self._transient_log.allow(op.target)
+        if held is None:
+            return
+        log.warning(
+            "branch %s %s failed transiently: %s%s",
+            op.branch_id,
+            op.op.value,
+            detail,
+            f" ({held} similar lines held back)" if held else "",
+            extra={"branch": op.branch_id, "op": op.op.value, "target": op.target, "held_back": held},
+        )
 
 
 def _with_check_back(run: Run, decision: Decision) -> Decision:

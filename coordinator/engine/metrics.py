@@ -16,27 +16,35 @@ def label(value: Mode | Status) -> str:
 
 
 class EngineMetrics:
-    """Transaction, branch-call and timer metrics of one coordinator replica."""
+    """Transaction, branch-call and timer metrics of one coordinator replica.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    The store-derived gauges (``mesh_tx_inflight``, ``mesh_tx_oldest_unfinished_seconds``,
+    ``mesh_tx_stuck_unfinished``) describe the shared store, not this replica: every replica exports
+    the same value under its own ``replica`` label, so aggregate them with ``max`` (never ``sum``).
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, replica: str = "") -> None:
         self.registry = registry
+        self.replica = replica
         self.tx_total = Counter(
             "mesh_tx_total", "Transactions that entered a status.", ("mode", "status"), registry=registry
         )
         self.tx_inflight = Gauge(
             "mesh_tx_inflight",
-            "Unfinished transactions by status (from the store, all replicas).",
-            ("mode", "status"),
+            "Unfinished transactions by status (from the store; per replica: aggregate with max).",
+            ("mode", "status", "replica"),
             registry=registry,
         )
         self.oldest_unfinished = Gauge(
             "mesh_tx_oldest_unfinished_seconds",
-            "Age of the oldest unfinished transaction (from the store).",
+            "Age of the oldest unfinished transaction (from the store; per replica: aggregate with max).",
+            ("replica",),
             registry=registry,
         )
         self.stuck = Gauge(
             "mesh_tx_stuck_unfinished",
-            "Unfinished transactions marked stuck (from the store).",
+            "Unfinished transactions marked stuck (from the store; per replica: aggregate with max).",
+            ("replica",),
             registry=registry,
         )
         self.stuck_total = Counter(
@@ -89,6 +97,8 @@ class EngineMetrics:
                 if status.final:
                     continue
                 value = inflight.get((mode, status), 0)
-                self.tx_inflight.labels(mode=label(mode), status=label(status)).set(value)
-        self.oldest_unfinished.set(oldest_seconds)
-        self.stuck.set(stuck)
+                self.tx_inflight.labels(mode=label(mode), status=label(status), replica=self.replica).set(
+                    value
+                )
+        self.oldest_unfinished.labels(replica=self.replica).set(oldest_seconds)
+        self.stuck.labels(replica=self.replica).set(stuck)

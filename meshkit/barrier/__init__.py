@@ -8,12 +8,14 @@
 * :class:`BarrierCleaner` / :class:`RedisBarrierCleaner` - delete the entries of final transactions
   past the retention period, in batches; finality comes from a :class:`FinalityOracle` (the
   coordinator, through :class:`meshkit.tx.finality.CoordinatorFinality`).
+* :class:`BarrierMetrics` - ``mesh_barrier_outcomes_total`` of a service; pass it to each barrier.
 
 Run ``await meshkit.infra.migrate.upgrade(engine, "barrier", BARRIER_VERSIONS)`` before using the SQL barrier.
 """
 
 from meshkit.barrier.cleanup import BarrierCleaner
 from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
+from meshkit.barrier.metrics import BarrierMetrics
 from meshkit.barrier.outcome import (
     BarrierResult,
     DuplicateMessage,
@@ -30,6 +32,7 @@ from meshkit.barrier.table import BARRIER_VERSIONS, tx_barrier
 __all__ = [
     "BARRIER_VERSIONS",
     "BarrierCleaner",
+    "BarrierMetrics",
     "BarrierResult",
     "DuplicateMessage",
     "FinalityOracle",

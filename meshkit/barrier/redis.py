@@ -50,6 +50,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from meshkit.barrier.metrics import BarrierMetrics
 from meshkit.barrier.outcome import (
     MSG_BRANCH,
     REASON_ROLLBACK,
@@ -95,9 +96,10 @@ def legacy_key(gid: str, branch_id: str, op: str) -> str:
 class RedisBarrierScript:
     """One business op wrapped in the barrier; build it with :meth:`RedisBarrier.script`."""
 
-    def __init__(self, script: AsyncScript, clock: Clock) -> None:
+    def __init__(self, script: AsyncScript, clock: Clock, metrics: BarrierMetrics | None = None) -> None:
         self._script = script
         self._clock = clock
+        self._metrics = metrics
 
     async def call(
         self, ctx: TxContext, keys: Sequence[str] = (), args: Sequence[ScriptArg] = ()
@@ -123,7 +125,15 @@ class RedisBarrierScript:
             reply = await self._script(keys=[*barrier_keys, *keys], args=[*barrier_args, *args])
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise TransientError(f"barrier {ctx.gid}: redis unavailable: {exc}") from exc
-        return _result(ctx, reply)
+        if self._metrics is None:
+            return _result(ctx, reply)
+        try:
+            result = _result(ctx, reply)
+        except LateTryRejected:
+            self._metrics.late_try_rejected()
+            raise
+        self._metrics.outcome(result.outcome)
+        return result
 
 
 def _result(ctx: TxContext, reply: Any) -> BarrierResult[Any]:
@@ -149,9 +159,10 @@ class RedisBarrier:
     retention period).
     """
 
-    def __init__(self, client: Redis, clock: Clock) -> None:
+    def __init__(self, client: Redis, clock: Clock, *, metrics: BarrierMetrics | None = None) -> None:
         self._client = client
         self._clock = clock
+        self._metrics = metrics
         self._template = (_HERE / "barrier.lua").read_text()
         self._query_prepared = client.register_script((_HERE / "query_prepared.lua").read_text())
 
@@ -160,7 +171,7 @@ class RedisBarrier:
         if _BODY_MARKER in body:
             raise ValueError("business body must not contain the barrier's body marker")
         source = self._template.replace(_BODY_MARKER, body)
-        return RedisBarrierScript(self._client.register_script(source), self._clock)
+        return RedisBarrierScript(self._client.register_script(source), self._clock, self._metrics)
 
     async def query_prepared(self, gid: str) -> None:
         """MSG check-back: return when the local transaction (op msg) committed, else BranchFailure.

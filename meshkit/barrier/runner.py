@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from meshkit.barrier.metrics import BarrierMetrics
 from meshkit.barrier.outcome import MSG_BRANCH, REASON_ROLLBACK, BarrierResult, Outcome
 from meshkit.barrier.rules import check_prepared, forward_not_inserted, rollback_skip
 from meshkit.runtime.clock import Clock, now_ms
@@ -57,7 +58,8 @@ class RunnerBarrier:
     larger unit of the caller's (it then commits or rolls back with that unit).
     """
 
-    def __init__(self, runner: StoreRunner, clock: Clock) -> None:
+    def __init__(self, runner: StoreRunner, clock: Clock, *, metrics: BarrierMetrics | None = None) -> None:
+        self._metrics = metrics
         self._runner = runner
         self._clock = clock
         self._sql = _Sql(runner.dialect)
@@ -69,7 +71,8 @@ class RunnerBarrier:
         or :class:`~meshkit.barrier.MessageRolledBack` (all ``BranchFailure``), whatever ``business``
         raises (nothing of the op is then committed), or :class:`~meshkit.errors.TransientError`.
         """
-        return await self._runner.run(self.unit(ctx, business))
+        call = self._runner.run(self.unit(ctx, business))
+        return await (call if self._metrics is None else self._metrics.observe(call))
 
     def unit(self, ctx: TxContext, business: Unit[T]) -> Callable[[Conn], BarrierResult[T]]:
         """The barrier around ``business`` as a unit of work (created_at = the clock's now, taken here)."""

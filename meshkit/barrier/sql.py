@@ -32,6 +32,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
+from meshkit.barrier.metrics import BarrierMetrics
 from meshkit.barrier.outcome import MSG_BRANCH, REASON_ROLLBACK, BarrierResult, Outcome
 from meshkit.barrier.rules import check_prepared, forward_not_inserted, rollback_skip
 from meshkit.barrier.table import tx_barrier
@@ -48,7 +49,8 @@ Business = Callable[[AsyncSession], Awaitable[T]]
 class SqlBarrier:
     """The barrier on the participant's own database (table ``tx_barrier``, SQLite or MySQL/MariaDB)."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, metrics: BarrierMetrics | None = None) -> None:
+        self._metrics = metrics
         if not (is_sqlite(engine) or is_mysql(engine)):
             raise ValueError(f"barrier: unsupported database {engine.dialect.name!r}")
         self._mysql = is_mysql(engine)
@@ -71,9 +73,12 @@ class SqlBarrier:
         The caller commits; if this raises, the caller must roll back (so no barrier row remains).
         """
         origin = ORIGIN_OF.get(ctx.op)
-        if origin is not None:
-            return await self._rollback_op(session, ctx, origin, business)
-        return await self._forward_op(session, ctx, business)
+        call = (
+            self._rollback_op(session, ctx, origin, business)
+            if origin is not None
+            else self._forward_op(session, ctx, business)
+        )
+        return await (call if self._metrics is None else self._metrics.observe(call))
 
     async def query_prepared(self, gid: str) -> None:
         """MSG check-back: return when ``gid``'s local transaction committed, else raise BranchFailure.

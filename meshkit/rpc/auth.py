@@ -27,8 +27,10 @@ import grpc
 import grpc.aio
 
 from meshkit.errors import Unauthenticated
+from meshkit.rpc.client_metrics import ClientMetricsInterceptor
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import AuthSettings
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.context import GID_KEY
 
 AUTH_KEY = "x-mesh-auth"
@@ -187,13 +189,23 @@ class MeshSigner(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 def client_interceptors(
-    settings: AuthSettings | None, *, admin_token: str = "", clock: Clock | None = None
+    settings: AuthSettings | None,
+    *,
+    admin_token: str = "",
+    clock: Clock | None = None,
+    metrics: ClientRpcMetrics | None = None,
 ) -> list[grpc.aio.ClientInterceptor]:
-    """The interceptors of a meshkit channel: a :class:`MeshSigner` when there is anything to attach."""
+    """The interceptors of a meshkit channel: client metrics (given ``metrics``), then the signer.
+
+    The :class:`MeshSigner` is there only when there is anything to attach.
+    """
+    chain: list[grpc.aio.ClientInterceptor] = []
+    if metrics is not None:
+        chain.append(ClientMetricsInterceptor(metrics))
     secret = settings.mesh_secret.get_secret_value() if settings is not None else ""
-    if not secret and not admin_token:
-        return []
-    return [MeshSigner(secret, admin_token, clock)]
+    if secret or admin_token:
+        chain.append(MeshSigner(secret, admin_token, clock))
+    return chain
 
 
 LB_POLICY_OPTION = "grpc.lb_policy_name"
@@ -218,10 +230,14 @@ def mesh_channel(
     *,
     options: Sequence[tuple[str, Any]] = (),
     admin_token: str = "",
+    metrics: ClientRpcMetrics | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure, round-robin ``grpc.aio`` channel to ``address`` carrying this process's credentials."""
+    """An insecure, round-robin ``grpc.aio`` channel to ``address`` with this process's credentials.
+
+    Given ``metrics``, its calls are counted there (``mesh_rpc_client_*``).
+    """
     return grpc.aio.insecure_channel(
         address,
         options=balanced(options),
-        interceptors=client_interceptors(settings, admin_token=admin_token),
+        interceptors=client_interceptors(settings, admin_token=admin_token, metrics=metrics),
     )

@@ -8,7 +8,9 @@ It does, outermost first:
 2. the call log - one structured line per call: method, code, duration, gid/branch/op; at DEBUG for a
    successful branch call (one carrying a transaction context) or probe, at INFO otherwise;
 3. the transaction context - ``x-mesh-*`` metadata -> :data:`meshkit.tx.context.current_tx`
-   (malformed -> ``INVALID_ARGUMENT`` before the handler runs);
+   (malformed -> ``INVALID_ARGUMENT`` before the handler runs), and the caller's ``traceparent`` ->
+   :data:`meshkit.runtime.logctx.current_traceparent` (log lines' ``trace_id``; transactions started
+   by the handler continue that trace);
 4. error mapping - domain errors -> status codes through :mod:`meshkit.rpc.status`; a request body that
    did not decode is ``INVALID_ARGUMENT`` here too (:mod:`meshkit.rpc.decoding`), not grpc's ``UNKNOWN``;
 5. the default deadline - calls without a deadline get the configured one.
@@ -39,8 +41,9 @@ from meshkit.errors import InvalidArgument, TransientError, Unauthenticated
 from meshkit.rpc.auth import Gate
 from meshkit.rpc.decoding import decoded, tolerant
 from meshkit.rpc.status import status_of
+from meshkit.runtime.logctx import current_traceparent
 from meshkit.runtime.metrics import RpcMetrics
-from meshkit.tx.context import TxContext, current_tx, from_metadata
+from meshkit.tx.context import TxContext, current_tx, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +184,13 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
             tx: TxContext | None = None
             try:
                 try:
-                    tx = from_metadata(context.invocation_metadata())
+                    tx, traceparent = read_metadata(context.invocation_metadata())
                 except InvalidArgument as exc:
                     status = status_of(exc)
                     await context.abort(status.code, status.details)
                 token = current_tx.set(tx)
+                # each call runs in its own task (a copied context): no reset needed
+                current_traceparent.set(traceparent)
                 try:  # inline rather than one more coroutine: this runs on every call
                     if context.time_remaining() is not None:
                         return await behavior(decoded(request), context)

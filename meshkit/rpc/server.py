@@ -34,7 +34,7 @@ from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.config import ConfigError, MeshSettings, ServerSettings, load_settings, log_settings
 from meshkit.runtime.failfast import StartupRefused, refuse_insecure
 from meshkit.runtime.logging import setup_logging
-from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics
+from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics, register_process_collectors
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class MeshServer:
         self._gate = Gate(protected or {}, settings.auth, settings.admin.token.get_secret_value())
         self.service_name = service_name
         self.registry = registry if registry is not None else CollectorRegistry()
+        register_process_collectors(self.registry)
         self.metrics = RpcMetrics(self.registry)
         self._registrations = list(registrations)
         self._service_names = list(service_full_names)

@@ -1,7 +1,10 @@
 """Structured logging for every process: JSON lines when not on a TTY, a readable line otherwise.
 
 Every record carries ``gid``, ``branch`` and ``op`` of the transaction context being served (from
-:data:`meshkit.tx.context.current_tx`) and any ``extra`` fields the caller passed (e.g. ``order_id``).
+:data:`meshkit.tx.context.current_tx`), the ``trace_id`` of the caller's trace (from
+:data:`meshkit.runtime.logctx.current_traceparent`, or OpenTelemetry's current span when tracing is on),
+the fields bound with :func:`meshkit.runtime.logctx.bound` (the coordinator's ``gid``, say) and any
+``extra`` fields the caller passed (e.g. ``order_id``). An explicit ``extra`` wins over the others.
 """
 
 from __future__ import annotations
@@ -9,14 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from meshkit.runtime.config import LogSettings
+from meshkit.runtime.logctx import current_traceparent, log_fields, trace_id_of
 from meshkit.runtime.redact import redact_urls
 from meshkit.tx.context import current_tx
 
-CONTEXT_FIELDS = ("gid", "branch", "op")
+CONTEXT_FIELDS = ("gid", "branch", "op", "trace_id")
+TraceIds = Callable[[], str]
+
+
+def traceparent_trace_id() -> str:
+    """The trace id of the incoming ``traceparent`` of the call being served ("" outside one)."""
+    return trace_id_of(current_traceparent.get())
+
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_ATTRS = frozenset(
@@ -26,10 +38,22 @@ _STANDARD_ATTRS = frozenset(
 
 
 class TxContextFilter(logging.Filter):
-    """Adds ``gid``, ``branch`` and ``op`` of the current transaction context to every record."""
+    """Adds ``gid``, ``branch``, ``op``, ``trace_id`` and the bound fields to every record.
+
+    ``trace_ids`` gives the current trace id (default: the incoming ``traceparent``'s).
+    """
+
+    def __init__(self, trace_ids: TraceIds = traceparent_trace_id) -> None:
+        super().__init__()
+        self.trace_ids = trace_ids
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the context fields (empty strings outside a transaction); never drops a record."""
+        for name, value in log_fields.get().items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        if not hasattr(record, "trace_id"):
+            record.trace_id = self.trace_ids()
         ctx = current_tx.get()
         if not hasattr(record, "gid"):
             record.gid = ctx.gid if ctx else ""

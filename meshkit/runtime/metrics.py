@@ -1,8 +1,12 @@
 """Prometheus metrics of a process: one :class:`CollectorRegistry` per process, passed around explicitly.
 
 :class:`RpcMetrics` holds the server-side RPC metrics (``mesh_rpc_server_handled_total`` and
-``mesh_rpc_server_handling_seconds``); other components register their own metrics (e.g. the
-coordinator's ``mesh_tx_total``) on the same registry, which :class:`MetricsEndpoint` serves over HTTP.
+``mesh_rpc_server_handling_seconds``), :class:`ClientRpcMetrics` the client side ones
+(``mesh_rpc_client_handled_total`` / ``mesh_rpc_client_handling_seconds``, recorded by
+:class:`meshkit.rpc.client_metrics.ClientMetricsInterceptor`); :func:`register_process_collectors`
+adds prometheus_client's process, platform and GC collectors. Other components register their own
+metrics (e.g. the coordinator's ``mesh_tx_total``) on the same registry, which :class:`MetricsEndpoint`
+serves over HTTP.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    make_wsgi_app,
+)
 
 SHUTDOWN_POLL_SECONDS = 0.05
 
@@ -26,20 +38,35 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service or "unknown", method or "unknown"
 
 
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """Add the process (CPU, memory, fds), platform (Python version) and GC collectors to ``registry``.
+
+    Harmless when they are there already (a registry shared by two servers in one process).
+    """
+    for make in (ProcessCollector, PlatformCollector, GCCollector):
+        try:
+            make(registry=registry)
+        except ValueError:  # "Duplicated timeseries": registered before
+            continue
+
+
 class RpcMetrics:
-    """Counters and latency histogram of the RPCs this process serves."""
+    """Counters and latency histogram of the RPCs this process serves (``side="server"``) or makes."""
+
+    SIDE = "server"
+    DOING = "handled on the server"
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.handled = Counter(
-            "mesh_rpc_server_handled_total",
-            "RPCs completed on the server, by final status code.",
+            f"mesh_rpc_{self.SIDE}_handled_total",
+            f"RPCs completed ({self.DOING}), by final status code.",
             ("service", "method", "code"),
             registry=registry,
         )
         self.handling_seconds = Histogram(
-            "mesh_rpc_server_handling_seconds",
-            "Time the server took to handle an RPC.",
+            f"mesh_rpc_{self.SIDE}_handling_seconds",
+            f"Time an RPC took ({self.DOING}).",
             ("service", "method"),
             buckets=RPC_BUCKETS,
             registry=registry,
@@ -59,6 +86,13 @@ class RpcMetrics:
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """Record one finished call."""
         self.method(full_method).observe(code, seconds)
+
+
+class ClientRpcMetrics(RpcMetrics):
+    """Counters and latency histogram of the RPCs this process makes (mesh channels, branch calls)."""
+
+    SIDE = "client"
+    DOING = "made by this process as a client"
 
 
 class MethodMetrics:

@@ -22,8 +22,10 @@ import grpc
 import grpc.aio
 
 from meshkit.rpc.auth import balanced, client_interceptors
+from meshkit.runtime import logctx
 from meshkit.runtime.config import AuthSettings
-from meshkit.tx.context import TRACEPARENT_KEY, TxContext
+from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.tx.context import TxContext
 from meshkit.tx.target import Target, parse_target
 
 _TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -34,17 +36,13 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
 )
 
+TRACEPARENT_KEY = logctx.TRACEPARENT_KEY
+valid_traceparent = logctx.valid_traceparent
 RawMethod = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
 
 
 def _identity(data: bytes) -> bytes:
     return data
-
-
-def valid_traceparent(value: str) -> bool:
-    """True for a well-formed W3C ``traceparent`` (version 00-fe, non-zero trace id)."""
-    match = _TRACEPARENT_RE.fullmatch(value.strip().lower())
-    return match is not None and match[1] != "ff" and match[2] != "0" * 32
 
 
 def child_traceparent(parent: str | None, seed: str) -> str:
@@ -71,16 +69,20 @@ def branch_metadata(
 
 
 class ChannelPool:
-    """One ``grpc.aio`` channel per ``host:port`` and one raw method callable per target."""
+    """One ``grpc.aio`` channel per ``host:port`` and one raw method callable per target.
+
+    ``metrics``: count every call on them (``mesh_rpc_client_*``).
+    """
 
     def __init__(
         self,
         options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS,
         *,
         auth: AuthSettings | None = None,
+        metrics: ClientRpcMetrics | None = None,
     ) -> None:
         self._options = balanced(options)
-        self._interceptors = client_interceptors(auth)
+        self._interceptors = client_interceptors(auth, metrics=metrics)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[str, tuple[Target, RawMethod]] = {}
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from meshkit.errors import InvalidArgument
+from meshkit.runtime import logctx
 
 GID_KEY = "x-mesh-gid"
 BRANCH_KEY = "x-mesh-branch"
 OP_KEY = "x-mesh-op"
 MODE_KEY = "x-mesh-mode"
-TRACEPARENT_KEY = "traceparent"
+TRACEPARENT_KEY = logctx.TRACEPARENT_KEY
 
 MAX_GID_LEN = 128
 MAX_BRANCH_LEN = 64
@@ -102,6 +103,10 @@ def _as_mapping(metadata: Metadata | Mapping[str, str] | None) -> dict[str, str]
     items = metadata if isinstance(metadata, tuple) or not isinstance(metadata, Mapping) else metadata.items()
     out: dict[str, str] = {}
     for key, value in items:
+        if key == TRACEPARENT_KEY:  # read along (the first one), so a call's metadata is walked once
+            if isinstance(value, str):
+                out.setdefault(key, value)
+            continue
         name = key if key in CONTEXT_KEYS else _context_key(key)  # the usual case first: it is cheaper
         if name is None:
             continue
@@ -137,7 +142,17 @@ def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | 
     Raises :class:`InvalidArgument` naming the key when the context is present but malformed: a key
     given twice, a binary (``-bin``) context key, an unknown op or mode, an op the mode never calls.
     """
+    return _context(_as_mapping(metadata))
+
+
+def read_metadata(metadata: Metadata | Mapping[str, str] | None) -> tuple[TxContext | None, str]:
+    """The context (as :func:`from_metadata`) and the well-formed ``traceparent`` ("" if none) of a call."""
     md = _as_mapping(metadata)
+    parent = md.get(TRACEPARENT_KEY, "")
+    return _context(md), parent if parent and logctx.valid_traceparent(parent) else ""
+
+
+def _context(md: dict[str, str]) -> TxContext | None:
     if GID_KEY not in md:
         return None
     gid = _check_id(GID_KEY, md[GID_KEY], MAX_GID_LEN)

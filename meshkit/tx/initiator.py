@@ -18,6 +18,10 @@ MSG - prepare, run the local transaction through the barrier (op ``msg``, branch
 ``coordinator`` is a :class:`CoordinatorClient` (reuse one per process: it pools the channels), a
 ``Coordinator`` stub, or a ``host:port`` address (a client is then opened and closed per transaction).
 Failed calls raise the domain errors of :mod:`meshkit.errors` (see :func:`meshkit.rpc.status.error_from_rpc`).
+
+Trace: a transaction started while serving a call continues that call's ``traceparent``
+(:data:`meshkit.runtime.logctx.current_traceparent`) unless ``headers`` name one: it joins the
+transaction's headers, so the tries made here and every call the coordinator makes share its trace id.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import AuthSettings
+from meshkit.runtime.logctx import TRACEPARENT_KEY, current_traceparent
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -139,6 +144,15 @@ def _bytes(payload: Payload) -> bytes:
     return payload if isinstance(payload, bytes) else payload.SerializeToString()
 
 
+def traced(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``headers`` plus the current call's ``traceparent`` when they name none and there is one."""
+    out = dict(headers or {})
+    parent = current_traceparent.get()
+    if parent and TRACEPARENT_KEY not in out:
+        out[TRACEPARENT_KEY] = parent
+    return out
+
+
 def _options(
     *,
     timeout_ms: int,
@@ -154,7 +168,7 @@ def _options(
         retry_limit=retry_limit,
         request_timeout_ms=request_timeout_ms,
         concurrent=concurrent,
-        headers=dict(headers or {}),
+        headers=traced(headers),
     )
 
 
@@ -239,7 +253,7 @@ async def tcc(
             headers=headers,
         )
         await _rpc(client.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options)))
-        t = Tcc(client, gid, sorted((headers or {}).items()))
+        t = Tcc(client, gid, sorted(options.headers.items()))
         try:
             yield t
         except BaseException as exc:

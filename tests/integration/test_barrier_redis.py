@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from meshkit.barrier import (
+    BarrierMetrics,
     DuplicateMessage,
     FinalityUnavailable,
     LateTryRejected,
@@ -67,10 +69,16 @@ BODIES = {
 class Bank:
     """Barrier scripts for the account ops of one test, and the account's keys."""
 
-    def __init__(self, client: aioredis.Redis, gid: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        gid: str,
+        clock: Clock | None = None,
+        metrics: BarrierMetrics | None = None,
+    ) -> None:
         self.client = client
         self.gid = gid
-        self.barrier = RedisBarrier(client, clock or SystemClock())
+        self.barrier = RedisBarrier(client, clock or SystemClock(), metrics=metrics)
         self.scripts: dict[Op, RedisBarrierScript] = {op: self.barrier.script(b) for op, b in BODIES.items()}
         self.msg_script = self.barrier.script(MSG_BODY)
         self.account_key = f"acct:{{{gid}}}"
@@ -356,3 +364,25 @@ async def test_script_reloads_after_script_flush(bank: Bank) -> None:
 
     assert await bank.run(Op.CONFIRM) is Outcome.APPLIED  # NOSCRIPT -> reloaded
     assert await bank.account() == (90, 0)
+
+
+async def test_barrier_outcomes_are_counted_on_the_registry_passed_in(
+    redis_client: aioredis.Redis, gid: str
+) -> None:
+    registry = CollectorRegistry()
+    bank = Bank(redis_client, gid, metrics=BarrierMetrics(registry, "stock_svc"))
+    await bank.open()
+
+    assert await bank.run(Op.CANCEL) is Outcome.EMPTY_ROLLBACK
+    with pytest.raises(LateTryRejected):
+        await bank.run(Op.TRY)
+    assert await bank.run(Op.CANCEL) is Outcome.DUPLICATE
+    assert await bank.run(Op.TRY, "02") is Outcome.APPLIED
+
+    def count(outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "mesh_barrier_outcomes_total", {"service": "stock_svc", "outcome": outcome}
+        )
+
+    counts = {o: count(o) for o in ("applied", "duplicate", "empty_rollback", "late_try_rejected")}
+    assert counts == {"applied": 1.0, "duplicate": 1.0, "empty_rollback": 1.0, "late_try_rejected": 1.0}

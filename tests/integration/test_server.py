@@ -16,6 +16,7 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from meshctl.stack.embedded import free_port
 from meshkit.errors import BranchFailure, BranchOngoing, InvalidArgument, NotFound
@@ -25,6 +26,8 @@ from meshkit.rpc.server import MeshServer
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.clock import Clock, ManualClock
 from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.runtime.logging import TxContextFilter
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.context import TxContext, current_tx
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 
@@ -203,6 +206,51 @@ async def test_metrics_count_calls_by_code(running: Running, gid: str) -> None:
     assert f'mesh_rpc_server_handled_total{{code="OK",method="GetStock",{labels}}} 1.0' in body
     assert f'mesh_rpc_server_handled_total{{code="ABORTED",method="GetStock",{labels}}} 1.0' in body
     assert f'mesh_rpc_server_handling_seconds_count{{method="GetStock",{labels}}} 2.0' in body
+
+
+async def test_metrics_endpoint_exports_process_and_python_collectors(running: Running) -> None:
+    url = f"http://127.0.0.1:{running.server.metrics_port}/metrics"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
+        assert f"\n{name} " in body
+    assert "\npython_info{" in body
+    assert "\npython_gc_collections_total{" in body
+
+
+async def test_mesh_channel_counts_client_calls_by_method_and_code(running: Running, gid: str) -> None:
+    registry = CollectorRegistry()
+    metrics = ClientRpcMetrics(registry)
+    async with mesh_channel(running.target, None, metrics=metrics) as channel:
+        stub = stock_pb2_grpc.StockStub(channel)
+        await stub.GetStock(stock_pb2.GetStockRequest(sku="plain"), timeout=5)
+        await stub.GetStock(stock_pb2.GetStockRequest(sku="plain"), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetStock(stock_pb2.GetStockRequest(sku="raise:abort"), timeout=5)
+    labels = {"service": STOCK, "method": "GetStock"}
+    assert registry.get_sample_value("mesh_rpc_client_handled_total", {**labels, "code": "OK"}) == 2.0
+    assert registry.get_sample_value("mesh_rpc_client_handled_total", {**labels, "code": "ABORTED"}) == 1.0
+    assert registry.get_sample_value("mesh_rpc_client_handling_seconds_count", labels) == 3.0
+
+
+async def test_call_log_line_carries_the_callers_trace_id(
+    running: Running, gid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = [*_tx_metadata(gid), ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")]
+    context = TxContextFilter()
+    caplog.handler.addFilter(context)
+    try:
+        with caplog.at_level(logging.INFO, logger="meshkit.rpc"):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await _get(running.target, "raise:abort", metadata)
+            for _ in range(100):  # the client can hear the status before the line is written
+                if any(getattr(r, "gid", "") == gid for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        caplog.handler.removeFilter(context)
+    (line,) = [r for r in caplog.records if getattr(r, "gid", "") == gid]
+    assert line.__dict__["trace_id"] == trace_id
 
 
 async def test_call_log_line_carries_method_code_and_tx_context(

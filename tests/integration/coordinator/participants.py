@@ -29,12 +29,13 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from prometheus_client import CollectorRegistry
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from meshkit.barrier import BARRIER_VERSIONS, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierMetrics, SqlBarrier
 from meshkit.errors import BranchFailure, BranchOngoing, MeshError, TransientError
 from meshkit.infra.migrate import upgrade
 from meshkit.rpc.server import MeshServer
@@ -108,6 +109,7 @@ class Bank:
     metadata: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
     arrived: dict[str, asyncio.Event] = field(default_factory=dict)
     port: int = 0
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # its server's and barrier's
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
     _server: MeshServer | None = None
@@ -120,9 +122,9 @@ class Bank:
         await upgrade(self.db, "barrier", BARRIER_VERSIONS)
         async with self.db.begin() as conn:
             await conn.run_sync(metadata.create_all)
-        self._barrier = SqlBarrier(self.db, self.clock)
+        self._barrier = SqlBarrier(self.db, self.clock, metrics=BarrierMetrics(self.registry, "bank"))
         settings = MeshSettings(server=ServerSettings(host="127.0.0.1", port=0, grace_seconds=0.5))
-        self._server = MeshServer(settings, "bank", [self._register], [SERVICE])
+        self._server = MeshServer(settings, "bank", [self._register], [SERVICE], registry=self.registry)
         self.port = await self._server.start()
         return self
 

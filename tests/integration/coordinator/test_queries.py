@@ -56,8 +56,9 @@ async def test_list_pages_filters_stuck_and_stats(
         await list_transactions(store, cursor="not-a-cursor")
     assert bad.value.field == "cursor"
     await coordinator.runtime.sweeper.refresh_gauges()
-    assert coordinator.metric("mesh_tx_inflight", mode="tcc", status="prepared") == 5
-    assert coordinator.metric("mesh_tx_stuck_unfinished") == 1
+    replica = coordinator.runtime.engine.owner
+    assert coordinator.metric("mesh_tx_inflight", mode="tcc", status="prepared", replica=replica) == 5
+    assert coordinator.metric("mesh_tx_stuck_unfinished", replica=replica) == 1
 
 
 async def _is_stuck(coordinator: RunningCoordinator, gid: str) -> bool:

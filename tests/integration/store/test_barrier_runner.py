@@ -13,9 +13,17 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import DuplicateMessage, LateTryRejected, MessageRolledBack, Outcome, RunnerBarrier
+from meshkit.barrier import (
+    BarrierMetrics,
+    DuplicateMessage,
+    LateTryRejected,
+    MessageRolledBack,
+    Outcome,
+    RunnerBarrier,
+)
 from meshkit.barrier.outcome import BarrierResult
 from meshkit.errors import BranchFailure
 from meshkit.runtime.clock import SystemClock
@@ -119,11 +127,13 @@ def business(owner: str, op: Op, ran: list[Op] | None = None) -> Unit[str]:
 class Harness:
     """A runner barrier over one test account named after the gid."""
 
-    def __init__(self, engine: AsyncEngine, runner: StoreRunner, gid: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, runner: StoreRunner, gid: str, metrics: BarrierMetrics | None = None
+    ) -> None:
         self.engine = engine
         self.runner = runner
         self.gid = gid
-        self.barrier = RunnerBarrier(runner, SystemClock())
+        self.barrier = RunnerBarrier(runner, SystemClock(), metrics=metrics)
         self.ran: list[Op] = []
 
     def call(
@@ -266,3 +276,27 @@ async def test_query_prepared_waits_for_in_flight_local_transaction(harness: Har
     assert (await asyncio.wait_for(local, TIMEOUT)).outcome is Outcome.APPLIED
     await asyncio.wait_for(check, TIMEOUT)  # committed: OK
     assert (await harness.state())[0] == (90, 0)
+
+
+async def test_barrier_outcomes_are_counted_on_the_registry_passed_in(
+    engine: AsyncEngine, runner: StoreRunner, gid: str
+) -> None:
+    await open_account_of(engine, gid)
+    registry = CollectorRegistry()
+    counted = Harness(engine, runner, gid, BarrierMetrics(registry, "points_svc"))
+
+    steps = [
+        Step(Op.CANCEL, Outcome.EMPTY_ROLLBACK),
+        Step(Op.TRY, LateTryRejected),
+        Step(Op.CANCEL, Outcome.DUPLICATE),
+        Step(Op.TRY, Outcome.APPLIED, "02"),
+    ]
+    assert [await counted.step(step) for step in steps] == [step.expect for step in steps]
+
+    def count(outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "mesh_barrier_outcomes_total", {"service": "points_svc", "outcome": outcome}
+        )
+
+    counts = {o: count(o) for o in ("applied", "duplicate", "empty_rollback", "late_try_rejected")}
+    assert counts == {"applied": 1.0, "duplicate": 1.0, "empty_rollback": 1.0, "late_try_rejected": 1.0}

@@ -1,0 +1,91 @@
+"""A client's ``traceparent`` on PlaceOrder reaches every process's log lines (REAL whole stack).
+
+order_svc continues the caller's trace into the placing TCC: the tries it makes, the coordinator's
+lines about the transaction and the participant's call log all carry the client's trace id.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from meshctl.stack import layout
+from meshpb.order.v1 import order_pb2 as opb
+from order_svc.placing.rules import place_gid
+from tests.integration.flows.stack import RPC_SECONDS, Stack, eventually, rpc_error, whole_stack
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with whole_stack(tmp_path_factory.mktemp("trace")) as running:
+        yield running
+
+
+def log_records(stack: Stack, process: str) -> list[dict[str, Any]]:
+    """The JSON log records of ``process`` so far (non-JSON lines, e.g. a subprocess banner, skipped)."""
+    records = []
+    path = layout.log_path(stack.launcher.data_dir, process)
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def lines_of(stack: Stack, process: str, trace_id: str) -> list[dict[str, Any]]:
+    """The records of ``process`` carrying ``trace_id``."""
+    return [r for r in log_records(stack, process) if r.get("trace_id") == trace_id]
+
+
+async def test_client_traceparent_reaches_the_participant_log_line(stack: Stack) -> None:
+    merchant = f"m-{uuid.uuid4().hex[:8]}"
+    scarce = await stack.sku(merchant, 900, 1)
+    user = await stack.user()
+    request_id = f"req-{uuid.uuid4().hex}"
+    gid = place_gid(request_id)
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    request = opb.PlaceOrderRequest(
+        request_id=request_id,
+        user_id=user,
+        items=[opb.OrderItem(sku=scarce, merchant_id=merchant, quantity=2, unit_price_cents=900)],
+    )
+
+    error = await rpc_error(
+        stack.order.PlaceOrder(request, timeout=RPC_SECONDS, metadata=(("traceparent", traceparent),))
+    )
+    assert error.code() is grpc.StatusCode.ABORTED
+
+    # The refused try's call line at stock_svc (INFO: not OK) names the transaction and the trace.
+    async def stock_line() -> list[dict[str, Any]]:
+        return [
+            r for r in lines_of(stack, "stock_svc", trace_id) if r.get("method", "").endswith("/TryReserve")
+        ]
+
+    refused = await eventually(stock_line, bool, 20.0, "the refused try logged at stock_svc")
+    assert refused[0]["gid"] == gid
+    assert refused[0]["branch"] == "stock"
+    assert refused[0]["op"] == "try"
+    assert refused[0]["code"] == "ABORTED"
+
+    # The coordinator's line about the transaction's end carries the gid and the same trace.
+    async def coordinator_lines() -> list[dict[str, Any]]:
+        return [r for r in lines_of(stack, "coordinator", trace_id) if r.get("gid") == gid]
+
+    assert await eventually(coordinator_lines, bool, 20.0, "the coordinator's lines about the gid")
+
+    # And order_svc's own lines: the rollback (with the gid) and the PlaceOrder call (logged once the
+    # answer is on its way, so it may land just after the client saw it).
+    async def order_lines() -> list[dict[str, Any]]:
+        return lines_of(stack, "order_svc", trace_id)
+
+    def complete(found: list[dict[str, Any]]) -> bool:
+        call = any(r.get("method", "").endswith("/PlaceOrder") for r in found)
+        return call and any(r.get("gid") == gid for r in found)
+
+    await eventually(order_lines, complete, 20.0, "order_svc's call and rollback lines")
