@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from prometheus_client import CollectorRegistry
+
 from meshkit.rpc.server import MeshServer, boot
 from meshkit.runtime.clock import SystemClock
 from meshkit.runtime.store_probe import sql_check, watch_stores
@@ -16,8 +18,11 @@ __all__ = ["SERVICE_NAME", "main", "serve"]
 
 async def serve(settings: OrderSettings) -> None:
     """Migrate, serve until SIGTERM/SIGINT, then stop gracefully (server first, then the runtime)."""
-    runtime = await OrderRuntime.start(settings)
-    server = MeshServer(settings, "order_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    registry = CollectorRegistry()
+    runtime = await OrderRuntime.start(settings, registry=registry)
+    server = MeshServer(
+        settings, "order_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED, registry=registry
+    )
     watch_stores(server, [sql_check(runtime.db)], SystemClock())
     server.add_stop_hook(runtime.stop)
     await server.run()

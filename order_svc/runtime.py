@@ -17,15 +17,17 @@ import contextlib
 from dataclasses import dataclass, field
 
 import grpc.aio
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier, SqlBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.runtime.periodic import Periodic
 from meshkit.store import StoreRunner
 from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS
@@ -97,9 +99,17 @@ class OrderRuntime:
     _finality: CoordinatorFinality | None = field(default=None, repr=False)
 
     @classmethod
-    async def start(cls, settings: OrderSettings, *, clock: Clock | None = None) -> OrderRuntime:
-        """Migrate, build the domain and its adapters, start deadlines, sweeper and barrier cleanup."""
+    async def start(
+        cls, settings: OrderSettings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+    ) -> OrderRuntime:
+        """Migrate, build the domain and its adapters, start deadlines, sweeper and barrier cleanup.
+
+        ``registry`` (the server's) gets the barrier-outcome and client RPC metrics.
+        """
         clock = clock or SystemClock()
+        registry = registry if registry is not None else CollectorRegistry()
+        outcomes = BarrierMetrics(registry, "order_svc")
+        calls = ClientRpcMetrics(registry)
         db = create_engine(settings.db)
         try:
             await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
@@ -109,10 +119,10 @@ class OrderRuntime:
         section, peers = settings.order, settings.peers
         store = StoreRunner.for_engine(db, settings.store)
         repo = OrderRepo(db, store)
-        barrier = SqlBarrier(db, clock)
-        coordinator = CoordinatorClient(peers.coordinator, auth=settings.auth)
-        stock = mesh_channel(peers.stock, settings.auth, options=DEFAULT_CHANNEL_OPTIONS)
-        pay = mesh_channel(peers.pay, settings.auth, options=DEFAULT_CHANNEL_OPTIONS)
+        barrier = SqlBarrier(db, clock, metrics=outcomes)
+        coordinator = CoordinatorClient(peers.coordinator, auth=settings.auth, metrics=calls)
+        stock = mesh_channel(peers.stock, settings.auth, options=DEFAULT_CHANNEL_OPTIONS, metrics=calls)
+        pay = mesh_channel(peers.pay, settings.auth, options=DEFAULT_CHANNEL_OPTIONS, metrics=calls)
         deadlines = NatsDeadlines(settings.nats, clock, section.pay_timeout_seconds)
         mesh = GrpcMesh(coordinator, peers, section, barrier)
         canceller = Canceller(repo, mesh, clock)
@@ -128,7 +138,7 @@ class OrderRuntime:
             ),
             payer=Payer(repo, mesh, GrpcPayments(pay, section.request_timeout_seconds), canceller, clock),
             canceller=canceller,
-            branches=OrderBranches(RunnerBarrier(store, clock), deadlines, clock, section),
+            branches=OrderBranches(RunnerBarrier(store, clock, metrics=outcomes), deadlines, clock, section),
             clock=clock,
             settings=section,
         )

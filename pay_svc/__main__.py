@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from prometheus_client import CollectorRegistry
+
 from meshkit.rpc.server import MeshServer, boot
 from meshkit.runtime.store_probe import sql_check, watch_stores
 from pay_svc.config import PaySettings
@@ -15,8 +17,11 @@ __all__ = ["SERVICE_NAME", "main", "serve"]
 
 async def serve(settings: PaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
-    runtime = await PayRuntime.start(settings)
-    server = MeshServer(settings, "pay_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED)
+    registry = CollectorRegistry()
+    runtime = await PayRuntime.start(settings, registry=registry)
+    server = MeshServer(
+        settings, "pay_svc", [runtime.register], [SERVICE_NAME], protected=PROTECTED, registry=registry
+    )
     watch_stores(server, [sql_check(runtime.db)], runtime.clock)
     server.add_stop_hook(runtime.stop)
     try:

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc.aio
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.store import StoreRunner
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
@@ -64,15 +66,26 @@ class PayRuntime:
 
     @classmethod
     async def start(
-        cls, settings: PaySettings, *, clock: Clock | None = None, background: bool = True
+        cls,
+        settings: PaySettings,
+        *,
+        clock: Clock | None = None,
+        background: bool = True,
+        registry: CollectorRegistry | None = None,
     ) -> PayRuntime:
-        """Migrate, build the domain and, unless ``background`` is False, start the background loops."""
+        """Migrate, build the domain and, unless ``background`` is False, start the background loops.
+
+        ``registry`` (the server's) gets the barrier-outcome and client RPC metrics.
+        """
         clock = clock or SystemClock()
+        registry = registry if registry is not None else CollectorRegistry()
         db = create_engine(settings.db)
         await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
         section = settings.pay
         store = StoreRunner.for_engine(db, settings.store)
-        order = GrpcOrderClient(settings.peers.order, section.order_call_seconds, settings.auth)
+        order = GrpcOrderClient(
+            settings.peers.order, section.order_call_seconds, settings.auth, ClientRpcMetrics(registry)
+        )
         domain = PayDomain(
             db,
             settings=section,
@@ -80,7 +93,7 @@ class PayRuntime:
             ids=Snowflake(settings.server.worker_id, clock),
             order=order,
             store=store,
-            barrier=RunnerBarrier(store, clock),
+            barrier=RunnerBarrier(store, clock, metrics=BarrierMetrics(registry, "pay_svc")),
         )
         callbacks = GrpcCallbackClient(settings.server.default_deadline_seconds)
         gateway = GatewaySimulator(domain, callbacks, clock, section)

@@ -11,9 +11,10 @@ import contextlib
 from dataclasses import dataclass, field
 
 import grpc.aio
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, RunnerBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
@@ -63,11 +64,18 @@ class PointsRuntime:
     _cleanup: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
-    async def start(cls, settings: PointsSettings, *, clock: Clock | None = None) -> PointsRuntime:
+    async def start(
+        cls,
+        settings: PointsSettings,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> PointsRuntime:
         """Migrate the database, open the store runner, build the domain, start the barrier cleanup.
 
         The hot path (branch ops, Grant, Refund, GetAccount) runs on the runner; the engine keeps the
-        migrations, the audit and the barrier cleanup.
+        migrations, the audit and the barrier cleanup. ``registry`` (the server's) gets the
+        barrier-outcome metrics.
         """
         clock = clock or SystemClock()
         db = create_engine(settings.db)
@@ -77,7 +85,15 @@ class PointsRuntime:
         except BaseException:
             await db.dispose()
             raise
-        points = Points(runner, RunnerBarrier(runner, clock), PointsRepo(db), clock, settings.points)
+        points = Points(
+            runner,
+            RunnerBarrier(
+                runner, clock, metrics=BarrierMetrics(registry or CollectorRegistry(), "points_svc")
+            ),
+            PointsRepo(db),
+            clock,
+            settings.points,
+        )
         finality = CoordinatorFinality.of(settings.peers.coordinator, settings.auth)
         cleaner = BarrierCleaner(db, settings.barrier, clock, finality)
         runtime = cls(settings, db, runner, points, cleaner, finality)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshkit.barrier import (
     BARRIER_VERSIONS,
     BarrierCleaner,
+    BarrierMetrics,
     RedisBarrier,
     RedisBarrierCleaner,
     RunnerBarrier,
@@ -86,6 +87,7 @@ class StockRuntime:
         """
         clock = clock or SystemClock()
         registry = registry if registry is not None else CollectorRegistry()
+        outcomes = BarrierMetrics(registry, "stock_svc")
         db = create_engine(settings.db)
         redis: Redis | None = None
         runner: StoreRunner | None = None
@@ -99,7 +101,12 @@ class StockRuntime:
             )
             await check_persistence(redis, settings.redis.persistence_check)
             marker_ttl_ms = int(settings.stock.restock_marker_ttl_seconds * 1000)
-            hot = HotStock(redis, RedisBarrier(redis, clock), settings.stock.redis_namespace, marker_ttl_ms)
+            hot = HotStock(
+                redis,
+                RedisBarrier(redis, clock, metrics=outcomes),
+                settings.stock.redis_namespace,
+                marker_ttl_ms,
+            )
             repo = StockRepo(db, clock)
             epoch = RedisEpoch(
                 hot,
@@ -108,7 +115,7 @@ class StockRuntime:
                 window_ms=days_to_ms(settings.barrier.retention_days),
                 metrics=EpochMetrics(registry),
             )
-            stores = StockStores(runner, RunnerBarrier(runner, clock), repo, hot, epoch)
+            stores = StockStores(runner, RunnerBarrier(runner, clock, metrics=outcomes), repo, hot, epoch)
             domain = StockDomain(stores, settings.stock, clock)
             await _check_epoch(domain)
         except BaseException:

@@ -44,6 +44,7 @@ from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import AuthSettings
 from meshkit.runtime.logctx import TRACEPARENT_KEY, current_traceparent
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -64,16 +65,22 @@ class CoordinatorClient:
     """A connection to the coordinator plus a channel pool for the branch calls an initiator makes.
 
     The Coordinator service is mesh-only: pass the process's ``auth`` settings so that every call (to the
-    coordinator and to the branches) carries the mesh credentials (:mod:`meshkit.rpc.auth`).
+    coordinator and to the branches) carries the mesh credentials (:mod:`meshkit.rpc.auth`), and its
+    ``metrics`` to count those calls (``mesh_rpc_client_*``).
     """
 
     def __init__(
-        self, address: str, pool: ChannelPool | None = None, *, auth: AuthSettings | None = None
+        self,
+        address: str,
+        pool: ChannelPool | None = None,
+        *,
+        auth: AuthSettings | None = None,
+        metrics: ClientRpcMetrics | None = None,
     ) -> None:
         self.address = address
-        self._channel = mesh_channel(address, auth)
+        self._channel = mesh_channel(address, auth, metrics=metrics)
         self.stub: CoordinatorAsyncStub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
-        self.pool = pool or ChannelPool(auth=auth)
+        self.pool = pool or ChannelPool(auth=auth, metrics=metrics)
         self._own_pool = pool is None
 
     @classmethod

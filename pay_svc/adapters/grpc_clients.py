@@ -8,6 +8,7 @@ import grpc.aio
 from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.config import AuthSettings
+from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS, child_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
@@ -38,8 +39,14 @@ def own_address(host: str, port: int) -> str:
 class GrpcOrderClient:
     """:class:`pay_svc.adapters.ports.OrderPort` over gRPC to ``peers.order``."""
 
-    def __init__(self, address: str, call_seconds: float, auth: AuthSettings | None = None) -> None:
-        self._channel = mesh_channel(address, auth, options=CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        address: str,
+        call_seconds: float,
+        auth: AuthSettings | None = None,
+        metrics: ClientRpcMetrics | None = None,
+    ) -> None:
+        self._channel = mesh_channel(address, auth, options=CHANNEL_OPTIONS, metrics=metrics)
         self._stub = order_pb2_grpc.OrderStub(self._channel)
         self._call_seconds = call_seconds
 

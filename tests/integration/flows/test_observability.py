@@ -1,13 +1,16 @@
-"""A client's ``traceparent`` on PlaceOrder reaches every process's log lines (REAL whole stack).
+"""Observability on a REAL whole stack: trace propagation into log lines, and the metrics endpoints.
 
-order_svc continues the caller's trace into the placing TCC: the tries it makes, the coordinator's
-lines about the transaction and the participant's call log all carry the client's trace id.
+order_svc continues a client's ``traceparent`` into the placing TCC: the tries it makes, the
+coordinator's lines about the transaction and the participant's call log all carry the client's trace
+id. Every process's ``/metrics`` has the process collectors, its client RPC and barrier counters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +19,7 @@ import grpc
 import pytest
 
 from meshctl.stack import layout
+from meshctl.stack.layout import SERVICES
 from meshpb.order.v1 import order_pb2 as opb
 from order_svc.placing.rules import place_gid
 from tests.integration.flows.stack import RPC_SECONDS, Stack, eventually, rpc_error, whole_stack
@@ -89,3 +93,50 @@ async def test_client_traceparent_reaches_the_participant_log_line(stack: Stack)
         return call and any(r.get("gid") == gid for r in found)
 
     await eventually(order_lines, complete, 20.0, "order_svc's call and rollback lines")
+
+
+def scrape(stack: Stack, process: str) -> str:
+    """The ``/metrics`` text of one process of the stack."""
+    (spec,) = [s for s in SERVICES if s.name == process]
+    url = f"http://127.0.0.1:{spec.metrics_port(stack.launcher.base_port)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: str = response.read().decode()
+    return body
+
+
+def sample(body: str, name: str, **labels: str) -> float:
+    """The value of the series ``name`` whose labels include ``labels`` (summed over the rest)."""
+    total = 0.0
+    for line in body.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+async def test_every_process_exports_process_client_and_barrier_metrics(stack: Stack) -> None:
+    merchant = f"m-{uuid.uuid4().hex[:8]}"
+    sku = await stack.sku(merchant, 500, 10)
+    user = await stack.user(points=100)
+    await stack.place(user, [(sku, merchant, 1, 500)], points=50)
+
+    bodies = {s.name: await asyncio.to_thread(scrape, stack, s.name) for s in SERVICES}
+    for name, body in bodies.items():
+        assert "\nprocess_cpu_seconds_total " in body, name
+        assert "\npython_info{" in body, name
+    order, coordinator = bodies["order_svc"], bodies["coordinator"]
+    # order_svc's calls: the coordinator's Prepare and the tries it makes itself
+    client = "mesh_rpc_client_handled_total"
+    assert sample(order, client, method="Prepare", code="OK") >= 1
+    assert sample(order, client, method="TryReserve", code="OK") >= 1
+    # the coordinator's branch calls, through its channel pool
+    assert sample(coordinator, client, method="ConfirmReserve", code="OK") >= 1
+    assert sample(coordinator, client, method="ConfirmFreeze", code="OK") >= 1
+    # each participant's barrier counted the try and the confirm it applied
+    outcomes = "mesh_barrier_outcomes_total"
+    for process in ("stock_svc", "points_svc", "order_svc"):
+        assert sample(bodies[process], outcomes, service=process, outcome="applied") >= 2, process
+    # store-derived gauges carry the replica, so that max() (not sum()) aggregates them
+    assert 'mesh_tx_stuck_unfinished{replica="' in coordinator
