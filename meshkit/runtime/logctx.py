@@ -4,7 +4,8 @@
 interceptor sets it from the incoming metadata); transactions started while serving continue that
 trace (:mod:`meshkit.tx.initiator`), and every log record carries its ``trace_id``.
 :func:`bound` adds fields to every record logged inside a block (the coordinator binds the ``gid``
-of the transaction it drives). Both cost one contextvar read per record, nothing per call otherwise.
+of the transaction it drives), :func:`tag` for the rest of the current task (a handler tags the
+``order_id`` it serves). Both cost one contextvar read per record, nothing per call otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def bound(**fields: str) -> Iterator[None]:
         yield
     finally:
         log_fields.reset(token)
+
+
+def tag(**fields: str) -> None:
+    """Add ``fields`` to every record logged for the rest of the current task.
+
+    For a gRPC handler: its task ends with the call, and the call's own log line (written by the
+    server interceptor after the handler returned) carries them too.
+    """
+    log_fields.set({**log_fields.get(), **fields})
 
 
 @contextmanager

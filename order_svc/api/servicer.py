@@ -14,6 +14,7 @@ import grpc.aio
 
 from meshkit.barrier import Outcome
 from meshkit.errors import InvalidArgument
+from meshkit.runtime.logctx import tag
 from meshkit.tx.context import OP_KEY, Op, TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb
@@ -23,6 +24,7 @@ from order_svc.flash.service import FlashService
 from order_svc.service import OrderService, check_order_id
 
 Context = grpc.aio.ServicerContext[Any, Any]
+MAX_TAG = 64
 
 
 def branch_context(context: Context, expected: Op) -> TxContext:
@@ -31,6 +33,12 @@ def branch_context(context: Context, expected: Op) -> TxContext:
     if ctx.op is not expected:
         raise InvalidArgument(OP_KEY, f"this method implements {expected.value}, not {ctx.op.value}")
     return ctx
+
+
+def tagged(order_id: str) -> str:
+    """``order_id``, also tagged on every log line of this call (clipped: it may not be checked yet)."""
+    tag(order_id=order_id[:MAX_TAG])
+    return order_id
 
 
 def reply(outcome: Outcome) -> common_pb2.BranchReply:
@@ -50,11 +58,12 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
     async def PlaceOrder(self, request: pb.PlaceOrderRequest, context: Context) -> pb.PlaceOrderResponse:
         """Place one order per merchant in one TCC; idempotent on ``request_id``."""
         result = await self._service.place_order(conversions.place_request(request))
+        tag(order_id=",".join(result.order_ids))
         return pb.PlaceOrderResponse(order_ids=list(result.order_ids), gid=result.gid)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.OrderInfo:
         """One visible order."""
-        return conversions.order_info(await self._service.get_order(request.order_id))
+        return conversions.order_info(await self._service.get_order(tagged(request.order_id)))
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersResponse:
         """A user's orders, newest first, cursor-paged."""
@@ -65,29 +74,29 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
 
     async def Pay(self, request: pb.PayRequest, context: Context) -> pb.PayResponse:
         """Pay with points (TCC) or start an external payment."""
-        outcome = await self._service.pay(request.order_id, conversions.channel_of(request.channel))
+        outcome = await self._service.pay(tagged(request.order_id), conversions.channel_of(request.channel))
         return pb.PayResponse(
             payment_id=outcome.payment_id, token=outcome.token, status=conversions.status_pb(outcome.status)
         )
 
     async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.OrderInfo:
         """Cancel (CREATED) or refund (PAID) an order through the cancel chain."""
-        return conversions.order_info(await self._service.cancel(request.order_id, request.reason))
+        return conversions.order_info(await self._service.cancel(tagged(request.order_id), request.reason))
 
     async def Ship(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:
         """PAID -> SHIPPED."""
-        return conversions.order_info(await self._service.ship(request.order_id))
+        return conversions.order_info(await self._service.ship(tagged(request.order_id)))
 
     async def Complete(self, request: pb.OrderIdRequest, context: Context) -> pb.OrderInfo:
         """SHIPPED -> COMPLETED."""
-        return conversions.order_info(await self._service.complete(request.order_id))
+        return conversions.order_info(await self._service.complete(tagged(request.order_id)))
 
     async def PaymentSucceeded(
         self, request: pb.PaymentSucceededRequest, context: Context
     ) -> pb.PaymentSucceededResponse:
         """pay_svc reports a verified external payment."""
         verdict = await self._service.payment_succeeded(
-            request.order_id, request.payment_id, request.amount_cents
+            tagged(request.order_id), request.payment_id, request.amount_cents
         )
         return pb.PaymentSucceededResponse(
             accepted=verdict.accepted, status=conversions.status_pb(verdict.status)
@@ -137,16 +146,19 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
     async def TryMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """Take the pay lock."""
         ctx = branch_context(context, Op.TRY)
+        tagged(request.order_id)
         return reply(await self._service.branches.try_mark_paid(ctx, conversions.mark_paid(request)))
 
     async def ConfirmMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """CREATED -> PAID."""
         ctx = branch_context(context, Op.CONFIRM)
+        tagged(request.order_id)
         return reply(await self._service.branches.confirm_mark_paid(ctx, conversions.mark_paid(request)))
 
     async def CancelMarkPaid(self, request: pb.MarkPaidBranch, context: Context) -> common_pb2.BranchReply:
         """Release the pay lock."""
         ctx = branch_context(context, Op.CANCEL)
+        tagged(request.order_id)
         return reply(await self._service.branches.cancel_mark_paid(ctx, conversions.mark_paid(request)))
 
     async def QueryPrepared(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:
@@ -158,5 +170,5 @@ class OrderServicer(order_pb2_grpc.OrderServicer):
     async def FinishRefund(self, request: pb.OrderIdRequest, context: Context) -> common_pb2.BranchReply:
         """REFUNDING -> REFUNDED."""
         ctx = branch_context(context, Op.ACTION)
-        order_id = check_order_id(request.order_id)
+        order_id = check_order_id(tagged(request.order_id))
         return reply(await self._service.branches.finish_refund(ctx, order_id))

@@ -140,3 +140,19 @@ async def test_every_process_exports_process_client_and_barrier_metrics(stack: S
         assert sample(bodies[process], outcomes, service=process, outcome="applied") >= 2, process
     # store-derived gauges carry the replica, so that max() (not sum()) aggregates them
     assert 'mesh_tx_stuck_unfinished{replica="' in coordinator
+
+
+async def test_order_calls_log_their_order_id(stack: Stack) -> None:
+    merchant = f"m-{uuid.uuid4().hex[:8]}"
+    sku = await stack.sku(merchant, 300, 5)
+    user = await stack.user()
+    (order_id,) = (await stack.place(user, [(sku, merchant, 1, 300)])).order_ids
+    await stack.cancel(order_id)
+
+    async def cancel_lines() -> list[dict[str, Any]]:
+        return [r for r in log_records(stack, "order_svc") if r.get("method", "").endswith("/Cancel")]
+
+    (line,) = await eventually(cancel_lines, bool, 20.0, "order_svc's Cancel call line")
+    assert (line["order_id"], line["code"]) == (order_id, "OK")
+    placed = [r for r in log_records(stack, "order_svc") if r.get("method", "").endswith("/PlaceOrder")]
+    assert order_id in [r.get("order_id") for r in placed]
