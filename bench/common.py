@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshctl.audit.clients import MeshAddresses
+from meshctl.stack import stackfile
 from meshctl.stack.endpoints import TOKEN_FILE
 from meshctl.stack.launcher import StackLauncher, free_base_port
 from meshkit.runtime.clock import SystemClock
@@ -25,6 +27,13 @@ class BenchStack:
     launcher: StackLauncher
     addresses: MeshAddresses
     admin_token: str
+
+    def pids(self) -> dict[str, int]:
+        """Process name -> pid of every service, Redis and NATS of the stack (from its ``stack.json``)."""
+        state = stackfile.load(self.launcher.data_dir)
+        if state is None:
+            return {}
+        return {p.name: p.pid for p in (*state.services(), *state.infra())}
 
 
 @asynccontextmanager
@@ -107,6 +116,69 @@ async def closed_loop(call: Call, *, concurrency: int, seconds: float, label: st
     return result
 
 
+async def fixed_count(call: Call, *, total: int, concurrency: int, label: str) -> LoadResult:
+    """``concurrency`` workers making exactly ``total`` calls ``call(0..total-1)`` between them."""
+    result = LoadResult(concurrency)
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for n in counter:  # the workers share the iterator: each n is called once
+            started = time.monotonic()
+            try:
+                await call(n)
+            except Exception as exc:  # counted and shown: a benchmark keeps going
+                result.errors += 1
+                if result.errors <= MAX_ERRORS_SHOWN:
+                    print(f"  {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            result.latencies.append(time.monotonic() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc/<pid>/stat``), 0.0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuMeter:
+    """The CPU time of named processes (``client`` = this process unless named otherwise)."""
+
+    pids: Mapping[str, int]
+
+    @classmethod
+    def of(cls, pids: Mapping[str, int], *, client: bool = True) -> CpuMeter:
+        """A meter of ``pids`` plus, with ``client``, this process as ``client``."""
+        return cls({**pids, "client": os.getpid()} if client else dict(pids))
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds of every process so far."""
+        return {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+
+
+def cpu_used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU seconds each process used between two :meth:`CpuMeter.read` (names of ``after``)."""
+    return {name: max(0.0, after[name] - before.get(name, 0.0)) for name in after}
+
+
+def ms_per_unit(cpu: Mapping[str, float], units: int) -> dict[str, float]:
+    """CPU milliseconds per unit of work of each process (0.0 for every one when nothing was done)."""
+    return {name: (seconds * 1000 / units if units else 0.0) for name, seconds in cpu.items()}
+
+
+def ratio(value: float, reference: float) -> float:
+    """``value / reference``, 0.0 when the reference is 0."""
+    return value / reference if reference else 0.0
+
+
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A plain aligned table (first column left, the others right)."""
     cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
@@ -126,3 +198,29 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
 
 def _cell(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One measured phase of the overview: its load and the CPU each process used meanwhile."""
+
+    group: str
+    name: str
+    backend: str
+    load: LoadResult
+    cpu: Mapping[str, float]
+
+    @property
+    def rate(self) -> float:
+        """Successful units per second."""
+        return self.load.rate
+
+    @property
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU milliseconds per successful unit, per process."""
+        return ms_per_unit(self.cpu, self.load.count)
+
+    @property
+    def total_cpu_ms(self) -> float:
+        """CPU milliseconds per successful unit, all processes together."""
+        return sum(self.cpu_ms.values())
