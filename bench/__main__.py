@@ -1,6 +1,10 @@
-"""``python -m bench``: run every benchmark; ``python -m bench NAME [options]`` runs one.
+"""``python -m bench``: the overview of every scenario; ``python -m bench NAME [options]`` runs one.
 
-Each benchmark is a module of this package with ``main(argv) -> int``; register it in ``BENCHES``.
+With no name it runs :mod:`bench.overview` with its defaults: the physical references, TCC / saga / MSG
+direct and through the coordinator, PlaceOrder and a flash-sale burst on SQLite and MariaDB, and the
+issue 11 targets next to the measured values. Each benchmark is a module of this package with
+``main(argv) -> int``; register it in ``BENCHES``. The ``SLOW`` ones (minutes each) are never part of
+the overview: run them by name.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from typing import cast
 
 # name -> module
 BENCHES: dict[str, str] = {
+    "overview": "bench.overview",
+    "participant_unit": "bench.participant_unit",
+    "msg_overhead": "bench.msg_overhead",
     "place_order": "bench.place_order",
     "tcc_overhead": "bench.tcc_overhead",
     "admin_scale": "bench.admin_scale",
@@ -21,9 +28,11 @@ BENCHES: dict[str, str] = {
 # Left out of the default run (several minutes each): run them by name.
 SLOW: frozenset[str] = frozenset({"admin_scale"})
 
+DEFAULT = "overview"
+
 USAGE = (
     "usage: python -m bench [NAME [options]]\n"
-    "  no NAME: run every benchmark with its defaults, except the slow ones"
+    "  no NAME: the overview (references, every scenario, the targets); not the slow ones"
     f" ({', '.join(sorted(SLOW))}: run them by name)\n"
     f"  NAME: one of {', '.join(BENCHES)} (python -m bench NAME --help for its options)"
 )
@@ -37,17 +46,13 @@ def run_one(name: str, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch; the exit code is the worst of the benchmarks run."""
+    """Dispatch; the exit code is the benchmark's."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     if not args:
-        codes = []
-        for name in (n for n in BENCHES if n not in SLOW):
-            print(f"\n=== bench {name}", flush=True)
-            codes.append(run_one(name, []))
-        return max(codes, default=0)
+        return run_one(DEFAULT, [])
     name, rest = args[0], args[1:]
     if name not in BENCHES:
         print(f"unknown benchmark {name!r}\n{USAGE}", file=sys.stderr)
