@@ -33,6 +33,9 @@ async def login_page(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     """Check the token (constant time, rate-limited per client address) and start a session."""
+    # The body is read (the only await) before the limit is checked: from here to limiter.failed nothing
+    # yields, so requests racing in parallel cannot all pass the check before any failure is counted.
+    form = await checked_form(request)
     console = state_of(request)
     key = _client_key(request)
     wait = console.limiter.retry_after(key)
@@ -46,7 +49,6 @@ async def login(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
-    form = await checked_form(request)
     name = str(form.get("name", "")).strip()
     token = str(form.get("token", ""))
     target = _safe_next(str(form.get("next", "/")))

@@ -6,9 +6,12 @@ The Admin client points at a loopback port nothing listens on: these tests never
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -202,3 +205,41 @@ def test_next_cannot_send_the_browser_elsewhere(client: TestClient) -> None:
         follow_redirects=False,
     )
     assert reply.headers["location"] == "/"
+
+
+async def test_concurrent_failed_logins_cannot_bypass_the_limit(clock: ManualClock) -> None:
+    """Every body is held back until all requests are in flight: only ``login_failures`` get checked."""
+    section = ConsoleSection(login_failures=3, login_window_seconds=60)
+    target = AdminTarget("127.0.0.1:9", TOKEN, timeout_seconds=0.5)
+    app = create_app(section, "unit-session-secret", target, None, clock_of(clock))
+    attempts = 20
+    gate, all_waiting = asyncio.Event(), asyncio.Event()
+    waiting = 0
+
+    async def held_body(body: bytes) -> AsyncIterator[bytes]:
+        nonlocal waiting
+        waiting += 1
+        if waiting == attempts:
+            all_waiting.set()
+        await gate.wait()
+        yield body
+
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+    ):
+        match = CSRF_RE.search((await client.get("/login")).text)
+        assert match
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+
+        async def attempt(i: int) -> int:
+            body = urlencode({"csrf_token": match.group(1), "name": "eve", "token": f"guess{i}"}).encode()
+            reply = await client.post("/login", content=held_body(body), headers=headers)
+            return reply.status_code
+
+        tasks = [asyncio.create_task(attempt(i)) for i in range(attempts)]
+        await all_waiting.wait()  # every request is in the app, waiting for its body
+        gate.set()
+        codes = await asyncio.gather(*tasks)
+    assert sorted(codes) == [401] * 3 + [429] * (attempts - 3)
