@@ -24,9 +24,10 @@ BENCHES: dict[str, str] = {
     "admin_scale": "bench.admin_scale",
     "rpc_overhead": "bench.rpc_overhead",
     "branch_ops": "bench.branch_ops",
+    "timers": "bench.timers",
 }
 # Left out of the default run (several minutes each): run them by name.
-SLOW: frozenset[str] = frozenset({"admin_scale"})
+SLOW: frozenset[str] = frozenset({"admin_scale", "timers"})
 
 DEFAULT = "overview"
 

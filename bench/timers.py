@@ -1,0 +1,235 @@
+"""Timers at scale: how late 10,000 transaction timeouts fire, with NATS up and with NATS stopped.
+
+``python -m bench timers [--count N] [--window S] [--lead S] [--variants up,down]``
+
+Per variant, a fresh coordinator process (SQLite store, ``/metrics`` on) and three participant
+processes (:mod:`bench.participant`) start, plus an embedded ``nats-server`` for the coordinator's
+JetStream timers. ``--count`` PREPARED TCC transactions (one registered branch each, on the
+participants round robin) are filled through ``Prepare`` with timeouts whose deadlines are spread
+evenly over ``--window`` seconds, starting ``--lead`` seconds after the fill began. Variant ``down``
+stops ``nats-server`` once the fill is done, before the first deadline (the schedules are lost; local
+wake-ups and the store sweeper must do the work).
+
+When every transaction is final, the coordinator's store tells per transaction when it entered
+``ABORTING`` (its history) and when it finished; lateness = entering ``ABORTING`` - the deadline.
+Printed: p50 / p99 / max lateness, how long after the last deadline the last one finished, the drain
+rate (aborts per second from the first deadline to the last finish), the coordinator's CPU ms per
+abort, and what picked the work up (``mesh_timer_lateness_seconds_count`` by source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import secrets
+import sqlite3
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import percentile
+from bench.participant import account_name
+from bench.tcc_overhead import BENCH_AUTH, Mesh, cpu_seconds, running_mesh
+from meshctl.stack.embedded import NatsServer, free_port
+from meshkit.tx.initiator import CoordinatorClient
+from meshpb.common.v1 import common_pb2
+from meshpb.coordinator.v1 import coordinator_pb2 as pb
+
+FILL_CONCURRENCY = 64
+ABORTING = 4
+DRAIN_LIMIT_SECONDS = 180.0
+SOURCE_RE = re.compile(r'^mesh_timer_lateness_seconds_count\{[^}]*source="(\w+)"[^}]*\}\s+([0-9.e+]+)', re.M)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one variant measured."""
+
+    variant: str
+    count: int
+    fill_seconds: float
+    p50: float
+    p99: float
+    worst: float
+    after_last: float
+    drain_rate: float
+    cpu_ms_per_abort: float
+    fired_by: dict[str, int]
+    unfinished: int
+
+
+def fired_by(metrics_port: int) -> dict[str, int]:
+    """``mesh_timer_lateness_seconds_count`` per source, from the coordinator's ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    counts: dict[str, int] = {}
+    for source, value in SOURCE_RE.findall(text):
+        counts[source] = counts.get(source, 0) + int(float(value))
+    return counts
+
+
+def branch(mesh: Mesh, n: int) -> pb.Branch:
+    """One TCC branch on participant ``n % 3`` (only its cancel will ever run)."""
+    payload = common_pb2.SkuQuantity(sku=account_name(n), quantity=1).SerializeToString()
+    i = n % len(mesh.participants)
+    return pb.Branch(
+        branch_id="01",
+        action=mesh.target(i, "Try"),
+        confirm=mesh.target(i, "Confirm"),
+        cancel=mesh.target(i, "Cancel"),
+        payload=payload,
+    )
+
+
+async def fill(mesh: Mesh, prefix: str, count: int, first_deadline_ms: int, window_ms: int) -> None:
+    """Prepare ``count`` TCC transactions whose deadlines spread over ``window_ms`` from the first."""
+    client = CoordinatorClient(mesh.coordinator, auth=BENCH_AUTH)
+    todo = iter(range(count))
+
+    async def worker() -> None:
+        for n in todo:
+            deadline = first_deadline_ms + n * window_ms // count
+            timeout_ms = max(10, deadline - int(time.time() * 1000))
+            gid = f"{prefix}{n:06d}"
+            options = pb.TxOptions(timeout_ms=timeout_ms)
+            await client.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options))
+            await client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(mesh, n)))
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(FILL_CONCURRENCY)))
+    finally:
+        await client.close()
+
+
+def read_outcome(db: Path, prefix: str) -> list[tuple[int, int | None, int | None]]:
+    """Per transaction: (deadline, entered ABORTING, finished) in epoch ms."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        return conn.execute(
+            "SELECT g.timeout_at,"
+            " (SELECT MIN(e.at) FROM trans_event e WHERE e.gid = g.gid AND e.to_status = ?), g.finished_at"
+            " FROM trans_global g WHERE g.gid LIKE ?",
+            (ABORTING, f"{prefix}%"),
+        ).fetchall()
+
+
+def wait_drained(db: Path, prefix: str, count: int, limit_seconds: float) -> None:
+    """Wait until ``count`` transactions of ``prefix`` are finished, or ``limit_seconds`` passed."""
+    stop_at = time.monotonic() + limit_seconds
+    while time.monotonic() < stop_at:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            (done,) = conn.execute(
+                "SELECT COUNT(*) FROM trans_global WHERE gid LIKE ? AND finished_at IS NOT NULL",
+                (f"{prefix}%",),
+            ).fetchone()
+        if done >= count:
+            return
+        time.sleep(0.5)
+
+
+def run_variant(variant: str, count: int, window: float, lead: float) -> Figures:
+    """One variant in a fresh working directory: fill, (stop NATS), wait for the drain, measure."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-timers-{variant}-") as tmp:
+        workdir = Path(tmp)
+        nats = NatsServer(workdir / "nats")
+        nats.start()
+        metrics_port = free_port()
+        env = {
+            "MESH_NATS__ENABLED": "true",
+            "MESH_NATS__URL": nats.url,
+            "MESH_SERVER__METRICS_PORT": str(metrics_port),
+            "MESH_ADMIN__TOKEN": secrets.token_hex(16),
+        }
+        try:
+            with running_mesh(workdir, None, coordinator_env=env) as mesh:
+                time.sleep(2.0)  # the coordinator connects to NATS in the background
+                prefix = f"tmr-{uuid.uuid4().hex[:8]}-"
+                started = time.monotonic()
+                first_deadline = int((time.time() + lead) * 1000)
+                asyncio.run(fill(mesh, prefix, count, first_deadline, int(window * 1000)))
+                fill_seconds = time.monotonic() - started
+                if variant == "down":
+                    nats.stop()
+                before_sources = fired_by(metrics_port)
+                cpu_before = cpu_seconds(mesh.coordinator_pid)
+                wait_drained(workdir / "coordinator.db", prefix, count, lead + window + DRAIN_LIMIT_SECONDS)
+                cpu_used = cpu_seconds(mesh.coordinator_pid) - cpu_before
+                after_sources = fired_by(metrics_port)
+                rows = read_outcome(workdir / "coordinator.db", prefix)
+        finally:
+            nats.stop()
+    return figures(variant, rows, fill_seconds, cpu_used, _diff(after_sources, before_sources), count)
+
+
+def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+def figures(  # noqa: PLR0917 - one call site, each value named there
+    variant: str,
+    rows: Sequence[tuple[int, int | None, int | None]],
+    fill_seconds: float,
+    cpu_used: float,
+    sources: dict[str, int],
+    count: int,
+) -> Figures:
+    """Lateness percentiles, drain rate and CPU per abort from the stored outcome."""
+    late = sorted((aborted - deadline) / 1000 for deadline, aborted, _ in rows if aborted is not None)
+    finished = [done for _, _, done in rows if done is not None]
+    first_deadline = min(deadline for deadline, _, _ in rows)
+    last_deadline = max(deadline for deadline, _, _ in rows)
+    last_finish = max(finished, default=last_deadline)
+    drain_seconds = max(0.001, (last_finish - first_deadline) / 1000)
+    return Figures(
+        variant,
+        count,
+        fill_seconds,
+        percentile(late, 0.50),
+        percentile(late, 0.99),
+        late[-1] if late else 0.0,
+        (last_finish - last_deadline) / 1000,
+        len(finished) / drain_seconds,
+        cpu_used * 1000 / max(1, len(finished)),
+        sources,
+        count - len(finished),
+    )
+
+
+def report(results: Sequence[Figures], window: float, lead: float) -> None:
+    """Print one line per variant."""
+    print(
+        f"\ntimer lateness: TCC timeouts spread over {window:.0f} s"
+        f" (first {lead:.0f} s after the fill began), SQLite store, sweep interval 3 s (default)"
+    )
+    header = (
+        f"{'variant':<10}{'tx':>7}{'fill s':>8}{'p50 s':>8}{'p99 s':>8}{'max s':>8}{'last+ s':>9}"
+        f"{'aborts/s':>10}{'cpu ms/abort':>14}{'unfinished':>12}  fired by"
+    )
+    print(header)
+    for r in results:
+        sources = ", ".join(f"{k} {v}" for k, v in sorted(r.fired_by.items(), key=lambda kv: -kv[1]))
+        print(
+            f"{'NATS ' + r.variant:<10}{r.count:>7}{r.fill_seconds:>8.1f}{r.p50:>8.2f}{r.p99:>8.2f}"
+            f"{r.worst:>8.2f}{r.after_last:>9.2f}{r.drain_rate:>10.0f}{r.cpu_ms_per_abort:>14.2f}"
+            f"{r.unfinished:>12}  {sources}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m bench timers``."""
+    parser = argparse.ArgumentParser(prog="bench timers", description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000, help="transactions (deadlines) per variant")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds the deadlines spread over")
+    parser.add_argument("--lead", type=float, default=20.0, help="seconds from the fill start to the first")
+    parser.add_argument("--variants", default="up,down", help="comma-separated: up (NATS up), down")
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in ("up", "down") for v in variants) or args.count < 1:
+        parser.error("--variants takes up and/or down; --count must be positive")
+    results = [run_variant(v, args.count, args.window, args.lead) for v in variants]
+    report(results, args.window, args.lead)
+    return 0 if all(r.unfinished == 0 for r in results) else 1
