@@ -169,7 +169,7 @@ class OrderRuntime:
             queue,
             flash_sweeper,
         )
-        deadlines.start(service.expire)
+        deadlines.start(service.expire_many)
         sweeper.start()
         queue.start(jobs.run, flash.on_restocked)
         flash_sweeper.start()

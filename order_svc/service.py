@@ -6,9 +6,11 @@ No grpc here: peers are reached through the protocols of :mod:`order_svc.adapter
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
+from collections.abc import Sequence
 
 from meshkit.errors import InvalidArgument, MeshError
 from meshkit.runtime.clock import Clock, now_ms
@@ -40,6 +42,8 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_CURSOR_LEN = 128
 API = "api"
+EXPIRE_CONCURRENCY = 32  # overdue orders cancelled at once (each is a cancel chain on the mesh)
+MAX_SWEEP_ROUNDS = 20  # batches of overdue orders per sweep
 
 
 def check_order_id(order_id: str, field: str = "order_id") -> str:
@@ -176,13 +180,35 @@ class OrderService:
         """The pay deadline of ``order_id`` fired: cancel it if still overdue."""
         return await self.canceller.expire(order_id)
 
+    async def expire_many(self, order_ids: Sequence[str]) -> int:
+        """Pay deadlines fired: cancel those still overdue, :data:`EXPIRE_CONCURRENCY` at a time.
+
+        Returns how many were cancelled; one that cannot be cancelled now (the mesh unreachable) is
+        logged and left to the next fire or sweep.
+        """
+        limit = asyncio.Semaphore(EXPIRE_CONCURRENCY)
+
+        async def one(order_id: str) -> bool:
+            async with limit:
+                try:
+                    return await self.canceller.expire(order_id)
+                except MeshError as exc:
+                    log.warning("order %s not cancelled yet (%s)", order_id, exc)
+                    return False
+
+        return sum(await asyncio.gather(*(one(order_id) for order_id in order_ids)))
+
     async def sweep_once(self) -> int:
-        """One sweep: cancel overdue orders, settle lost PlaceOrder requests; how many were handled."""
+        """One sweep: cancel overdue orders, settle lost PlaceOrder requests; how many were handled.
+
+        Overdue orders are taken most overdue first, ``sweep_batch`` at a time, until a batch comes
+        back short (at most :data:`MAX_SWEEP_ROUNDS` batches per sweep).
+        """
         batch = self._settings.sweep_batch
         handled = 0
-        for order_id in await self.repo.overdue(now_ms(self._clock), batch):
-            try:
-                handled += int(await self.canceller.expire(order_id))
-            except MeshError as exc:
-                log.warning("sweeper: order %s not cancelled yet (%s)", order_id, exc)
+        for _ in range(MAX_SWEEP_ROUNDS):
+            due = await self.repo.overdue(now_ms(self._clock), batch)
+            handled += await self.expire_many(due)
+            if len(due) < batch:
+                break
         return handled + await self.placement.sweep(batch)

@@ -3,13 +3,14 @@
 Stream ``MESH_COORD_TIMERS`` (work-queue retention, message schedules on) holds, per gid, at most one
 pending schedule on ``mesh.coord.timer.at.<token>`` targeting ``mesh.coord.timer.fire.<token>``
 (``token`` = the gid in unpadded base64url, since gids may contain dots). Re-scheduling replaces the
-pending schedule. Every replica consumes the fire subjects through one shared durable consumer; a
-fire makes the engine re-read the transaction and act only if it is due (stale and duplicate fires
-are harmless), and a fire that arrives early becomes a local wake-up at the due time. Fired messages
-are acked and so leave the work-queue stream.
+pending schedule. Every replica consumes the fire subjects through one shared durable *pull* consumer,
+fetching up to :data:`FETCH_BATCH` fires at a time; each fire is a hint handed to the engine's batch
+claimer (:meth:`~coordinator.engine.service.TxEngine.poke`), which claims the due ones of a burst with
+one statement and drops the rest (stale and duplicate fires are harmless); a fire that arrives early
+becomes a local wake-up at the due time. Fired messages are acked and so leave the work-queue stream.
 
 Publishing happens in the background, coalesced per gid; when NATS is unreachable, schedules are
-dropped (with a log line) and the store sweeper does the work a little later.
+dropped (a summary log line every :data:`WARN_EVERY_SECONDS`) and the store sweeper does the work.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import asyncio
 import base64
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from coordinator.engine.service import TxEngine
-from meshkit.infra.nats import create_stream_if_missing, schedule_at, subscribe_explicit_ack
+from meshkit.infra.nats import create_stream_if_missing, schedule_at
+from meshkit.infra.nats_batches import BatchConsumer
 from meshkit.runtime.clock import Clock, now_ms
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ DURABLE = "coordinator-timers"
 DUE_HEADER = "Mesh-Due-Ms"
 MAX_AGE_SECONDS = 8 * 24 * 3600.0  # above the longest timeout (7 days) plus backoff
 PUBLISH_BATCH = 64
+FETCH_BATCH = 256
 MAX_PENDING = 100_000
 WARN_EVERY_SECONDS = 10.0  # failed publishes are summarised at most this often
 
@@ -76,16 +79,22 @@ class JetStreamTimers:
         self._pending: dict[str, int] = {}
         self._wakeup = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
-        self._subscription: Subscription | None = None
+        self._consumer = BatchConsumer(
+            self._js,
+            stream=STREAM,
+            subject=f"{FIRE_PREFIX}.>",
+            durable=DURABLE,
+            handler=self._on_fires,
+            clock=clock,
+            batch=FETCH_BATCH,
+        )
         self._dropped = 0
         self._last_warning = -WARN_EVERY_SECONDS
 
     async def start(self) -> None:
         """Declare the stream, subscribe to fires, start the publisher, and register with the engine."""
         await ensure_timer_stream(self._js, self._replicas)
-        self._subscription = await subscribe_explicit_ack(
-            self._js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
-        )
+        await self._consumer.start()
         self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="timer-publisher")
         self._engine.add_timer(self)
 
@@ -97,10 +106,7 @@ class JetStreamTimers:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
             self._publisher = None
-        if self._subscription is not None:
-            with contextlib.suppress(NatsError, asyncio.CancelledError):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        await self._consumer.stop()
 
     # ------------------------------------------------------------------ TimerSink
 
@@ -128,7 +134,18 @@ class JetStreamTimers:
             self._wakeup.clear()
             while self._pending:
                 batch = [self._pending.popitem() for _ in range(min(PUBLISH_BATCH, len(self._pending)))]
+                if not self._client.is_connected:
+                    self._drop(len(batch), "NATS is not connected")
+                    continue
                 await asyncio.gather(*(self._publish(gid, at_ms) for gid, at_ms in batch))
+
+    def _drop(self, count: int, why: str) -> None:
+        """Count schedules not published; say so at most every :data:`WARN_EVERY_SECONDS`."""
+        self._dropped += count
+        now = self._clock.monotonic()
+        if now - self._last_warning >= WARN_EVERY_SECONDS:
+            log.warning("%d timers not scheduled (%s); the sweeper will pick them up", self._dropped, why)
+            self._dropped, self._last_warning = 0, now
 
     async def _publish(self, gid: str, at_ms: int) -> None:
         token = subject_token(gid)
@@ -142,17 +159,20 @@ class JetStreamTimers:
                 headers={DUE_HEADER: str(at_ms)},
             )
         except (TimeoutError, NatsError) as exc:
-            log.warning("timer for %s not scheduled (%s); the sweeper will pick it up", gid, exc)
+            self._drop(1, str(exc) or type(exc).__name__)
 
     # ------------------------------------------------------------------ fires
 
-    async def _on_fire(self, msg: Msg) -> None:
-        gid = msg.data.decode(errors="replace")
-        due = _due_ms(msg)
-        if due is not None and due > now_ms(self._clock):
-            self._engine.remind(gid, due)  # early (clock skew): wake locally at the due time
-            return
-        self._engine.poke(gid, "jetstream")
+    async def _on_fires(self, messages: Sequence[Msg]) -> None:
+        """A fetched batch of fires: each due one is a hint for the engine's batch claimer."""
+        now = now_ms(self._clock)
+        for msg in messages:
+            gid = msg.data.decode(errors="replace")
+            due = _due_ms(msg)
+            if due is not None and due > now:
+                self._engine.remind(gid, due)  # early (clock skew): wake locally at the due time
+            else:
+                self._engine.poke(gid, "jetstream")
 
 
 def _due_ms(msg: Msg) -> int | None:

@@ -2,9 +2,11 @@
 
 Stream ``MESH_ORDER_DEADLINES`` (work-queue retention, message schedules on) holds one pending schedule
 per order on ``mesh.order.deadline.at.<order_id>`` targeting ``mesh.order.deadline.fire.<order_id>``.
-Every order_svc replica consumes the fire subjects through one shared durable consumer; a fire runs
-:meth:`order_svc.service.OrderService.expire`, which re-reads the order and cancels it only if it is
-still overdue (stale and duplicate fires are harmless). A fire that comes early is scheduled again.
+Every order_svc replica consumes the fire subjects through one shared durable pull consumer, up to
+:data:`FETCH_BATCH` fires per fetch; a batch goes to
+:meth:`order_svc.service.OrderService.expire_many`, which re-reads each order and cancels it only if it
+is still overdue (stale and duplicate fires are harmless), several at once. A fire that comes early is
+scheduled again.
 
 NATS is optional at every moment: until it answers, schedules are dropped with a log line and the
 sweeper cancels overdue orders a little later.
@@ -15,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
@@ -28,8 +29,8 @@ from meshkit.infra.nats import (
     connect,
     create_stream_if_missing,
     schedule_at,
-    subscribe_explicit_ack,
 )
+from meshkit.infra.nats_batches import BatchConsumer
 from meshkit.runtime.clock import Clock
 from meshkit.runtime.config import NatsSettings
 
@@ -45,8 +46,9 @@ MIN_MAX_AGE_SECONDS = 8 * 24 * 3600.0
 RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 60.0
 PUBLISH_TIMEOUT_SECONDS = 2.0
+FETCH_BATCH = 256
 
-Expire = Callable[[str], Awaitable[bool]]
+ExpireMany = Callable[[Sequence[str]], Awaitable[int]]
 
 
 async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float, replicas: int = 1) -> None:
@@ -76,17 +78,17 @@ class NatsDeadlines:
         self._name = name
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
-        self._subscription: Subscription | None = None
+        self._consumer: BatchConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._expire: Expire | None = None
+        self._expire: ExpireMany | None = None
 
     @property
     def connected(self) -> bool:
         """True once the stream is declared and fires are consumed."""
-        return self._js is not None and self._subscription is not None
+        return self._js is not None and self._consumer is not None
 
-    def start(self, expire: Expire) -> None:
-        """Connect in the background (retrying) and hand every fire to ``expire``."""
+    def start(self, expire: ExpireMany) -> None:
+        """Connect in the background (retrying) and hand every fetched batch of due fires to ``expire``."""
         self._expire = expire
         if self._settings.enabled:
             self._task = asyncio.get_running_loop().create_task(self._connect_loop(), name="order-deadlines")
@@ -99,9 +101,17 @@ class NatsDeadlines:
                 client = await connect(self._settings, self._name)
                 js = client.jetstream()
                 await ensure_deadline_stream(js, self._max_age, self._settings.stream_replicas)
-                self._subscription = await subscribe_explicit_ack(
-                    js, f"{FIRE_PREFIX}.>", DURABLE, self._on_fire
+                consumer = BatchConsumer(
+                    js,
+                    stream=STREAM,
+                    subject=f"{FIRE_PREFIX}.>",
+                    durable=DURABLE,
+                    handler=self._on_fires,
+                    clock=self._clock,
+                    batch=FETCH_BATCH,
                 )
+                await consumer.start()
+                self._consumer = consumer
             except Exception as exc:
                 log.warning(
                     "deadline messages unavailable (%s); the sweeper covers; retry in %.0fs", exc, delay
@@ -136,15 +146,18 @@ class NatsDeadlines:
         except (NatsError, TimeoutError, OSError) as exc:
             log.warning("deadline of order %s not scheduled (%s); the sweeper covers", order_id, exc)
 
-    async def _on_fire(self, message: Msg) -> None:
-        order_id = message.data.decode()
-        due_ms = int((message.headers or {}).get(DUE_HEADER, "0") or 0)
+    async def _on_fires(self, messages: Sequence[Msg]) -> None:
         now_ms = int(self._clock.now() * 1000)
-        if due_ms > now_ms:
-            await self.schedule(order_id, due_ms)  # early (clock skew): again at the due time
-            return
-        if self._expire is not None:
-            await self._expire(order_id)
+        due: list[str] = []
+        for message in messages:
+            order_id = message.data.decode()
+            due_ms = int((message.headers or {}).get(DUE_HEADER, "0") or 0)
+            if due_ms > now_ms:
+                await self.schedule(order_id, due_ms)  # early (clock skew): again at the due time
+            else:
+                due.append(order_id)
+        if due and self._expire is not None:
+            await self._expire(due)
 
     async def stop(self) -> None:
         """Stop connecting and consuming; close the connection."""
@@ -153,10 +166,9 @@ class NatsDeadlines:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._subscription is not None:
-            with contextlib.suppress(NatsError, asyncio.CancelledError):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
         if self._client is not None:
             with contextlib.suppress(NatsError, asyncio.CancelledError):
                 await self._client.close()
