@@ -28,6 +28,7 @@ import grpc.aio
 
 from meshkit.errors import Unauthenticated
 from meshkit.rpc.client_metrics import ClientMetricsInterceptor
+from meshkit.rpc.client_trace import TraceForwarder
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import AuthSettings
 from meshkit.runtime.metrics import ClientRpcMetrics
@@ -194,12 +195,15 @@ def client_interceptors(
     admin_token: str = "",
     clock: Clock | None = None,
     metrics: ClientRpcMetrics | None = None,
+    forward_trace: bool = True,
 ) -> list[grpc.aio.ClientInterceptor]:
-    """The interceptors of a meshkit channel: client metrics (given ``metrics``), then the signer.
+    """The interceptors of a meshkit channel: client metrics (given ``metrics``), the trace, the signer.
 
-    The :class:`MeshSigner` is there only when there is anything to attach.
+    The :class:`~meshkit.rpc.client_trace.TraceForwarder` sends the served call's trace on; the
+    :class:`MeshSigner` is there only when there is anything to attach. Branch calls carry their
+    transaction's trace themselves (``forward_trace=False``).
     """
-    chain: list[grpc.aio.ClientInterceptor] = []
+    chain: list[grpc.aio.ClientInterceptor] = [TraceForwarder()] if forward_trace else []
     if metrics is not None:
         chain.append(ClientMetricsInterceptor(metrics))
     secret = settings.mesh_secret.get_secret_value() if settings is not None else ""

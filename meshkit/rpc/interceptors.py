@@ -43,6 +43,7 @@ from meshkit.rpc.decoding import decoded, tolerant
 from meshkit.rpc.status import status_of
 from meshkit.runtime.logctx import current_traceparent
 from meshkit.runtime.metrics import RpcMetrics
+from meshkit.runtime.tracing import Tracing, span_traceparent
 from meshkit.tx.context import TxContext, current_tx, read_metadata
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
         call_log: logging.Logger | None = None,
         error_log: logging.Logger | None = None,
         gate: Gate | None = None,
+        trace_source: Callable[[], str] | None = None,
     ) -> None:
         self._metrics = metrics
+        # with OpenTelemetry on: the current span's traceparent, for calls that came without one
+        self._trace_source = trace_source
         self._gate = gate
         self._default_deadline = default_deadline_seconds
         self._call_log = call_log or logging.getLogger("meshkit.rpc")
@@ -177,6 +181,7 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, behavior: Behavior, method: str) -> Behavior:
         quiet = method.startswith(QUIET_SERVICES)
         observe = self._metrics.method(method).observe
+        trace_source = self._trace_source
 
         async def call(request: Any, context: Context) -> Any:
             start = time.perf_counter()
@@ -189,6 +194,8 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
                     status = status_of(exc)
                     await context.abort(status.code, status.details)
                 token = current_tx.set(tx)
+                if not traceparent and trace_source is not None:
+                    traceparent = trace_source()
                 # each call runs in its own task (a copied context): no reset needed
                 current_traceparent.set(traceparent)
                 try:  # inline rather than one more coroutine: this runs on every call
@@ -253,7 +260,16 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
 
 
 def default_interceptors(
-    metrics: RpcMetrics, default_deadline_seconds: float, gate: Gate | None = None
+    metrics: RpcMetrics,
+    default_deadline_seconds: float,
+    gate: Gate | None = None,
+    tracing: Tracing | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors of a :class:`~meshkit.rpc.server.MeshServer` (``gate``: its protected methods)."""
-    return [MeshInterceptor(metrics, default_deadline_seconds, gate=gate)]
+    """The interceptors of a :class:`~meshkit.rpc.server.MeshServer` (``gate``: its protected methods).
+
+    With ``tracing``, OpenTelemetry's span interceptor comes first (outermost).
+    """
+    if tracing is None:
+        return [MeshInterceptor(metrics, default_deadline_seconds, gate=gate)]
+    mesh = MeshInterceptor(metrics, default_deadline_seconds, gate=gate, trace_source=span_traceparent)
+    return [tracing.server_interceptor(), mesh]

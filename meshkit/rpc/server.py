@@ -35,6 +35,7 @@ from meshkit.runtime.config import ConfigError, MeshSettings, ServerSettings, lo
 from meshkit.runtime.failfast import StartupRefused, refuse_insecure
 from meshkit.runtime.logging import setup_logging
 from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics, register_process_collectors
+from meshkit.runtime.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class MeshServer:
         self.registry = registry if registry is not None else CollectorRegistry()
         register_process_collectors(self.registry)
         self.metrics = RpcMetrics(self.registry)
+        self.tracing = Tracing(settings.tracing, service_name) if settings.tracing.enabled else None
         self._registrations = list(registrations)
         self._service_names = list(service_full_names)
         self._health = health.aio.HealthServicer()
@@ -105,7 +107,9 @@ class MeshServer:
     def _build(self) -> grpc.aio.Server:
         cfg = self.settings.server
         server = grpc.aio.server(
-            interceptors=default_interceptors(self.metrics, cfg.default_deadline_seconds, self._gate),
+            interceptors=default_interceptors(
+                self.metrics, cfg.default_deadline_seconds, self._gate, self.tracing
+            ),
             options=server_options(cfg),
         )
         for register in self._registrations:
@@ -179,6 +183,8 @@ class MeshServer:
                     await hook()
                 except Exception:
                     log.exception("stop hook %r failed", hook)
+            if self.tracing is not None:  # the spans still buffered go out now
+                await asyncio.to_thread(self.tracing.shutdown)
         finally:
             self._stopped.set()
             log.info("%s stopped", self.service_name)

@@ -193,6 +193,24 @@ class LogSettings(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class TracingSettings(Section):
+    """OpenTelemetry tracing (off by default): a span for every served call, exported over OTLP.
+
+    Off or on, the caller's ``traceparent`` is carried into the transactions a service starts and its
+    trace id is on every log line; on, the spans are exported too.
+    """
+
+    enabled: bool = Field(False, description="export spans over OTLP/gRPC")
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4317", description="the OTLP/gRPC collector (an OpenTelemetry Collector, Jaeger)"
+    )
+    insecure: bool = Field(True, description="plaintext to the collector (in-cluster); False = TLS")
+    service_name: str = Field("", description="the spans' service.name (empty: the process name)")
+    sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="fraction of new traces sampled (a caller's decision is kept)"
+    )
+
+
 class BarrierSettings(Section):
     """The background cleanup of the subtransaction barrier (SQL table and Redis entries)."""
 
@@ -238,6 +256,7 @@ class MeshSettings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
     barrier: BarrierSettings = BarrierSettings()
     store: StoreSettings = StoreSettings()
     dev: DevSettings = DevSettings()
@@ -268,7 +287,7 @@ S = TypeVar("S", bound=MeshSettings)
 # Sections some process of the mesh reads. One YAML file may configure the whole mesh (a Kubernetes
 # ConfigMap, say): each process skips the sections of the others, while a misspelt section still fails.
 MESH_SECTIONS = frozenset(
-    {"server", "db", "redis", "nats", "admin", "auth", "log", "barrier", "peers"}
+    {"server", "db", "redis", "nats", "admin", "auth", "log", "tracing", "barrier", "peers"}
     | {"coordinator", "order", "stock", "pay", "points", "console"}
 )
 

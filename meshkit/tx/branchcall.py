@@ -82,7 +82,7 @@ class ChannelPool:
         metrics: ClientRpcMetrics | None = None,
     ) -> None:
         self._options = balanced(options)
-        self._interceptors = client_interceptors(auth, metrics=metrics)
+        self._interceptors = client_interceptors(auth, metrics=metrics, forward_trace=False)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[str, tuple[Target, RawMethod]] = {}
 

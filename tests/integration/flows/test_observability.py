@@ -82,6 +82,9 @@ async def test_client_traceparent_reaches_the_participant_log_line(stack: Stack)
         return [r for r in lines_of(stack, "coordinator", trace_id) if r.get("gid") == gid]
 
     assert await eventually(coordinator_lines, bool, 20.0, "the coordinator's lines about the gid")
+    # and the call line of order_svc's Prepare: the trace went along on the mesh channel too
+    calls = [r.get("method", "") for r in lines_of(stack, "coordinator", trace_id)]
+    assert any(method.endswith("/Prepare") for method in calls)
 
     # And order_svc's own lines: the rollback (with the gid) and the PlaceOrder call (logged once the
     # answer is on its way, so it may land just after the client saw it).
