@@ -38,7 +38,7 @@ from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
 from meshkit.runtime.clock import Clock, now_ms
-from meshkit.runtime.logctx import TRACEPARENT_KEY, bound, trace_id_of
+from meshkit.runtime.logctx import TRACEPARENT_KEY, bound, seeded_trace_id, trace_id_of, valid_traceparent
 from meshkit.runtime.ratelimit import LogLimiter
 from meshkit.tx.context import Op
 
@@ -49,10 +49,13 @@ TRANSIENT_LOG_INTERVAL_SECONDS = 10.0
 
 
 def tx_log_fields(tx: GlobalTx) -> contextlib.AbstractContextManager[None]:
-    """Binds the transaction's ``gid`` (and its initiator's ``trace_id``) to every line logged inside."""
+    """Binds the transaction's ``gid`` and ``trace_id`` to every line logged inside.
+
+    The trace is the initiator's, else the one derived from the gid (what the branch calls carry).
+    """
     parent = dict(tx.options.headers).get(TRACEPARENT_KEY, "")
-    trace_id = trace_id_of(parent)
-    return bound(gid=tx.gid, trace_id=trace_id) if trace_id else bound(gid=tx.gid)
+    valid = bool(parent) and valid_traceparent(parent)
+    return bound(gid=tx.gid, trace_id=trace_id_of(parent) if valid else seeded_trace_id(tx.gid))
 
 
 @dataclass(frozen=True, slots=True)

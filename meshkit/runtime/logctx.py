@@ -11,6 +11,7 @@ of the transaction it drives), :func:`tag` for the rest of the current task (a h
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,11 @@ def valid_traceparent(value: str) -> bool:
 def trace_id_of(traceparent: str) -> str:
     """The 32-hex trace id of a well-formed ``traceparent`` (``00-<trace>-<span>-<flags>``), else ""."""
     return traceparent[3:35] if len(traceparent) >= 55 else ""
+
+
+def seeded_trace_id(seed: str) -> str:
+    """The trace id of a transaction whose initiator sent no ``traceparent``: derived from its gid."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 @contextmanager

@@ -13,7 +13,6 @@ a trace.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ def child_traceparent(parent: str | None, seed: str) -> str:
     if match is not None:
         trace_id, flags = match[2], match[4]
     else:
-        trace_id, flags = hashlib.sha256(seed.encode()).hexdigest()[:32], "01"
+        trace_id, flags = logctx.seeded_trace_id(seed), "01"
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
 
 

@@ -120,7 +120,10 @@ async def test_transient_failures_log_one_warning_per_target_per_interval(
     assert (await engine.query(gid)).tx.status is Status.SUCCEEDED
     lines = warnings_of(records, gid)
     assert [r.__dict__["held_back"] for r in lines] == [0, 3]
+    # no initiator trace: the coordinator's lines carry the gid-derived one its branch calls carry
+    sent = bank.metadata[(gid, "01", "confirm")]["traceparent"]
     for line in lines:
+        assert line.__dict__["trace_id"] == sent[3:35]
         assert (line.__dict__["branch"], line.__dict__["op"]) == ("01", "confirm")
         assert line.__dict__["target"] == bank.target("Confirm")
         assert "UNAVAILABLE" in line.getMessage()
