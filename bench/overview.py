@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -323,10 +324,13 @@ def measure_all(args: argparse.Namespace) -> Overview:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench`` / ``python -m bench overview``."""
     args = parse_args(list(argv or []))
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     overview = measure_all(args)
     overview_report.print_overview(overview.references, overview.phases, overview.flashes, args)
-    print(f"\n(whole run: {time.monotonic() - started:.0f} s)")
+    print(
+        f"\n(whole run: {time.monotonic() - started:.0f} s; 1-minute load average {load_before:.2f} before,"
+        f" {os.getloadavg()[0]:.2f} at the end with this run: other work on the machine shows here)"
+    )
     complete = all(p.load.count for p in (*overview.references, *overview.phases))
     sold_ok = all(f.exactly_sold for f in overview.flashes)
     return 0 if complete and sold_ok and overview.audits_ok else 1
