@@ -8,11 +8,14 @@ from dataclasses import dataclass
 
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 
-DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# ASCII digits only (str.isdigit and \d also take '²' or '٣', which int() refuses or reads) and a bounded
+# count of them, so no value overflows a float or an int64 on its way to the Admin request.
+DURATION_RE = re.compile(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*", re.ASCII)
+INT_RE = re.compile(r"\d{1,12}", re.ASCII)
 DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_DURATION_MS = 3650 * 86_400_000
-GID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-CURSOR_RE = re.compile(r"^[A-Za-z0-9_=\-.:+/]{1,512}$")
+GID_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+CURSOR_RE = re.compile(r"[A-Za-z0-9_=\-.:+/]{1,512}")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -27,10 +30,13 @@ class FilterError(ValueError):
 
 def parse_duration_ms(text: str, field: str) -> int:
     """``90``, ``90s``, ``5m``, ``2h``, ``1d``, ``250ms`` in milliseconds."""
-    match = DURATION_RE.match(text)
+    match = DURATION_RE.fullmatch(text)
     if match is None:
         raise FilterError(field, f"{text!r} is not a duration like 90s, 5m, 2h or 1d")
-    value = round(float(match.group(1)) * DURATION_UNITS_MS[match.group(2) or "s"])
+    try:
+        value = round(float(match.group(1)) * DURATION_UNITS_MS[match.group(2) or "s"])
+    except (ValueError, OverflowError) as exc:  # not reachable through DURATION_RE; a 400 all the same
+        raise FilterError(field, "at most ten years") from exc
     if value > MAX_DURATION_MS:
         raise FilterError(field, "at most ten years")
     return value
@@ -47,9 +53,16 @@ def _enum(text: str, enum: type[pb.Status] | type[pb.Mode], prefix: str, field: 
 
 
 def _int(text: str, field: str, low: int, high: int) -> int:
-    if not text.strip().isdigit() or not low <= int(text) <= high:
-        raise FilterError(field, f"must be a whole number in {low}..{high}")
-    return int(text)
+    problem = FilterError(field, f"must be a whole number in {low}..{high}")
+    if INT_RE.fullmatch(text) is None:
+        raise problem
+    try:
+        value = int(text)
+    except ValueError as exc:  # not reachable through INT_RE; a 400 all the same
+        raise problem from exc
+    if not low <= value <= high:
+        raise problem
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +87,9 @@ class TxFilter:
         prefix = params.get("gid", "").strip()
         cursor = params.get("cursor", "").strip()
         limit = params.get("limit", "").strip()
-        if prefix and not GID_PREFIX_RE.match(prefix):
+        if prefix and not GID_PREFIX_RE.fullmatch(prefix):
             raise FilterError("gid", "a gid prefix is 1..128 of A-Z a-z 0-9 _ . : -")
-        if cursor and not CURSOR_RE.match(cursor):
+        if cursor and not CURSOR_RE.fullmatch(cursor):
             raise FilterError("cursor", "not a cursor this console handed out")
         return cls(
             status=_enum(status, pb.Status, "STATUS_", "status") if status else 0,

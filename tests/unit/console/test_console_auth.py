@@ -243,3 +243,27 @@ async def test_concurrent_failed_logins_cannot_bypass_the_limit(clock: ManualClo
         gate.set()
         codes = await asyncio.gather(*tasks)
     assert sorted(codes) == [401] * 3 + [429] * (attempts - 3)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/transactions?limit=%C2%B2", "limit"),  # '²': str.isdigit() but not int()
+        ("/transactions?limit=%D9%A3", "limit"),  # Arabic-Indic three: \d without re.ASCII
+        ("/transactions?limit=" + "9" * 400, "limit"),
+        ("/stuck?min_attempts=%C2%B2", "min_attempts"),
+        ("/stuck?min_attempts=" + "9" * 400, "min_attempts"),
+        ("/transactions?newer=" + "9" * 400, "newer"),  # float -> inf, round(inf) overflows
+        ("/transactions?older=" + "9" * 400 + "d", "older"),
+        ("/stuck?older=" + "9" * 400, "older"),
+        ("/stuck?older=1." + "5" * 400, "older"),
+        ("/transactions?newer=%C2%B2m", "newer"),
+    ],
+)
+def test_non_ascii_digits_and_overlong_numbers_answer_400_naming_the_parameter(
+    client: TestClient, path: str, field: str
+) -> None:
+    assert log_in(client) == 303
+    reply = client.get(path)
+    assert reply.status_code == 400
+    assert f"{field}:" in reply.text
