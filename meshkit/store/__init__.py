@@ -11,7 +11,8 @@ commits it. The SQL barrier on top of it is :class:`meshkit.barrier.RunnerBarrie
   SAVEPOINT each (:class:`StoreStats` counts its commits).
 * :mod:`~meshkit.store.sqlite` - SQLite connections (stdlib ``sqlite3``) and the reader threads.
 * :mod:`~meshkit.store.mysql` - the MySQL/MariaDB pool (PyMySQL, one transaction per unit).
-* :mod:`~meshkit.store.errors` - which driver errors become :class:`~meshkit.errors.TransientError`.
+* :mod:`~meshkit.store.errors` - which driver errors become :class:`~meshkit.errors.TransientError`;
+  :class:`UnitTransactionError` (a unit may not begin, commit or roll back itself).
 * :mod:`~meshkit.store.delivery` - results back to the awaiting asyncio futures, one hop per batch.
 
 Usage::
@@ -29,7 +30,19 @@ Schemas and migrations stay with SQLAlchemy/Alembic (:mod:`meshkit.infra.migrate
 
 from meshkit.store.conn import Conn, Params, Row, Unit
 from meshkit.store.dialect import MYSQL, SQLITE, Dialect
+from meshkit.store.errors import UnitTransactionError
 from meshkit.store.group_commit import StoreStats
 from meshkit.store.runner import StoreRunner
 
-__all__ = ["MYSQL", "SQLITE", "Conn", "Dialect", "Params", "Row", "StoreRunner", "StoreStats", "Unit"]
+__all__ = [
+    "MYSQL",
+    "SQLITE",
+    "Conn",
+    "Dialect",
+    "Params",
+    "Row",
+    "StoreRunner",
+    "StoreStats",
+    "Unit",
+    "UnitTransactionError",
+]

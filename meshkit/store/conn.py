@@ -27,7 +27,8 @@ Row = tuple[Any, ...]
 class Conn(Protocol):
     """What a unit of work may do: run prepared statements inside the runner's transaction.
 
-    A unit never commits, rolls back or begins: the runner does, around it.
+    A unit never commits, rolls back or begins: the runner does, around it (a unit that tries fails
+    with :class:`~meshkit.store.errors.UnitTransactionError`, and nothing of it is committed).
     """
 
     @property

@@ -55,3 +55,17 @@ def mysql_transient(exc: BaseException) -> TransientError | None:
     if code is None or (code != 0 and code not in _MYSQL_TRANSIENT):
         return None
     return TransientError(f"database unavailable or locked: {exc}")
+
+
+class UnitTransactionError(RuntimeError):
+    """A unit of work ran a transaction-control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE...).
+
+    The runner begins and ends every unit's transaction; a unit that did it itself could commit other
+    units' work (or its own half) behind its callers' backs, so the statement is refused and the unit
+    fails alone.
+    """
+
+    def __init__(self, statement: str) -> None:
+        super().__init__(
+            f"a unit of work may not run {statement}: the store runner begins and ends its transaction"
+        )

@@ -5,6 +5,10 @@ transaction, each inside its own ``SAVEPOINT``: a unit that raises is rolled bac
 alone, the others commit together. Every unit's future resolves only after the ``COMMIT`` succeeded;
 when BEGIN or COMMIT fails, every unit of the group fails with :class:`TransientError` and nothing of
 the group is in the database. A unit whose caller was cancelled before the group began is skipped.
+
+A unit may not end or nest the transaction itself (it would commit the units before it behind their
+callers' backs): an authorizer refuses BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE while a unit runs, and the
+unit fails alone with :class:`~meshkit.store.errors.UnitTransactionError`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,24 @@ from typing import Any, TypeVar
 
 from meshkit.errors import TransientError
 from meshkit.store.conn import Unit
-from meshkit.store.delivery import Outcome, deliver
-from meshkit.store.errors import sqlite_transient
+from meshkit.store.delivery import Outcome, deliver, deliverable
+from meshkit.store.errors import UnitTransactionError, sqlite_transient
 from meshkit.store.sqlite import SqliteConn, open_sqlite
 
 T = TypeVar("T")
+
+_REFUSED_IN_UNIT = frozenset({sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT})
+# The SQLITE_SAVEPOINT authorizer operation -> the statement a unit ran.
+_SAVEPOINT_STATEMENTS = {"BEGIN": "SAVEPOINT", "RELEASE": "RELEASE", "ROLLBACK": "ROLLBACK TO"}
+# The writer's own statements. The authorizer only sees a statement when it is prepared, and sqlite3
+# caches prepared statements by their text: the comment keeps a unit's plain "COMMIT" from reusing
+# the writer's statement (prepared while no unit ran) instead of being prepared, and refused, anew.
+_BEGIN = "BEGIN IMMEDIATE -- store writer"
+_COMMIT = "COMMIT -- store writer"
+_ROLLBACK = "ROLLBACK -- store writer"
+_SAVEPOINT = "SAVEPOINT unit -- store writer"
+_ROLLBACK_TO = "ROLLBACK TO unit -- store writer"
+_RELEASE = "RELEASE unit -- store writer"
 
 
 @dataclass(slots=True)
@@ -50,6 +67,10 @@ class GroupCommitWriter:
         self._max_group = max_group
         self._db = open_sqlite(path)
         self._conn = SqliteConn(self._db)
+        self._in_unit = False
+        self._refused: str | None = None  # the transaction statement the running unit tried
+        # Installed once: (re)installing an authorizer expires every prepared statement.
+        self._db.set_authorizer(self._authorize)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="store-writer", daemon=True)
@@ -107,7 +128,7 @@ class GroupCommitWriter:
             return
         self.stats.groups += 1
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(_BEGIN)
         except sqlite3.Error as exc:
             self._fail(jobs, _transient(exc))
             return
@@ -118,7 +139,7 @@ class GroupCommitWriter:
                 self._fail(jobs, TransientError("database transaction aborted by SQLite"))
                 return
         try:
-            self._db.execute("COMMIT")
+            self._db.execute(_COMMIT)
         except sqlite3.Error as exc:
             self._rollback()
             self._fail(jobs, _transient(exc))
@@ -128,24 +149,45 @@ class GroupCommitWriter:
 
     def _run_unit(self, job: _Job) -> Outcome:
         self.stats.units += 1
-        self._db.execute("SAVEPOINT unit")
+        self._db.execute(_SAVEPOINT)
+        self._in_unit, self._refused = True, None
         try:
             value = job.unit(self._conn)
         except BaseException as exc:  # the unit's own failure goes to its caller; the writer lives on
+            self._in_unit = False
             if self._db.in_transaction:
-                self._db.execute("ROLLBACK TO unit")
-                self._db.execute("RELEASE unit")
-            transient = sqlite_transient(exc)
-            if transient is not None:
-                transient.__cause__ = exc
-            return job.future, False, transient or exc
-        self._db.execute("RELEASE unit")
+                self._db.execute(_ROLLBACK_TO)
+                self._db.execute(_RELEASE)
+            return job.future, False, self._unit_error(exc)
+        finally:
+            self._in_unit = False
+        self._db.execute(_RELEASE)
         return job.future, True, value
+
+    def _authorize(self, action: int, operation: str | None, *_: str | None) -> int:
+        if self._in_unit and action in _REFUSED_IN_UNIT:
+            if action == sqlite3.SQLITE_SAVEPOINT:
+                operation = _SAVEPOINT_STATEMENTS.get(operation or "", "SAVEPOINT")
+            self._refused = operation or "a transaction statement"
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def _unit_error(self, exc: BaseException) -> BaseException:
+        """What the caller of a unit that raised ``exc`` is told."""
+        if self._refused is not None and isinstance(exc, sqlite3.DatabaseError):
+            refused = UnitTransactionError(self._refused)
+            refused.__cause__ = exc
+            return refused
+        transient = sqlite_transient(exc)
+        if transient is not None:
+            transient.__cause__ = exc
+            return transient
+        return deliverable(exc)
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # unusable anyway; the next BEGIN will say so
-                self._db.execute("ROLLBACK")
+                self._db.execute(_ROLLBACK)
 
     def _fail(self, jobs: list[_Job], exc: Exception) -> None:
         self._deliver(jobs, [(job.future, False, exc) for job in jobs])

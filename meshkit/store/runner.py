@@ -86,7 +86,11 @@ class StoreRunner:
         return await self._pool.submit(unit)
 
     async def read(self, unit: Unit[T]) -> T:
-        """Run a read-only ``unit`` on a reader connection (one snapshot; SQLite refuses writes in it)."""
+        """Run a read-only ``unit`` on a reader connection: all its statements see one snapshot.
+
+        SQLite: a reader transaction on a ``query_only`` connection. MySQL/MariaDB: a ``REPEATABLE READ``
+        transaction started ``WITH CONSISTENT SNAPSHOT, READ ONLY``. Both refuse writes in it.
+        """
         if self._closed:
             raise TransientError("store closed")
         if self._readers is not None:

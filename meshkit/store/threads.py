@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from meshkit.store.delivery import call_deliverable
+
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -45,11 +47,20 @@ class ConnectionThreads(Generic[C]):
                 self._close(conn)
             self._opened.clear()
 
-    def _call(self, work: Callable[[C], T]) -> T:
+    def renew(self, conn: C) -> C:
+        """Drop the calling thread's lost connection ``conn`` and open its replacement."""
+        self.drop(conn)
+        return self._current()
+
+    def _current(self) -> C:
         conn: C | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)
-        return work(conn)
+        return conn
+
+    def _call(self, work: Callable[[C], T]) -> T:
+        conn = self._current()
+        return call_deliverable(lambda: work(conn))
