@@ -53,3 +53,19 @@ async def test_beyond_the_horizon_is_left_to_timers_and_the_sweeper() -> None:
     wakeups = LocalWakeups(clock, lambda *_: None, horizon_ms=1_000)
     wakeups.schedule("far", int(clock.now() * 1000) + 5_000)
     assert wakeups.pending() == 0
+
+
+async def test_many_due_wakeups_fire_in_one_pass_in_due_order() -> None:
+    clock = ManualClock()
+    fired: list[str] = []
+    wakeups = LocalWakeups(clock, lambda gid, _at: fired.append(gid))
+    now = int(clock.now() * 1000)
+    for i in range(100):
+        wakeups.schedule(f"g{i:03d}", now + 1_000 - i)  # the last scheduled is due first
+    wakeups.schedule("later", now + 5_000)
+    await settle()
+    clock.advance(1.0)
+    await settle()
+    assert fired == [f"g{i:03d}" for i in reversed(range(100))]
+    assert wakeups.pending() == 1
+    await wakeups.close()
