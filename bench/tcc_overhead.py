@@ -8,7 +8,7 @@ NATS off: nothing here needs a retry timer). Then, in one run and with the same 
 
 * **TCC direct**: try on the three participants one after the other, then the three confirms at once;
   the calls carry the same ``x-mesh-*`` metadata the coordinator would send.
-* **TCC coordinator**: ``meshkit.tx.initiator.tcc`` (Prepare, RegisterBranch + try per branch, Submit
+* **TCC coordinator**: ``meshkit.tx.initiator.tcc`` (Prepare with the three branches, a try per branch, Submit
   with ``wait_result`` so a transaction counts once its confirms are done).
 * **saga direct**: the three actions one after the other.
 * **saga coordinator**: a 3-step saga submitted with ``wait_result``.
@@ -43,7 +43,7 @@ from meshkit.rpc.health import wait_serving
 from meshkit.runtime.config import AuthSettings
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
-from meshkit.tx.initiator import CoordinatorClient, saga, tcc
+from meshkit.tx.initiator import CoordinatorClient, TccBranch, saga, tcc
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 
@@ -152,6 +152,7 @@ def running_mesh(
             "MESH_NATS__ENABLED": "false",
             "MESH_LOG__LEVEL": "WARNING",
             "MESH_AUTH__MESH_SECRET": BENCH_AUTH.mesh_secret.get_secret_value(),
+            "MESH_ADMIN__TOKEN": secrets.token_hex(16),  # the coordinator refuses to start without one
             **(coordinator_env or {}),
         }
         profiler = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
@@ -199,11 +200,14 @@ def tcc_coordinated(mesh: Mesh, client: CoordinatorClient) -> Work:
 
     async def one(n: int) -> None:
         data = _payload(n)
-        async with tcc(client, gid=uuid.uuid4().hex, wait_result=True) as t:
-            for i in range(PARTICIPANTS):
-                await t.call_branch(
-                    mesh.target(i, "Try"), mesh.target(i, "Confirm"), mesh.target(i, "Cancel"), data
-                )
+        # The branches are known up front: the Prepare registers them (no RegisterBranch calls).
+        branches = [
+            TccBranch(mesh.target(i, "Try"), mesh.target(i, "Confirm"), mesh.target(i, "Cancel"), data)
+            for i in range(PARTICIPANTS)
+        ]
+        async with tcc(client, gid=uuid.uuid4().hex, wait_result=True, branches=branches) as t:
+            for b in branches:
+                await t.call_branch(b.try_target, b.confirm_target, b.cancel_target, b.payload)
         if t.status != pb.STATUS_SUCCEEDED:
             raise RuntimeError(f"transaction {t.gid} ended {t.status}")
 

@@ -106,7 +106,7 @@ class CoordinatorRuntime:
         clock = clock or SystemClock()
         db = create_engine(settings.db)
         await prepare_schema(db, SCHEMA, migrate=settings.db.migrate_on_start)
-        store = SqlTxStore(db)
+        store = SqlTxStore(db, settings.store)
         invoker = GrpcBranchInvoker(auth=settings.auth, metrics=ClientRpcMetrics(registry))
         section = settings.coordinator
         config = engine_settings(section, settings.server.port)

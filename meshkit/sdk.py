@@ -44,7 +44,7 @@ from meshkit.rpc.server import MeshServer, boot
 from meshkit.store import Conn, StoreRunner, Unit
 from meshkit.tx.context import Op, TxContext, TxMode, from_metadata, require_context
 from meshkit.tx.finality import CoordinatorFinality
-from meshkit.tx.initiator import CoordinatorClient, Msg, Saga, Tcc, local_gid, msg, saga, tcc
+from meshkit.tx.initiator import CoordinatorClient, Msg, Saga, Tcc, TccBranch, local_gid, msg, saga, tcc
 
 __all__ = [
     "BARRIER_VERSIONS",
@@ -76,6 +76,7 @@ __all__ = [
     "SqlBarrier",
     "StoreRunner",
     "Tcc",
+    "TccBranch",
     "TransientError",
     "TxContext",
     "TxMode",

@@ -27,7 +27,7 @@ class PrepareCommand:
     gid: str
     mode: int
     options: OptionsInput = OptionsInput()
-    branches: tuple[BranchSpec, ...] = ()
+    branches: tuple[BranchSpec, ...] = ()  # MSG: its branches; TCC: branches registered with the Prepare
     query_prepared: str = ""
 
 

@@ -46,7 +46,7 @@ from coordinator.engine.ports import (
 )
 from coordinator.engine.saga import SagaPlanner
 from coordinator.engine.settings import EngineSettings
-from coordinator.engine.tcc import TccPlanner
+from coordinator.engine.tcc import TccPlanner, tcc_ops
 from coordinator.engine.validate import (
     check_gid,
     check_headers,
@@ -57,6 +57,7 @@ from coordinator.engine.validate import (
     check_saga_branches,
     check_target,
     check_tcc_branch,
+    check_tcc_branches,
 )
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, TransientError
 from meshkit.runtime.clock import Clock, now_ms
@@ -194,8 +195,10 @@ class TxEngine:
     async def prepare(self, cmd: PrepareCommand, *, actor: str = INITIATOR) -> GlobalTx:
         """TCC: open the transaction. MSG: record its branches and check-back before the local transaction.
 
-        Idempotent: preparing an existing gid with the same mode (and, for MSG, the same branches and
-        check-back) answers the transaction as it is; anything different is ``FailedPrecondition``.
+        TCC ``branches`` already known are registered in the same insert, positions in their order (as
+        by :meth:`register_branch`, one round trip for all). Idempotent: preparing an existing gid with
+        the same mode (and, for MSG, the same branches and check-back) answers the transaction as it
+        is; a TCC branch not recorded yet is registered; anything different is ``FailedPrecondition``.
         """
         gid = check_gid(cmd.gid)
         mode = check_mode(cmd.mode)
@@ -203,10 +206,9 @@ class TxEngine:
         if mode is Mode.SAGA:
             raise InvalidArgument("mode", "saga transactions are created by Submit with their steps")
         if mode is Mode.TCC:
-            if cmd.branches:
-                raise InvalidArgument("branches", "TCC branches are added with RegisterBranch")
             if cmd.query_prepared:
                 raise InvalidArgument("query_prepared", "only MSG transactions have a check-back")
+            check_tcc_branches(cmd.branches)
         else:
             check_msg_branches(cmd.branches)
             check_target(cmd.query_prepared, "query_prepared")
@@ -221,7 +223,10 @@ class TxEngine:
             query_prepared=cmd.query_prepared,
             timeout_at=now + options.timeout_ms,
         )
-        ops = self._msg_ops(gid, cmd.branches, now, cmd.query_prepared) if mode is Mode.MSG else []
+        if mode is Mode.MSG:
+            ops = self._msg_ops(gid, cmd.branches, now, cmd.query_prepared)
+        else:  # TCC: the branches already known are registered in the same insert
+            ops = [op for i, b in enumerate(cmd.branches) for op in tcc_ops(gid, b, now, i + 1)]
         created = await self._executor.begin(
             tx,
             ops,
@@ -247,7 +252,16 @@ class TxEngine:
                 raise FailedPrecondition(
                     f"transaction {gid} exists with query_prepared {tx.query_prepared!r}"
                 )
+        if mode is Mode.TCC and cmd.branches:
+            await self._register_again(gid, ops, cmd.branches)
         return tx
+
+    async def _register_again(self, gid: str, ops: list[BranchOp], branches: Sequence[BranchSpec]) -> None:
+        """A retried TCC Prepare: each branch not recorded as sent goes through RegisterBranch."""
+        recorded = branches_of(Mode.TCC, ops)
+        for branch in branches:
+            if branch not in recorded:
+                await self.register_branch(gid, branch)
 
     async def register_branch(self, gid: str, branch: BranchSpec) -> None:
         """TCC: record a branch (try, confirm, cancel) before the initiator calls its try.
@@ -258,22 +272,7 @@ class TxEngine:
         check_gid(gid)
         check_tcc_branch(branch)
         now = now_ms(self.clock)
-        ops = [
-            BranchOp(
-                gid=gid,
-                branch_id=branch.branch_id,
-                op=op,
-                target=target,
-                payload=branch.payload,
-                updated_at=now,
-            )
-            for op, target in (
-                (Op.TRY, branch.action),
-                (Op.CONFIRM, branch.confirm),
-                (Op.CANCEL, branch.cancel),
-            )
-        ]
-        result = await self.store.add_branch(gid, ops, now)
+        result = await self.store.add_branch(gid, tcc_ops(gid, branch, now), now)
         if result.outcome is RegisterOutcome.NOT_FOUND:
             raise NotFound(f"transaction {gid} not found")
         tx = result.tx
@@ -328,16 +327,19 @@ class TxEngine:
                 return None  # submitted before: answer as it is
             return self._submit_entry(tx, ops, actor)
 
+        creates = mode is Mode.SAGA or (mode is Mode.MSG and bool(branches))
         for _ in range(MAX_CAS_RETRIES):
+            if mode is not None and creates:
+                # Most such Submits are new: insert first (one commit), read only for a duplicate.
+                created = await self._create_submitted(gid, mode, options, branches, actor)
+                if created is not None:
+                    return created
             tx = await self.start_entry(gid, decide)
             if tx is not None:
                 return tx
-            if not (mode is Mode.SAGA or (mode is Mode.MSG and branches)):
+            if not creates:
                 raise NotFound(f"transaction {gid} not found (Prepare it first)")
-            created = await self._create_submitted(gid, mode, options, branches, actor)
-            if created is not None:
-                return created
-            # created by someone else meanwhile: answer as for a duplicate
+            # deleted in between (retention): try again
         raise TransientError(f"transaction {gid} kept changing during Submit; retry")
 
     def _submit_entry(self, tx: GlobalTx, ops: Sequence[BranchOp], actor: str) -> Entry:

@@ -8,7 +8,7 @@ participant's barrier), each retried until it succeeds.
 
 from __future__ import annotations
 
-from coordinator.engine.model import GlobalTx, Status
+from coordinator.engine.model import BranchOp, BranchSpec, GlobalTx, Status
 from coordinator.engine.plan import Decision, Ops, drive_all
 from meshkit.tx.context import Op
 
@@ -32,3 +32,19 @@ class TccPlanner:
             cancels = [op for op in ops.values() if op.op is Op.CANCEL]
             return drive_all(status, cancels, Status.FAILED, now, reason)
         return Decision(status=status, reason=reason)
+
+
+def tcc_ops(gid: str, branch: BranchSpec, now: int, position: int = 0) -> list[BranchOp]:
+    """The try, confirm and cancel ops of a registered TCC branch."""
+    return [
+        BranchOp(
+            gid=gid,
+            branch_id=branch.branch_id,
+            op=op,
+            target=target,
+            payload=branch.payload,
+            position=position,
+            updated_at=now,
+        )
+        for op, target in ((Op.TRY, branch.action), (Op.CONFIRM, branch.confirm), (Op.CANCEL, branch.cancel))
+    ]

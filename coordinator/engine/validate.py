@@ -131,6 +131,18 @@ def check_tcc_branch(branch: BranchSpec, field: str = "branch") -> None:
         raise InvalidArgument(f"{field}.depends_on", "only saga steps and MSG branches have dependencies")
 
 
+def check_tcc_branches(branches: Sequence[BranchSpec], field: str = "branches") -> None:
+    """TCC branches registered at Prepare: each as by RegisterBranch, unique ids, at most MAX_BRANCHES."""
+    if len(branches) > MAX_BRANCHES:
+        raise InvalidArgument(field, f"more than {MAX_BRANCHES} branches")
+    seen: set[str] = set()
+    for i, branch in enumerate(branches):
+        check_tcc_branch(branch, f"{field}[{i}]")
+        if branch.branch_id in seen:
+            raise InvalidArgument(f"{field}[{i}].branch_id", f"duplicate branch id {branch.branch_id!r}")
+        seen.add(branch.branch_id)
+
+
 def check_msg_branches(branches: Sequence[BranchSpec]) -> None:
     """MSG branches: at least one, unique ids (not ``00``), an action, a payload, acyclic ``depends_on``."""
     _check_count(branches)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from sqlalchemy import RowMapping
 
 from coordinator.engine.model import (
     AdminRequest,
@@ -20,7 +19,7 @@ from coordinator.engine.model import (
 from coordinator.store.tables import DETAIL_LEN, ERROR_LEN, REASON_LEN
 from meshkit.tx.context import Op
 
-Row = RowMapping
+Row = Mapping[Any, Any]
 
 
 def tx_from_row(row: Row) -> GlobalTx:

@@ -6,6 +6,10 @@ TCC - register each branch, call its try, submit when the block ends normally, a
         await t.call_branch(try_target, confirm_target, cancel_target, payload)
         await t.call_branch(...)
 
+    # Branches known up front are registered by the Prepare itself (no RegisterBranch calls):
+    async with tcc(coordinator, branches=[TccBranch(try_target, confirm_target, cancel_target)]) as t:
+        await t.call_branch(try_target, confirm_target, cancel_target)
+
 SAGA - declare the steps, submit; the coordinator runs (and if needed compensates) them::
 
     status = await saga(coordinator).add(action, compensate, payload).add(...).submit(wait=True)
@@ -30,6 +34,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 import grpc
@@ -196,15 +201,48 @@ async def _new_gid(_client: CoordinatorClient, gid: str | None) -> str:
 # ============================================================================ TCC
 
 
+@dataclass(frozen=True, slots=True)
+class TccBranch:
+    """A TCC branch declared up front (:func:`tcc` ``branches=``): registered by the Prepare itself.
+
+    An empty ``branch_id`` is numbered like :meth:`Tcc.call_branch` numbers its calls ("01", "02", ...
+    in declaration order), so calling the declared branches in that order with the same arguments
+    matches them.
+    """
+
+    try_target: str
+    confirm_target: str
+    cancel_target: str
+    payload: Payload = b""
+    branch_id: str = ""
+
+    def to_pb(self, position: int) -> pb.Branch:
+        """The ``Branch`` message (``position`` from 1 numbers an id-less branch)."""
+        return pb.Branch(
+            branch_id=self.branch_id or f"{position:02d}",
+            action=self.try_target,
+            confirm=self.confirm_target,
+            cancel=self.cancel_target,
+            payload=_bytes(self.payload),
+        )
+
+
 class Tcc:
     """An open TCC transaction (use :func:`tcc`)."""
 
-    def __init__(self, client: CoordinatorClient, gid: str, headers: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        client: CoordinatorClient,
+        gid: str,
+        headers: Sequence[tuple[str, str]],
+        declared: Sequence[pb.Branch] = (),
+    ) -> None:
         self.client = client
         self.gid = gid
         self.status: int = pb.STATUS_PREPARED
         self._headers = list(headers)
         self._branches = 0
+        self._declared = {b.branch_id: b for b in declared}  # registered by the Prepare, not tried yet
 
     async def call_branch(
         self,
@@ -218,8 +256,10 @@ class Tcc:
     ) -> bytes:
         """Register a branch with the coordinator, then call its try; returns the try's response bytes.
 
-        A failed try raises the domain error (``BranchFailure`` for ``ABORTED``): leaving the ``async
-        with`` block with it aborts the transaction.
+        A branch declared up front (``tcc(branches=...)``) with this id was registered by the Prepare:
+        only its try is called (its arguments must be the declared ones, else ``ValueError``). A failed
+        try raises the domain error (``BranchFailure`` for ``ABORTED``): leaving the ``async with``
+        block with it aborts the transaction.
         """
         self._branches += 1
         branch_id = branch_id or f"{self._branches:02d}"
@@ -227,10 +267,19 @@ class Tcc:
         branch = pb.Branch(
             branch_id=branch_id, action=try_target, confirm=confirm_target, cancel=cancel_target, payload=data
         )
-        await _rpc(self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch)))
+        declared = self._declared.pop(branch_id, None)
+        if declared is None:
+            await _rpc(self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch)))
+        elif declared != branch:
+            raise ValueError(f"branch {branch_id!r} is called with other targets or payload than declared")
         ctx = TxContext(gid=self.gid, branch_id=branch_id, op=Op.TRY, mode=TxMode.TCC)
         metadata = branch_metadata(ctx, self._headers)
         return await _branch_rpc(self.client.pool.call(try_target, data, metadata, timeout_seconds))
+
+    def check_all_called(self) -> None:
+        """Raise ``ValueError`` if a declared branch was never called (its confirm must never run)."""
+        if self._declared:
+            raise ValueError(f"declared TCC branches never called: {sorted(self._declared)}")
 
 
 @asynccontextmanager
@@ -244,11 +293,15 @@ async def tcc(
     request_timeout_ms: int = 0,
     headers: Mapping[str, str] | None = None,
     wait_result: bool = False,
+    branches: Sequence[TccBranch] = (),
 ) -> AsyncIterator[Tcc]:
     """Open a TCC transaction; submit when the block ends normally, abort (and re-raise) on an exception.
 
-    With ``wait_result`` the submit returns once every confirm is done; ``Tcc.status`` holds the final
-    (or current) status after the block.
+    ``branches`` declared up front are registered by the Prepare (one round trip instead of one per
+    branch); the block must call each of them (:meth:`Tcc.call_branch`), else it ends with
+    ``ValueError`` and the transaction is aborted (a declared branch whose try never ran is cancelled:
+    an empty rollback). With ``wait_result`` the submit returns once every confirm is done;
+    ``Tcc.status`` holds the final (or current) status after the block.
     """
     async with _client(coordinator) as client:
         gid = await _new_gid(client, gid)
@@ -259,10 +312,13 @@ async def tcc(
             request_timeout_ms=request_timeout_ms,
             headers=headers,
         )
-        await _rpc(client.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options)))
-        t = Tcc(client, gid, sorted(options.headers.items()))
+        declared = [b.to_pb(i) for i, b in enumerate(branches, start=1)]
+        prepare = pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options, branches=declared)
+        await _rpc(client.stub.Prepare(prepare))
+        t = Tcc(client, gid, sorted(options.headers.items()), declared)
         try:
             yield t
+            t.check_all_called()
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"[:MAX_ABORT_REASON]
             try:

@@ -221,7 +221,10 @@ class PrepareRequest(_message.Message):
     def options(self) -> Global___TxOptions: ...
     @_builtins.property
     def branches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Branch]:
-        """MSG: the message's branches"""
+        """MSG: the message's branches. TCC: the branches already known, registered with the Prepare itself
+        (each as by RegisterBranch; no RegisterBranch call is needed for them). A registered branch is
+        cancelled on abort even if its try never ran (an empty rollback in the participant's barrier).
+        """
 
     def __init__(
         self,
