@@ -11,6 +11,7 @@ waiting for a transaction to finish.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections import OrderedDict
@@ -31,6 +32,8 @@ from meshkit.runtime.clock import Clock, now_ms
 log = logging.getLogger(__name__)
 
 RECENTLY_FINISHED = 10_000  # finished gids remembered so that stale timer fires cost no database read
+CLAIM_BATCH = 256  # hinted gids claimed by one statement
+MAX_HINTS = 100_000  # hints queued beyond this are dropped: the sweeper finds that work
 
 
 class Driver:
@@ -72,6 +75,9 @@ class Driver:
         self._claimed_running = 0
         self._waiters: dict[str, set[asyncio.Future[GlobalTx]]] = {}
         self._recently_finished: OrderedDict[str, None] = OrderedDict()
+        self._hinted: dict[str, str] = {}  # gid -> source, in arrival order: waiting for a claim
+        self._claiming: set[str] = set()  # hinted gids in a claim statement right now
+        self._claimer = False  # a task is claiming hints
         self._closed = False
 
     def add_timer(self, sink: TimerSink) -> None:
@@ -115,10 +121,56 @@ class Driver:
                         del self._waiters[gid]
 
     def poke(self, gid: str, source: str = "local") -> None:
-        """A hint that ``gid`` may be due (a timer fired): claim and drive it in the background."""
-        if self._closed or self._active.get(gid) or gid in self._recently_finished:
+        """A hint that ``gid`` may be due (a timer fired): claim and drive it in the background.
+
+        Hints are queued and claimed in batches (one statement for up to :data:`CLAIM_BATCH` gids)
+        whenever this replica has room to drive; a hint for a gid already queued, being claimed,
+        driven here or just finished costs nothing, and one whose transaction is not due (final,
+        leased elsewhere, deadline moved) is dropped by the claim.
+        """
+        self.metrics.hinted(source)
+        if self._closed or gid in self._hinted or gid in self._claiming or self._active.get(gid):
             return
-        self._spawn(self.drive(gid, source=source), f"drive-{gid}")
+        if gid in self._recently_finished or len(self._hinted) >= MAX_HINTS:
+            return
+        self._hinted[gid] = source
+        self._start_claiming()
+
+    def _start_claiming(self) -> None:
+        """Start a task claiming the queued hints, unless one runs (or there is no room: a drive ends)."""
+        if self._claimer or self._closed or not self._hinted:
+            return
+        if self._claimed_running >= self.settings.max_concurrent_drives:
+            return
+        self._claimer = True
+        self._spawn(self._claim_hints(), "claim-hints")
+
+    async def _claim_hints(self) -> None:
+        """Claim queued hints in batches while there are some and there is room to drive them."""
+        try:
+            while self._hinted and not self._closed:
+                room = min(CLAIM_BATCH, self.settings.max_concurrent_drives - self._claimed_running)
+                if room <= 0:
+                    return  # a finishing drive starts claiming again
+                batch = {gid: self._hinted.pop(gid) for gid in list(itertools.islice(self._hinted, room))}
+                try:
+                    await self._claim_batch(batch)
+                except Exception:
+                    log.exception("claiming %d hinted transactions failed; the sweeper will", len(batch))
+        finally:
+            self._claimer = False
+
+    async def _claim_batch(self, batch: dict[str, str]) -> None:
+        now = now_ms(self.clock)
+        self._claiming.update(batch)
+        try:
+            self.metrics.claimed_hints()
+            claimed = await self.store.claim_many(list(batch), self.owner, now, now + self.settings.lease_ms)
+        finally:
+            self._claiming.difference_update(batch)
+        self._claimed_running += len(claimed)
+        for item in claimed:
+            self._spawn(self._drive_swept(item, now, batch[item.tx.gid]), f"drive-{item.tx.gid}")
 
     def remind(self, gid: str, at_ms: int) -> None:
         """Wake locally for ``gid`` at ``at_ms`` (e.g. a timer that fired before the due time)."""
@@ -130,6 +182,9 @@ class Driver:
         if self._claimed_running >= self.settings.max_concurrent_drives and not force:
             return None
         self._claimed_running += 1
+        # Active from now: a timer hint for gid meanwhile (e.g. the wake-up of the write that made it
+        # due) is dropped instead of racing this claim on another store connection.
+        self._active[gid] = self._active.get(gid, 0) + 1
         try:
             now = now_ms(self.clock)
             claimed = await self.store.claim(gid, self.owner, now, now + self.settings.lease_ms, force=force)
@@ -138,6 +193,7 @@ class Driver:
             return await self._drive_claimed(claimed, source, now)
         finally:
             self._claimed_running -= 1
+            self._release_active(gid)
 
     async def sweep(self, limit: int) -> int:
         """Claim up to ``limit`` due transactions (fewer when this replica is busy) and drive them."""
@@ -148,14 +204,15 @@ class Driver:
         claimed = await self.store.claim_due(self.owner, now, now + self.settings.lease_ms, room)
         self._claimed_running += len(claimed)  # counted now, so the next sweep sees them
         for item in claimed:
-            self._spawn(self._drive_swept(item, now), f"sweep-{item.tx.gid}")
+            self._spawn(self._drive_swept(item, now, "sweeper"), f"sweep-{item.tx.gid}")
         return len(claimed)
 
-    async def _drive_swept(self, claimed: Claimed, now: int) -> GlobalTx | None:
+    async def _drive_swept(self, claimed: Claimed, now: int, source: str) -> GlobalTx | None:
         try:
-            return await self._drive_claimed(claimed, "sweeper", now)
+            return await self._drive_claimed(claimed, source, now)
         finally:
             self._claimed_running -= 1
+            self._start_claiming()
 
     async def _drive_claimed(self, claimed: Claimed, source: str, now: int) -> GlobalTx | None:
         if claimed.due_at is not None:
@@ -236,6 +293,7 @@ class Driver:
         """
         self._closed = True
         await self._local.close()
+        self._hinted.clear()
         tasks = list(self._tasks)
         if tasks and drain_seconds > 0:
             await asyncio.wait(tasks, timeout=drain_seconds)

@@ -71,6 +71,17 @@ class EngineMetrics:
             buckets=LATENESS_BUCKETS,
             registry=registry,
         )
+        self.timer_hints = Counter(
+            "mesh_timer_hints_total",
+            "Timer fires (hints that a transaction may be due) received, by source (local, jetstream).",
+            ("source",),
+            registry=registry,
+        )
+        self.timer_claims = Counter(
+            "mesh_timer_claims_total",
+            "Claim statements made for timer hints; each claims a batch of hinted transactions.",
+            registry=registry,
+        )
 
     def entered(self, mode: Mode, status: Status) -> None:
         """A transaction entered ``status``."""
@@ -89,6 +100,14 @@ class EngineMetrics:
     def late(self, source: str, seconds: float) -> None:
         """Due work was picked up ``seconds`` after it was due."""
         self.timer_lateness.labels(source=source).observe(max(0.0, seconds))
+
+    def hinted(self, source: str) -> None:
+        """A timer fire for one transaction arrived from ``source``."""
+        self.timer_hints.labels(source=source).inc()
+
+    def claimed_hints(self) -> None:
+        """One claim statement was made for a batch of hinted transactions."""
+        self.timer_claims.inc()
 
     def set_gauges(self, inflight: dict[tuple[Mode, Status], int], oldest_seconds: float, stuck: int) -> None:
         """Refresh the store-derived gauges (every label pair present is set; absent ones are zeroed)."""

@@ -158,6 +158,14 @@ class TxRepository(Protocol):
         """Claim up to ``limit`` due transactions at once (the sweeper), most overdue first."""
         ...
 
+    async def claim_many(self, gids: Sequence[str], owner: str, now: int, lease_until: int) -> list[Claimed]:
+        """Claim those of ``gids`` that are due, unfinished, unpaused and unleased, in one statement.
+
+        The timer hints' batch claim: a gid that is not claimable (final, leased by another replica,
+        paused, or its due time moved later) is left as it is.
+        """
+        ...
+
     async def history(self, gid: str) -> list[Event]:
         """The transaction's events, oldest first."""
         ...
