@@ -7,7 +7,7 @@ DATA_DIR ?= .mesh
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PACKAGES := meshkit coordinator order_svc stock_svc pay_svc points_svc meshctl devtools console
 
-.PHONY: venv lock protos protos-check fmt lint test demo up down bench clean
+.PHONY: venv lock protos protos-check fmt lint test demo up down bench screenshots clean
 
 ## venv: the package with its dev and local-stack extras, at the versions of constraints.txt
 $(PY):
@@ -52,6 +52,10 @@ down: $(PY)
 
 bench: $(PY)
 	$(PY) -m bench
+
+## screenshots: retake the web console's screenshots in docs/console/ (browser tests against a real stack)
+screenshots: $(PY)
+	MESH_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/console
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ The browser tests are skipped only when ``/usr/bin/chromium`` is missing (``.ci/
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,7 +42,14 @@ CHROMIUM_ARGS = [
 ]
 # The live pages refresh every second; the stuck page lists flagged transactions only.
 FAST_CONSOLE = {"MESH_CONSOLE__REFRESH_SECONDS": "1", "MESH_CONSOLE__STUCK_MIN_ATTEMPTS": "0"}
-SHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
+DOCS_SHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
+# The committed screenshots change only on purpose (`make screenshots`); other runs write them aside.
+SHOTS = (
+    DOCS_SHOTS
+    if os.environ.get("MESH_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / f"saga-mesh-console-shots-{os.getuid()}"
+)
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
