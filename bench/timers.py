@@ -1,6 +1,6 @@
 """Timers at scale: how late 10,000 transaction timeouts fire, with NATS up and with NATS stopped.
 
-``python -m bench timers [--count N] [--window S] [--lead S] [--variants up,down,orders]``
+``python -m bench timers [--count N] [--window S] [--lead S] [--variants up,down,restart,orders]``
 
 Per variant, a fresh coordinator process (SQLite store, ``/metrics`` on) and three participant
 processes (:mod:`bench.participant`) start, plus an embedded ``nats-server`` for the coordinator's
@@ -8,7 +8,8 @@ JetStream timers. ``--count`` PREPARED TCC transactions (one registered branch e
 participants round robin) are filled through ``Prepare`` with timeouts whose deadlines are spread
 evenly over ``--window`` seconds, starting ``--lead`` seconds after the fill began. Variant ``down``
 stops ``nats-server`` once the fill is done, before the first deadline (the schedules are lost; local
-wake-ups and the store sweeper must do the work).
+wake-ups and the store sweeper must do the work). Variant ``restart`` restarts the coordinator process
+instead (its local wake-ups are lost; the JetStream schedules and the sweeper must do the work).
 
 When every transaction is final, the coordinator's store tells per transaction when it entered
 ``ABORTING`` (its history) and when it finished; lateness = entering ``ABORTING`` - the deadline.
@@ -24,14 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import secrets
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from bench.participant import account_name
 from bench.pay_deadlines import print_orders, run_orders
 from bench.tcc_overhead import BENCH_AUTH, Mesh, cpu_seconds, running_mesh
 from meshctl.stack.embedded import NatsServer, free_port
+from meshkit.rpc.health import wait_serving
 from meshkit.tx.initiator import CoordinatorClient
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -50,6 +57,7 @@ from meshpb.coordinator.v1 import coordinator_pb2 as pb
 FILL_CONCURRENCY = 64
 ABORTING = 4
 DRAIN_LIMIT_SECONDS = 180.0
+RESTART_SECONDS = 30.0
 SOURCE_RE = re.compile(r'^mesh_timer_lateness_seconds_count\{[^}]*source="(\w+)"[^}]*\}\s+([0-9.e+]+)', re.M)
 
 
@@ -164,17 +172,72 @@ def run_variant(variant: str, count: int, window: float, lead: float) -> Figures
                 first_deadline = int((time.time() + lead) * 1000)
                 asyncio.run(fill(mesh, prefix, count, first_deadline, int(window * 1000)))
                 fill_seconds = time.monotonic() - started
-                if variant == "down":
-                    nats.stop()
-                before_sources = fired_by(metrics_port)
-                cpu_before = cpu_seconds(mesh.coordinator_pid)
-                wait_drained(workdir / "coordinator.db", prefix, count, lead + window + DRAIN_LIMIT_SECONDS)
-                cpu_used = cpu_seconds(mesh.coordinator_pid) - cpu_before
-                after_sources = fired_by(metrics_port)
+                with contextlib.ExitStack() as restart:
+                    pid = mesh.coordinator_pid
+                    if variant == "down":
+                        nats.stop()
+                    if variant == "restart":
+                        pid = restart.enter_context(restarted_coordinator(mesh, workdir, env))
+                    before_sources = fired_by(metrics_port)
+                    cpu_before = cpu_seconds(pid)
+                    limit = lead + window + DRAIN_LIMIT_SECONDS
+                    wait_drained(workdir / "coordinator.db", prefix, count, limit)
+                    cpu_used = cpu_seconds(pid) - cpu_before
+                    after_sources = fired_by(metrics_port)
                 rows = read_outcome(workdir / "coordinator.db", prefix)
         finally:
             nats.stop()
     return figures(variant, rows, fill_seconds, cpu_used, _diff(after_sources, before_sources), count)
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone or a zombie (exited, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@contextlib.contextmanager
+def restarted_coordinator(mesh: Mesh, workdir: Path, env: Mapping[str, str]) -> Iterator[int]:
+    """Stop the mesh's coordinator and start a new one on its port, store and NATS; yields its pid.
+
+    The new process has no local wake-up: the JetStream schedules and the sweeper must do the work.
+    """
+    os.kill(mesh.coordinator_pid, signal.SIGTERM)
+    stop_at = time.monotonic() + RESTART_SECONDS
+    while not _exited(mesh.coordinator_pid) and time.monotonic() < stop_at:
+        time.sleep(0.1)
+    port = mesh.coordinator.rsplit(":", 1)[1]
+    coordinator_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MESH_")},
+        "PYTHONUNBUFFERED": "1",
+        "MESH_SERVER__PORT": port,
+        "MESH_DB__URL": f"sqlite+aiosqlite:///{workdir / 'coordinator.db'}",
+        "MESH_LOG__LEVEL": "WARNING",
+        "MESH_AUTH__MESH_SECRET": BENCH_AUTH.mesh_secret.get_secret_value(),
+        **env,
+    }
+    with (workdir / "coordinator-restarted.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coordinator"],
+            env=coordinator_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        asyncio.run(wait_serving([mesh.coordinator], RESTART_SECONDS))
+        time.sleep(2.0)  # it connects to NATS in the background
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=RESTART_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -222,10 +285,11 @@ def report(results: Sequence[Figures], window: float, lead: float) -> None:
         f"{'aborts/s':>10}{'cpu ms/abort':>14}{'unfinished':>12}  fired by"
     )
     print(header)
+    names = {"up": "NATS up", "down": "NATS down", "restart": "restarted"}
     for r in results:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(r.fired_by.items(), key=lambda kv: -kv[1]))
         print(
-            f"{'NATS ' + r.variant:<10}{r.count:>7}{r.fill_seconds:>8.1f}{r.p50:>8.2f}{r.p99:>8.2f}"
+            f"{names[r.variant]:<10}{r.count:>7}{r.fill_seconds:>8.1f}{r.p50:>8.2f}{r.p99:>8.2f}"
             f"{r.worst:>8.2f}{r.after_last:>9.2f}{r.drain_rate:>10.0f}{r.cpu_ms_per_abort:>14.2f}"
             f"{r.unfinished:>12}  {sources}"
         )
@@ -238,13 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=20.0, help="seconds the deadlines spread over")
     parser.add_argument("--lead", type=float, default=60.0, help="seconds from the fill start to the first")
     parser.add_argument(
-        "--variants", default="up,down,orders", help="comma-separated: up (NATS up), down, orders"
+        "--variants",
+        default="up,down,restart,orders",
+        help="comma-separated: up (NATS up), down (NATS stopped), restart (coordinator restarted), orders",
     )
     parser.add_argument("--pay-timeout", type=float, default=90.0, help="orders: pay timeout in seconds")
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if any(v not in ("up", "down", "orders") for v in variants) or args.count < 1:
-        parser.error("--variants takes up, down and/or orders; --count must be positive")
+    if any(v not in ("up", "down", "restart", "orders") for v in variants) or args.count < 1:
+        parser.error("--variants takes up, down, restart and/or orders; --count must be positive")
     results = [run_variant(v, args.count, args.window, args.lead) for v in variants if v != "orders"]
     if results:
         report(results, args.window, args.lead)
