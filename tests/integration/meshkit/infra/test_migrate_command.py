@@ -16,7 +16,7 @@ from meshctl.stack.embedded import free_port
 from meshkit.rpc.health import check_health
 
 PROCESSES = ["coordinator", "order_svc", "stock_svc", "pay_svc", "points_svc"]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def environment(db_url: str, **extra: str) -> dict[str, str]:

@@ -15,8 +15,15 @@ import pytest
 from meshkit.errors import TransientError
 from meshkit.runtime.config import StoreSettings
 from meshkit.store import Conn, StoreRunner, Unit, UnitTransactionError
-from tests.integration.store.test_store_runner import CREATE, INSERT, Gate, insert, names, queue_behind
-from tests.integration.test_barrier_sql import TIMEOUT
+from tests.integration.meshkit.barrier.test_barrier_sql import TIMEOUT
+from tests.integration.meshkit.store.test_store_runner import (
+    CREATE,
+    INSERT,
+    Gate,
+    insert,
+    names,
+    queue_behind,
+)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from meshkit.rpc.server import MeshServer
 from meshkit.runtime.config import MeshSettings, ServerSettings, TracingSettings
 from meshkit.runtime.logging import TxContextFilter
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
-from tests.integration.test_server import STOCK, FakeStock
+from tests.integration.meshkit.rpc.test_server import STOCK, FakeStock
 
 METHOD = f"/{STOCK}/GetStock"
 

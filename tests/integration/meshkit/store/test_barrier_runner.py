@@ -1,6 +1,6 @@
 """The barrier on the store runner (:class:`RunnerBarrier`) on real SQLite and MariaDB.
 
-The scenarios of tests/integration/test_barrier_sql.py with the same assertions (outcomes, account
+The scenarios of meshkit/barrier/test_barrier_sql.py with the same assertions (outcomes, account
 balance and frozen, barrier rows), business code written as units of work. The sequential ones are
 rows of :data:`SCENARIOS`; the concurrent ones and those about the business code are tests of their own.
 """
@@ -29,8 +29,15 @@ from meshkit.errors import BranchFailure
 from meshkit.runtime.clock import SystemClock
 from meshkit.store import Conn, StoreRunner, Unit
 from meshkit.tx.context import Op, TxMode
-from tests.integration.test_barrier_sql import DELTAS, START_BALANCE, TIMEOUT, account, barrier_rows, ctx
-from tests.integration.test_barrier_sql import open_account as open_account_of
+from tests.integration.meshkit.barrier.test_barrier_sql import (
+    DELTAS,
+    START_BALANCE,
+    TIMEOUT,
+    account,
+    barrier_rows,
+    ctx,
+)
+from tests.integration.meshkit.barrier.test_barrier_sql import open_account as open_account_of
 
 CHECK = None  # a step that is the MSG check-back (query_prepared) rather than a branch op
 Expected = Outcome | type[BranchFailure] | None

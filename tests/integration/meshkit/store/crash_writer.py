@@ -1,4 +1,4 @@
-"""A writer the crash test kills mid-group: ``python -m tests.integration.store.crash_writer DB MARKER``.
+"""A writer the crash test kills mid-group (``python -m tests.integration.meshkit.store.crash_writer``).
 
 It commits the row ``committed``, then runs one group of three units: ``lost-1`` and ``lost-2`` insert
 their rows, the third inserts ``lost-3``, creates ``MARKER`` and hangs before the group's COMMIT.

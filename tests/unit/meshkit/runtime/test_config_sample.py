@@ -11,7 +11,7 @@ from meshctl.config_cli import PROCESSES, sample_text
 from meshkit.runtime.config import ConfigError, load_settings
 from order_svc.config import OrderSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SAMPLE = ROOT / "config.sample.yaml"
 
 

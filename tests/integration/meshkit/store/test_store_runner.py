@@ -17,9 +17,9 @@ import pytest
 
 from meshkit.errors import BranchFailure, TransientError
 from meshkit.store import Conn, StoreRunner, Unit
-from tests.integration.test_barrier_sql import TIMEOUT
+from tests.integration.meshkit.barrier.test_barrier_sql import TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 GROUP = 50
 CREATE = "CREATE TABLE item (name VARCHAR(64) PRIMARY KEY, n INTEGER NOT NULL)"
 INSERT = "INSERT INTO item (name, n) VALUES (?, ?)"
@@ -212,7 +212,7 @@ def killed_writer(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Pat
     with sqlite3.connect(db) as conn:
         conn.execute(CREATE)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "tests.integration.store.crash_writer", str(db), str(marker)]
+    command = [sys.executable, "-m", "tests.integration.meshkit.store.crash_writer", str(db), str(marker)]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         yield process, db, marker

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.runtime.config import StoreSettings
 from meshkit.store import StoreRunner
-from tests.integration.test_barrier_sql import engine
+from tests.integration.meshkit.barrier.test_barrier_sql import engine
 
 __all__ = ["engine", "runner"]
 
