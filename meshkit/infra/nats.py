@@ -2,7 +2,7 @@
 
 Message schedules (nats-server >= 2.12, ADR-51) as used for the coordinator timers and the pay deadline.
 What follows was established by experiment against nats-server 2.15.1 with nats-py 2.16 (see
-``tests/integration/test_nats_helper.py``):
+``tests/integration/meshkit/infra/test_nats_helper.py``):
 
 * The stream must have ``allow_msg_schedules`` (nats-py 2.16's ``StreamConfig`` has the field, so no raw
   ``$JS.API`` call is needed). It can be switched on by a stream update, but never off again (the
