@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -100,19 +104,9 @@ async def closed_loop(call: Call, *, concurrency: int, seconds: float, label: st
 
     async def worker() -> None:
         while time.monotonic() < stop_at:
-            started = time.monotonic()
-            try:
-                await call(next(counter))
-            except Exception as exc:  # counted and shown: a benchmark keeps going
-                result.errors += 1
-                if result.errors <= MAX_ERRORS_SHOWN:
-                    print(f"  {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                continue
-            result.latencies.append(time.monotonic() - started)
+            await _timed_call(call, next(counter), result, label)
 
-    started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.seconds = time.monotonic() - started
+    await _run_workers(worker, concurrency, result)
     return result
 
 
@@ -123,20 +117,30 @@ async def fixed_count(call: Call, *, total: int, concurrency: int, label: str) -
 
     async def worker() -> None:
         for n in counter:  # the workers share the iterator: each n is called once
-            started = time.monotonic()
-            try:
-                await call(n)
-            except Exception as exc:  # counted and shown: a benchmark keeps going
-                result.errors += 1
-                if result.errors <= MAX_ERRORS_SHOWN:
-                    print(f"  {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                continue
-            result.latencies.append(time.monotonic() - started)
+            await _timed_call(call, n, result, label)
 
+    await _run_workers(worker, concurrency, result)
+    return result
+
+
+async def _timed_call(call: Call, n: int, result: LoadResult, label: str) -> None:
+    """One ``call(n)``: its latency on success, else an error counted (and the first few shown)."""
+    started = time.monotonic()
+    try:
+        await call(n)
+    except Exception as exc:  # counted and shown: a benchmark keeps going
+        result.errors += 1
+        if result.errors <= MAX_ERRORS_SHOWN:
+            print(f"  {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    result.latencies.append(time.monotonic() - started)
+
+
+async def _run_workers(worker: Callable[[], Awaitable[None]], concurrency: int, result: LoadResult) -> None:
+    """``concurrency`` copies of ``worker`` at once; the wall time they took goes to ``result.seconds``."""
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.monotonic() - started
-    return result
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -224,3 +228,36 @@ class Phase:
     def total_cpu_ms(self) -> float:
         """CPU milliseconds per successful unit, all processes together."""
         return sum(self.cpu_ms.values())
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait for each (killed when it takes longer than 20 s)."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def concurrency_levels(text: str) -> list[int]:
+    """An argparse type: comma-separated positive concurrency levels, e.g. ``1,8,32``."""
+    levels = [int(x) for x in text.split(",") if x.strip()]
+    if not levels or any(x < 1 for x in levels):
+        raise argparse.ArgumentTypeError("concurrency levels must be positive integers, e.g. 1,8,32")
+    return levels
+
+
+def backend_choice(known: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated, non-empty subset of the ``known`` storage backends."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [x.strip() for x in text.split(",") if x.strip()]
+        if not chosen or any(x not in known for x in chosen):
+            raise argparse.ArgumentTypeError(f"backends are {', '.join(known)}")
+        return chosen
+
+    return parse

@@ -37,7 +37,17 @@ from pathlib import Path
 import grpc.aio
 
 from bench import overview_report, participant_unit, rpc_overhead
-from bench.common import Call, CpuMeter, LoadResult, Phase, closed_loop, cpu_used, local_stack
+from bench.common import (
+    Call,
+    CpuMeter,
+    LoadResult,
+    Phase,
+    backend_choice,
+    closed_loop,
+    concurrency_levels,
+    cpu_used,
+    local_stack,
+)
 from bench.flash_sale import FlashOutcome, flash_burst
 from bench.msg_overhead import msg_coordinated, msg_direct
 from bench.participant import prepare_database
@@ -267,28 +277,18 @@ async def _place_orders(
 # ---------------------------------------------------------------------------------------------- main
 
 
-def _levels(text: str) -> list[int]:
-    levels = [int(x) for x in text.split(",") if x.strip()]
-    if not levels or any(x < 1 for x in levels):
-        raise argparse.ArgumentTypeError("concurrency levels must be positive integers, e.g. 1,8,32")
-    return levels
-
-
-def _backends(text: str) -> list[str]:
-    chosen = [x.strip() for x in text.split(",") if x.strip()]
-    if not chosen or any(x not in BACKENDS for x in chosen):
-        raise argparse.ArgumentTypeError(f"backends are {', '.join(BACKENDS)}")
-    return chosen
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The overview's options (defaults sized so ``make bench`` stays well under 10 minutes)."""
     parser = argparse.ArgumentParser(prog="python -m bench overview", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="initiators of TCC/saga/MSG/unit phases")
     parser.add_argument("--echo-concurrency", type=int, default=32, help="echo RPCs in flight")
-    parser.add_argument("--levels", type=_levels, default=[1, 8, 32], help="PlaceOrder concurrency levels")
-    parser.add_argument("--backend", type=_backends, default=list(BACKENDS), help="sqlite,mariadb")
+    parser.add_argument(
+        "--levels", type=concurrency_levels, default=[1, 8, 32], help="PlaceOrder concurrency levels"
+    )
+    parser.add_argument(
+        "--backend", type=backend_choice(BACKENDS), default=list(BACKENDS), help="sqlite,mariadb"
+    )
     parser.add_argument("--flash-attempts", type=int, default=20_000, help="FlashBuy calls of the burst")
     parser.add_argument("--flash-units", type=int, default=1_000, help="units of the flash sale")
     parser.add_argument("--flash-concurrency", type=int, default=64, help="FlashBuy calls in flight")

@@ -22,7 +22,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import BenchStack, Call, LoadResult, closed_loop, local_stack, print_table
+from bench.common import (
+    BenchStack,
+    Call,
+    LoadResult,
+    backend_choice,
+    closed_loop,
+    concurrency_levels,
+    local_stack,
+    print_table,
+)
 from meshctl.audit.checks import all_ok
 from meshctl.audit.clients import MeshClients
 from meshctl.audit.gather import ServiceUnreachable, audit_until_settled
@@ -171,29 +180,16 @@ def report(rows: list[tuple[str, LoadResult]], seconds: float) -> None:
     )
 
 
-def _levels(text: str) -> list[int]:
-    levels = [int(x) for x in text.split(",") if x.strip()]
-    if not levels or any(x < 1 for x in levels):
-        raise argparse.ArgumentTypeError("concurrency levels must be positive integers, e.g. 1,8,32")
-    return levels
-
-
-def _backends(text: str) -> list[str]:
-    chosen = [x.strip() for x in text.split(",") if x.strip()]
-    unknown = [x for x in chosen if x not in BACKENDS]
-    if not chosen or unknown:
-        raise argparse.ArgumentTypeError(f"backends are {', '.join(BACKENDS)}")
-    return chosen
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench place_order", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per concurrency level")
-    parser.add_argument("--concurrency", type=_levels, default=[1, 8, 32], help="levels, e.g. 1,8,32")
+    parser.add_argument(
+        "--concurrency", type=concurrency_levels, default=[1, 8, 32], help="levels, e.g. 1,8,32"
+    )
     parser.add_argument(
         "--backend",
-        type=_backends,
+        type=backend_choice(BACKENDS),
         default=list(BACKENDS),
         help="sqlite,mariadb (mariadb only when installed)",
     )

@@ -42,7 +42,7 @@ import grpc
 import grpc.aio
 from pydantic import SecretStr
 
-from bench.common import Call, closed_loop, print_table
+from bench.common import Call, closed_loop, print_table, stop_processes
 from bench.tcc_overhead import cpu_seconds
 from meshctl.stack.embedded import free_port
 from meshkit.rpc.auth import MESH, MeshSigner, protect
@@ -198,18 +198,6 @@ async def _phase(server: Server, channel: grpc.aio.Channel, signer: MeshSigner, 
     return Phase(server.variant, result.count, result.seconds, result.errors, used)
 
 
-def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextlib.contextmanager
 def running_servers(
     variants: Sequence[str], secret: str, workdir: Path, profile: Path | None
@@ -232,7 +220,7 @@ def running_servers(
             servers.append(Server(variant, f"127.0.0.1:{port}", proc.pid))
         yield servers
     finally:
-        _stop(procs)
+        stop_processes(procs)
 
 
 def report(rounds: Sequence[Sequence[Phase]]) -> None:

@@ -25,7 +25,6 @@ import contextlib
 import os
 import pstats
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bench.common import stop_processes
 from bench.participant import SERVICE, account_name
 from meshctl.stack.embedded import free_port
 from meshkit.rpc.health import wait_serving
@@ -112,18 +112,6 @@ def _spawn(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Po
         )
 
 
-def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextlib.contextmanager
 def running_mesh(
     workdir: Path, profile_path: Path | None, *, coordinator_env: Mapping[str, str] | None = None
@@ -166,7 +154,7 @@ def running_mesh(
         asyncio.run(wait_serving([mesh.coordinator, *participants], READY_SECONDS))
         yield mesh
     finally:
-        _stop(procs)
+        stop_processes(procs)
 
 
 def _payload(n: int) -> bytes:
