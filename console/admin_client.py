@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import grpc
 import grpc.aio
 
 from meshkit.rpc.auth import balanced
+from meshkit.runtime.closing import AsyncClosing
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 
@@ -99,7 +99,7 @@ class AdminTarget:
     timeout_seconds: float = 10.0
 
 
-class AdminClient:
+class AdminClient(AsyncClosing):
     """One channel to the coordinator; use as ``async with AdminClient(target)``."""
 
     def __init__(self, target: AdminTarget) -> None:
@@ -167,14 +167,3 @@ class AdminClient:
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from types import TracebackType
-from typing import Self
 
 from meshctl.stack import layout
 from meshctl.stack.stackfile import StackState
 from meshkit.rpc.auth import mesh_channel
+from meshkit.runtime.closing import AsyncClosing
 from meshkit.runtime.config import AuthSettings
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from meshpb.order.v1 import order_pb2_grpc
@@ -65,7 +64,7 @@ class MeshAddresses:
         return [(PROCESS_NAMES[f.name], getattr(self, f.name)) for f in fields(self)]
 
 
-class MeshClients:
+class MeshClients(AsyncClosing):
     """One channel per service and its typed async stubs; use as ``async with MeshClients(...)``.
 
     An operator's clients: every call carries the admin token (when given), which the admin RPCs
@@ -97,14 +96,3 @@ class MeshClients:
         """Close every channel."""
         for channel in self._channels.values():
             await channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
