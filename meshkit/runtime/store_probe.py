@@ -8,7 +8,6 @@ balancers and the coordinator's health checks move away), once all answer again 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.runtime.clock import Clock
 from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.runtime.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,10 @@ class StoreProbe:
     ) -> None:
         self._checks = list(checks)
         self._set_serving = set_serving
-        self._clock = clock
         self._interval = interval_seconds
         self._timeout = timeout_seconds
         self._down: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic(self._round, clock, interval_seconds, "store-probe")
 
     @classmethod
     def of(
@@ -124,23 +123,18 @@ class StoreProbe:
         await self._set_serving(not down)
         return not down
 
+    async def _round(self) -> int:
+        await self.round_once()
+        return 0  # the verdict is logged by round_once, on a change only
+
     def start(self) -> None:
         """Start the rounds in the background, the first one an interval from now (off at interval 0)."""
-        if self._task is None and self._interval > 0 and self._checks:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="store-probe")
-
-    async def _run(self) -> None:
-        while True:
-            await self._clock.sleep(self._interval)
-            await self.round_once()
+        if self._interval > 0 and self._checks:
+            self._rounds.start()
 
     async def stop(self) -> None:
         """Stop the rounds (a running one is cancelled)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._rounds.stop()
 
 
 def watch_stores(server: Watched, checks: Sequence[StoreCheck], clock: Clock) -> StoreProbe:
