@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from meshkit.errors import TransientError
-from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS, apply_sqlite_pragmas, is_sqlite
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
@@ -136,12 +136,7 @@ def _sync_sqlite_engine(engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE", 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        apply_sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(sync, "begin")
     def _on_begin(conn: Any) -> None:

@@ -40,6 +40,19 @@ def create_engine(settings: DbSettings) -> AsyncEngine:
     raise ValueError(f"db.url: unsupported database {backend!r} (use sqlite+aiosqlite or mysql+aiomysql)")
 
 
+def apply_sqlite_pragmas(dbapi_connection: Any) -> None:
+    """The settings every SQLite connection of the mesh runs with: WAL, NORMAL sync, busy timeout, FKs.
+
+    ``dbapi_connection`` is a DB-API connection (``sqlite3`` or SQLAlchemy's aiosqlite adapter).
+    """
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def _sqlite_engine(url: URL, settings: DbSettings) -> AsyncEngine:
     if url.drivername != "sqlite+aiosqlite":
         url = url.set(drivername="sqlite+aiosqlite")
@@ -53,12 +66,7 @@ def _sqlite_engine(url: URL, settings: DbSettings) -> AsyncEngine:
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, issue BEGIN, so that we can make it BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        apply_sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS
+from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS, apply_sqlite_pragmas
 from meshkit.store.conn import Params, Row, Unit
 from meshkit.store.dialect import SQLITE, Dialect
 from meshkit.store.errors import sqlite_transient, transient_errors
@@ -34,10 +34,7 @@ def open_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         check_same_thread=False,  # opened on one thread, used only by the thread that owns it
         cached_statements=CACHED_STATEMENTS,
     )
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA foreign_keys=ON")
+    apply_sqlite_pragmas(db)
     if read_only:
         db.execute("PRAGMA query_only=ON")
     return db
