@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from meshctl.stack.embedded import free_port
-from meshkit.rpc.health import wait_serving
 from tests.integration.creds import ADMIN_TOKEN, MESH_SECRET
+from tests.integration.processes import spawn_module, wait_module_serving
 
 EXIT_SECONDS = 60.0
 SECRETS = {"MESH_ADMIN__TOKEN": ADMIN_TOKEN, "MESH_AUTH__MESH_SECRET": MESH_SECRET}
@@ -92,23 +92,10 @@ def test_bad_redis_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
 async def test_dev_flag_lets_points_svc_start_without_secrets(tmp_path: Path) -> None:
     env = _env(tmp_path, MESH_DEV__ALLOW_INSECURE="true", KUBERNETES_SERVICE_HOST="127.0.0.1")
     log_path = tmp_path / "points.log"
-    with log_path.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "points_svc",
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await spawn_module("points_svc", env, log_path)
     try:
-
-        def exited() -> str | None:
-            code = proc.returncode
-            return None if code is None else f"points_svc exited with {code}: {log_path.read_text()}"
-
-        statuses = await wait_serving([f"127.0.0.1:{env['MESH_SERVER__PORT']}"], EXIT_SECONDS, give_up=exited)
+        address = f"127.0.0.1:{env['MESH_SERVER__PORT']}"
+        statuses = await wait_module_serving(proc, address, log_path, EXIT_SECONDS)
         assert set(statuses.values()) == {"SERVING"}
     finally:
         proc.terminate()

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from meshctl.stack.embedded import free_port, log_tail
-from meshkit.rpc.health import wait_serving
 from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc
 from tests.integration.creds import ENV as CREDENTIALS_ENV
 from tests.integration.creds import MESH_SECRET, trusted_channel
 from tests.integration.pay.harness import SECRET, FakeOrder
+from tests.integration.processes import spawn_module, wait_module_serving
 
 
 async def test_pay_svc_process_pays_through_its_own_callback(tmp_path: Path, fake_order: FakeOrder) -> None:
@@ -35,23 +33,9 @@ async def test_pay_svc_process_pays_through_its_own_callback(tmp_path: Path, fak
             **CREDENTIALS_ENV,
         }
     )
-    with log_path.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pay_svc",
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await spawn_module("pay_svc", env, log_path)
     try:
-
-        def exited() -> str | None:
-            code = proc.returncode
-            return None if code is None else f"pay_svc exited with {code}: {log_tail(log_path)}"
-
-        await wait_serving([f"127.0.0.1:{port}"], 30, give_up=exited)
+        await wait_module_serving(proc, f"127.0.0.1:{port}", log_path, 30)
         async with trusted_channel(f"127.0.0.1:{port}") as channel:
             stub = pay_pb2_grpc.PayStub(channel)
             created = await stub.CreatePayment(

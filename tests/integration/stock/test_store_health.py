@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +12,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from meshctl.stack.embedded import RedisServer, free_port, log_tail
+from meshctl.stack.embedded import RedisServer, free_port
 from meshkit.infra.db import create_engine
-from meshkit.rpc.health import SERVING, check_health, wait_serving
+from meshkit.rpc.health import SERVING, check_health
 from meshkit.rpc.server import LIVENESS_SERVICE, MeshServer
 from meshkit.runtime.clock import ManualClock
 from meshkit.runtime.config import DbSettings, MeshSettings, ServerSettings
@@ -24,6 +22,7 @@ from meshkit.runtime.store_probe import StoreProbe, redis_check, sql_check
 from stock_svc.runtime import SERVICE_NAME
 from tests.integration.creds import ADMIN, AUTH
 from tests.integration.creds import ENV as CREDENTIALS_ENV
+from tests.integration.processes import spawn_module, wait_module_serving
 
 WITHIN_SECONDS = 30.0
 NOT_SERVING = "NOT_SERVING"
@@ -67,24 +66,10 @@ async def stock_process(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator
         }
     )
     log_path = tmp_path / "stock_svc.log"
-    with log_path.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "stock_svc",
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await spawn_module("stock_svc", env, log_path)
     address = f"127.0.0.1:{port}"
     try:
-
-        def exited() -> str | None:
-            code = proc.returncode
-            return None if code is None else f"stock_svc exited with {code}: {log_tail(log_path)}"
-
-        await wait_serving([address], WITHIN_SECONDS, give_up=exited)
+        await wait_module_serving(proc, address, log_path, WITHIN_SECONDS)
         yield address
     finally:
         if proc.returncode is None:
