@@ -1,5 +1,7 @@
 """Fixtures of the in-process flash tests: a coordinator, a stock_svc and order_svc nodes, all real, on the
-session's Redis and NATS; each test has its own flash namespace, stock namespace and databases."""
+session's Redis and NATS; each test has its own flash namespace, stock namespace and databases.
+
+The ``coordinator`` fixture is the order tests' own (tests/integration/order/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,24 +13,12 @@ import pytest
 
 from meshctl.stack.embedded import free_port
 from order_svc.config import OrderSettings
-from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
+from tests.integration.coordinator.harness import RunningCoordinator
 from tests.integration.order.flash.harness import JobQueue, new_namespace, node_settings, start_node
 from tests.integration.order.harness import RunningOrder
 from tests.integration.stock.harness import RunningStock, stock_settings
 
 NodeSettings = Callable[..., OrderSettings]
-
-
-@pytest.fixture
-async def coordinator(tmp_path: Path) -> AsyncIterator[RunningCoordinator]:
-    """A coordinator on its own SQLite file, without NATS."""
-    running = await RunningCoordinator.start(
-        coordinator_settings(f"sqlite+aiosqlite:///{tmp_path / 'coordinator.db'}")
-    )
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture
