@@ -34,7 +34,8 @@ from meshpb.points.v1 import points_pb2 as ppb
 from meshpb.points.v1 import points_pb2_grpc
 from meshpb.stock.v1 import stock_pb2 as spb
 from meshpb.stock.v1 import stock_pb2_grpc
-from tests.integration.flows.stack import Stack, eventually, rpc_error, whole_stack
+from tests.integration.asserts import eventually, rpc_error
+from tests.integration.flows.stack import Stack, whole_stack
 
 Pairs = Sequence[tuple[str, str | bytes]]
 BUGS = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)

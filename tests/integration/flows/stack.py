@@ -5,17 +5,12 @@ flows share: seeding SKUs and points, placing orders, waiting for states, readin
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import grpc
-import grpc.aio
-import pytest
+from typing import Any
 
 from meshctl.audit.clients import MeshAddresses, MeshClients
 from meshctl.stack import layout
@@ -26,9 +21,9 @@ from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
 from meshpb.points.v1 import points_pb2 as ppb
 from meshpb.stock.v1 import stock_pb2 as spb
+from tests.integration.asserts import eventually
 from tests.integration.creds import stack_auth
 
-T = TypeVar("T")
 RPC_SECONDS = 20.0
 FINAL = (cpb.STATUS_SUCCEEDED, cpb.STATUS_FAILED)
 
@@ -210,30 +205,6 @@ class Stack:
 
         name = opb.OrderStatus.Name(status)  # type: ignore[arg-type]
         return await eventually(read, lambda o: o.status == status, within, f"order {order_id} {name}")
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float, what: str, interval: float = 0.1
-) -> T:
-    """Poll ``read`` until ``ok`` holds for its value; fail after ``within`` seconds with the last value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await read()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}; last: {value}")
-        await asyncio.sleep(interval)
-
-
-async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error ``call`` fails with (fails the test when it succeeds)."""
-    try:
-        result = await call
-    except grpc.aio.AioRpcError as exc:
-        return exc
-    pytest.fail(f"expected an error, got {result}")
 
 
 @asynccontextmanager

@@ -16,7 +16,8 @@ from meshctl.stack import stackfile
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
-from tests.integration.flows.stack import Stack, eventually, whole_stack
+from tests.integration.asserts import eventually
+from tests.integration.flows.stack import Stack, whole_stack
 
 PAID = opb.ORDER_STATUS_PAID
 REFUNDING = opb.ORDER_STATUS_REFUNDING

@@ -17,7 +17,8 @@ from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
-from tests.integration.flows.stack import Stack, eventually, whole_stack
+from tests.integration.asserts import eventually
+from tests.integration.flows.stack import Stack, whole_stack
 
 PAY_TIMEOUT_SECONDS = 3.0
 

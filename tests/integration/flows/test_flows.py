@@ -25,7 +25,8 @@ from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
 from order_svc.placing.rules import place_gid
-from tests.integration.flows.stack import Stack, eventually, rpc_error, whole_stack
+from tests.integration.asserts import eventually, rpc_error
+from tests.integration.flows.stack import Stack, whole_stack
 
 POINTS = opb.PAY_CHANNEL_POINTS
 EXTERNAL = opb.PAY_CHANNEL_EXTERNAL

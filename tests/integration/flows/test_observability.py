@@ -22,7 +22,8 @@ from meshctl.stack import layout
 from meshctl.stack.layout import SERVICES
 from meshpb.order.v1 import order_pb2 as opb
 from order_svc.placing.rules import place_gid
-from tests.integration.flows.stack import RPC_SECONDS, Stack, eventually, rpc_error, whole_stack
+from tests.integration.asserts import eventually, rpc_error
+from tests.integration.flows.stack import RPC_SECONDS, Stack, whole_stack
 
 
 @pytest.fixture(scope="module")

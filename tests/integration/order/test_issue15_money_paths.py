@@ -21,7 +21,8 @@ import pytest
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as opb
 from meshpb.pay.v1 import pay_pb2 as paypb
-from tests.integration.flows.stack import Stack, rpc_error, whole_stack
+from tests.integration.asserts import rpc_error
+from tests.integration.flows.stack import Stack, whole_stack
 
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 CREATED = opb.ORDER_STATUS_CREATED

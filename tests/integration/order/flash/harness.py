@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any
 
 import grpc
 import grpc.aio
 import nats
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshctl.stack.embedded import free_port
@@ -25,10 +24,10 @@ from meshpb.order.v1 import order_pb2 as pb
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
 from order_svc.flash.queue import QueueNames, job_payload
 from order_svc.flash.rules import FlashTicket
+from tests.integration.asserts import eventually, rpc_error
 from tests.integration.creds import ADMIN, AUTH
 from tests.integration.order.harness import RunningOrder
 
-T = TypeVar("T")
 RPC_SECONDS = 20.0
 HOUR_MS = 3_600_000
 
@@ -146,15 +145,6 @@ async def buy(stub: Any, user_id: str, sale: pb.FlashSale, **kwargs: Any) -> pb.
     return response
 
 
-async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error ``call`` fails with (fails the test when it succeeds)."""
-    try:
-        result = await call
-    except grpc.aio.AioRpcError as exc:
-        return exc
-    pytest.fail(f"expected an error, got {result}")
-
-
 async def expect(call: Awaitable[Any], code: grpc.StatusCode, starts: str = "") -> str:
     """``call`` fails with ``code`` and details starting with ``starts``; returns the details."""
     error = await rpc_error(call)
@@ -162,25 +152,6 @@ async def expect(call: Awaitable[Any], code: grpc.StatusCode, starts: str = "") 
     assert error.code() is code, f"{error.code()}: {details}"
     assert details.startswith(starts), details
     return details
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T]],
-    ok: Callable[[T], bool],
-    within: float,
-    what: str,
-    interval: float = 0.05,
-) -> T:
-    """Poll ``read`` until ``ok`` holds; fail after ``within`` seconds with the last value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await read()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}; last: {value}")
-        await asyncio.sleep(interval)
 
 
 async def final_result(stub: Any, ticket: str, within: float = 30.0) -> pb.FlashResult:

@@ -17,11 +17,11 @@ from meshpb.order.v1 import order_pb2 as pb
 from meshpb.stock.v1 import stock_pb2
 from order_svc.flash.hot import BuyKind
 from order_svc.flash.rules import BuyRequest, TicketEntry, new_ticket, ticket_of
+from tests.integration.asserts import eventually
 from tests.integration.order.flash.harness import (
     JobQueue,
     buy,
     buy_request,
-    eventually,
     expect,
     final_result,
     get_sale,

@@ -28,11 +28,11 @@ from meshkit.runtime.config import DbSettings
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.flash.hot import FlashHot
 from order_svc.flash.queries import FlashRepo
+from tests.integration.asserts import eventually
 from tests.integration.flows.stack import Stack, whole_stack
 from tests.integration.order.flash.harness import (
     JobQueue,
     buy,
-    eventually,
     expect,
     final_result,
     get_sale,
