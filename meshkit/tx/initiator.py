@@ -243,6 +243,7 @@ class Tcc:
         self._headers = list(headers)
         self._branches = 0
         self._declared = {b.branch_id: b for b in declared}  # registered by the Prepare, not tried yet
+        self._mismatched: list[str] = []  # declared branches called with other arguments: never submit
 
     async def call_branch(
         self,
@@ -267,17 +268,27 @@ class Tcc:
         branch = pb.Branch(
             branch_id=branch_id, action=try_target, confirm=confirm_target, cancel=cancel_target, payload=data
         )
-        declared = self._declared.pop(branch_id, None)
+        declared = self._declared.get(branch_id)
+        if declared is not None and declared != branch:
+            # Stays declared (never tried) and poisons the transaction: even if the caller catches this,
+            # check_all_called fails, so the block aborts instead of confirming a branch never tried.
+            self._mismatched.append(branch_id)
+            raise ValueError(f"branch {branch_id!r} is called with other targets or payload than declared")
         if declared is None:
             await _rpc(self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch)))
-        elif declared != branch:
-            raise ValueError(f"branch {branch_id!r} is called with other targets or payload than declared")
+        else:
+            del self._declared[branch_id]
         ctx = TxContext(gid=self.gid, branch_id=branch_id, op=Op.TRY, mode=TxMode.TCC)
         metadata = branch_metadata(ctx, self._headers)
         return await _branch_rpc(self.client.pool.call(try_target, data, metadata, timeout_seconds))
 
     def check_all_called(self) -> None:
-        """Raise ``ValueError`` if a declared branch was never called (its confirm must never run)."""
+        """Raise ``ValueError`` if a declared branch was never called or was called with other arguments.
+
+        Either way its confirm must never run: the block then aborts instead of submitting.
+        """
+        if self._mismatched:
+            raise ValueError(f"declared TCC branches called with other arguments: {sorted(self._mismatched)}")
         if self._declared:
             raise ValueError(f"declared TCC branches never called: {sorted(self._declared)}")
 

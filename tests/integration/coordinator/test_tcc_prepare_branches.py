@@ -241,3 +241,20 @@ async def test_prepare_with_bad_tcc_branches_names_the_field(
     with pytest.raises(grpc.aio.AioRpcError) as missing:  # nothing was stored
         await coordinator.stub.Query(pb.QueryRequest(gid=gid))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_declared_branch_mismatch_caught_by_caller_still_aborts(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    async with CoordinatorClient(coordinator.address, auth=AUTH) as client:
+        with pytest.raises(ValueError, match="called with other arguments"):
+            async with tcc(client, gid=gid, branches=[declared(bank, "a", 2)]) as t:
+                with pytest.raises(ValueError, match="other targets or payload"):
+                    await t.call_branch(
+                        bank.target("Try"), bank.target("Confirm"), bank.target("Cancel"), b"x"
+                    )
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_FAILED
+    calls = bank.calls_of(gid)
+    assert (calls[("01", "try")], calls[("01", "confirm")]) == (0, 0)
+    assert await bank.balance("a") == (0, 0)
