@@ -5,51 +5,30 @@ Real store (SQLite and MariaDB), real gRPC invoker, real participant; only time 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coordinator.engine.commands import OptionsInput, PrepareCommand, SubmitCommand
-from coordinator.engine.metrics import EngineMetrics
 from coordinator.engine.model import BranchSpec, Mode, OpStatus, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
-from coordinator.invoker import GrpcBranchInvoker
-from coordinator.store.sql import SqlTxStore, migrate
 from meshkit.runtime.clock import ManualClock, now_ms
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
+from tests.integration.coordinator.clocked import clocked_engine, settle
 from tests.integration.coordinator.participants import Bank, payload
 
 
 @pytest.fixture
 async def clocked(db_engine: AsyncEngine) -> AsyncIterator[tuple[TxEngine, ManualClock]]:
-    await migrate(db_engine)
-    clock = ManualClock(start=time.time())
     settings = EngineSettings(
         replica_id="manual", default_retry_interval_ms=1_000, jitter=0.0, lease_ms=5_000
     )
-    invoker = GrpcBranchInvoker()
-    metrics = EngineMetrics(CollectorRegistry())
-    store = SqlTxStore(db_engine)
-    engine = TxEngine(store, invoker, clock, settings, metrics)
-    try:
-        yield engine, clock
-    finally:
-        await engine.close()
-        await invoker.close()
-        await store.close()
-
-
-async def settle(engine: TxEngine) -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
-    await engine.idle()
+    async with clocked_engine(db_engine, settings) as clocked:
+        yield clocked
 
 
 def tcc_branch(bank: Bank, amount: int) -> BranchSpec:

@@ -7,22 +7,17 @@ leads to counts in ``mesh_timer_claims_total``.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
-from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coordinator.engine.commands import OptionsInput, PrepareCommand, TxView
-from coordinator.engine.metrics import EngineMetrics
 from coordinator.engine.model import BranchSpec, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
-from coordinator.invoker import GrpcBranchInvoker
-from coordinator.store.sql import SqlTxStore, migrate
 from meshkit.runtime.clock import ManualClock
+from tests.integration.coordinator.clocked import clocked_engine, settle
 from tests.integration.coordinator.participants import Bank, payload
 
 TIMEOUT_MS = 60_000
@@ -30,24 +25,9 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture
 async def clocked(db_engine: AsyncEngine) -> AsyncIterator[tuple[TxEngine, ManualClock]]:
-    await migrate(db_engine)
-    clock = ManualClock(start=time.time())
     settings = EngineSettings(replica_id="batches", jitter=0.0, lease_ms=5_000)
-    invoker = GrpcBranchInvoker()
-    store = SqlTxStore(db_engine)
-    engine = TxEngine(store, invoker, clock, settings, EngineMetrics(CollectorRegistry()))
-    try:
-        yield engine, clock
-    finally:
-        await engine.close()
-        await invoker.close()
-        await store.close()
-
-
-async def settle(engine: TxEngine) -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
-    await engine.idle()
+    async with clocked_engine(db_engine, settings) as clocked:
+        yield clocked
 
 
 def claims(engine: TxEngine) -> float:

@@ -6,9 +6,7 @@ Real store (SQLite and MariaDB), real gRPC invoker, real participant.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -23,12 +21,12 @@ from coordinator.engine.model import BranchSpec, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
-from coordinator.store.sql import SqlTxStore, migrate
 from meshkit.runtime.clock import ManualClock
 from meshkit.runtime.logging import TxContextFilter
 from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
+from tests.integration.coordinator.clocked import clocked_engine, settle
 from tests.integration.coordinator.participants import SERVICE, Bank, payload
 
 EXECUTOR = "coordinator.engine.executor"
@@ -37,19 +35,12 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 @pytest.fixture
 async def clocked(db_engine: AsyncEngine) -> AsyncIterator[tuple[TxEngine, ManualClock, CollectorRegistry]]:
-    await migrate(db_engine)
-    clock = ManualClock(start=time.time())
     settings = EngineSettings(replica_id="logs", default_retry_interval_ms=1_000, jitter=0.0, lease_ms=5_000)
     registry = CollectorRegistry()
     invoker = GrpcBranchInvoker(metrics=ClientRpcMetrics(registry))
-    store = SqlTxStore(db_engine)
-    engine = TxEngine(store, invoker, clock, settings, EngineMetrics(registry, replica="logs"))
-    try:
+    metrics = EngineMetrics(registry, replica="logs")
+    async with clocked_engine(db_engine, settings, metrics=metrics, invoker=invoker) as (engine, clock):
         yield engine, clock, registry
-    finally:
-        await engine.close()
-        await invoker.close()
-        await store.close()
 
 
 @pytest.fixture
@@ -60,12 +51,6 @@ def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtu
     with caplog.at_level(logging.INFO, logger=EXECUTOR):
         yield caplog
     caplog.handler.removeFilter(context)
-
-
-async def settle(engine: TxEngine) -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
-    await engine.idle()
 
 
 async def begin_tcc(engine: TxEngine, bank: Bank, gid: str, headers: dict[str, str]) -> None:
