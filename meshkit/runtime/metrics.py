@@ -31,6 +31,11 @@ SHUTDOWN_POLL_SECONDS = 0.05
 
 RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+# Distinct methods labelled per RpcMetrics; later ones count as OTHER_METHOD. Every mesh proto together
+# has far fewer, but the coordinator's branch calls go to whatever targets initiators send.
+MAX_METHODS = 128
+OTHER_METHOD = "other"
+
 
 def split_method(full_method: str) -> tuple[str, str]:
     """``"/pkg.Service/Method"`` -> ``("pkg.Service", "Method")``."""
@@ -51,13 +56,19 @@ def register_process_collectors(registry: CollectorRegistry) -> None:
 
 
 class RpcMetrics:
-    """Counters and latency histogram of the RPCs this process serves (``side="server"``) or makes."""
+    """Counters and latency histogram of the RPCs this process serves (``side="server"``) or makes.
+
+    At most ``max_methods`` distinct methods get their own labels; calls of any further method are
+    counted under ``service="other", method="other"``, so callers choosing the method (branch targets)
+    cannot grow the series without bound.
+    """
 
     SIDE = "server"
     DOING = "handled on the server"
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, max_methods: int = MAX_METHODS) -> None:
         self.registry = registry
+        self.max_methods = max_methods
         self.handled = Counter(
             f"mesh_rpc_{self.SIDE}_handled_total",
             f"RPCs completed ({self.DOING}), by final status code.",
@@ -73,15 +84,26 @@ class RpcMetrics:
         )
         # full method -> its prebound children; looking labels up costs more than the update.
         self._methods: dict[str, MethodMetrics] = {}
+        self._other: MethodMetrics | None = None
 
     def method(self, full_method: str) -> MethodMetrics:
-        """The metrics of one method (``"/pkg.Service/Method"``), made once and then reused."""
+        """The metrics of one method (``"/pkg.Service/Method"``), made once and then reused.
+
+        Past ``max_methods`` distinct methods, a new one gets the shared ``other`` metrics (not cached).
+        """
         found = self._methods.get(full_method)
         if found is None:
+            if len(self._methods) >= self.max_methods:
+                return self._overflow()
             service, method = split_method(full_method)
             found = MethodMetrics(self, service, method)
             self._methods[full_method] = found
         return found
+
+    def _overflow(self) -> MethodMetrics:
+        if self._other is None:
+            self._other = MethodMetrics(self, OTHER_METHOD, OTHER_METHOD)
+        return self._other
 
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """Record one finished call."""
