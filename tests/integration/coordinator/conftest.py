@@ -33,3 +33,13 @@ async def coordinator(db_url: str) -> AsyncIterator[RunningCoordinator]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def sqlite_coordinator(sqlite_url: str) -> AsyncIterator[RunningCoordinator]:
+    """A coordinator replica on SQLite only (the engine's writes share one worker thread), without NATS."""
+    running = await RunningCoordinator.start(coordinator_settings(sqlite_url))
+    try:
+        yield running
+    finally:
+        await running.stop()

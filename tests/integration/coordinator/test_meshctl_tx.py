@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import (
     ADMIN_TOKEN,
     RunningCoordinator,
-    coordinator_settings,
     wait_final,
     wait_for,
 )
@@ -37,16 +35,6 @@ class CliResult:
     def json(self) -> object:
         """stdout parsed as JSON."""
         return json.loads(self.out)
-
-
-@pytest.fixture
-async def sqlite_coordinator(sqlite_url: str) -> AsyncIterator[RunningCoordinator]:
-    """A coordinator replica on SQLite (the CLI does not depend on the store)."""
-    running = await RunningCoordinator.start(coordinator_settings(sqlite_url))
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def meshctl(

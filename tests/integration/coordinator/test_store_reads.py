@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
@@ -16,7 +14,7 @@ from coordinator.store.sql import SqlTxStore
 from coordinator.store.tables import trans_global
 from meshkit.runtime.clock import SystemClock, now_ms
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
-from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
+from tests.integration.coordinator.harness import RunningCoordinator
 
 HOLD_SECONDS = 30.0  # a safety net only: the reads release the writer long before
 
@@ -44,16 +42,6 @@ async def test_reads_see_committed_state_while_a_write_transaction_is_open(
         await conn.execute(change)  # holds the row lock (MariaDB) / the write lock (SQLite) until commit
         assert await read_everything(store, gid) == ""
     assert await read_everything(store, gid) == "being written"
-
-
-@pytest.fixture
-async def sqlite_coordinator(sqlite_url: str) -> AsyncIterator[RunningCoordinator]:
-    """A replica on SQLite, where the engine's writes share one worker thread and lock."""
-    running = await RunningCoordinator.start(coordinator_settings(sqlite_url))
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def test_reads_answer_while_the_sqlite_writer_is_busy(
