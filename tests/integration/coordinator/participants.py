@@ -43,6 +43,7 @@ from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import MeshSettings, ServerSettings
 from meshkit.tx.context import TxContext, require_context
 from meshpb.common.v1 import common_pb2
+from meshpb.coordinator.v1 import coordinator_pb2
 
 SERVICE = "test.bank.v1.Bank"
 METHODS = ("Try", "Confirm", "Cancel", "Action", "Compensate", "QueryPrepared")
@@ -293,3 +294,14 @@ async def apply_to_account(session: AsyncSession, name: str, balance: int, froze
 def payload(account_name: str, amount: int) -> bytes:
     """The request bytes of a Bank branch."""
     return common_pb2.SkuQuantity(sku=account_name, quantity=amount).SerializeToString()
+
+
+def tcc_branch(bank: Bank, branch_id: str, name: str, amount: int) -> coordinator_pb2.Branch:
+    """A TCC branch on ``bank``'s Try/Confirm/Cancel moving ``amount`` on account ``name``."""
+    return coordinator_pb2.Branch(
+        branch_id=branch_id,
+        action=bank.target("Try"),
+        confirm=bank.target("Confirm"),
+        cancel=bank.target("Cancel"),
+        payload=payload(name, amount),
+    )

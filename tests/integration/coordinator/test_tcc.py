@@ -12,22 +12,12 @@ from meshkit.tx.context import Op, TxContext, TxMode
 from meshkit.tx.initiator import CoordinatorClient, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
-from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.coordinator.participants import Bank, payload, tcc_branch
 from tests.integration.creds import AUTH
 
 
 def ops_by_key(tx: pb.Transaction) -> dict[tuple[str, str], pb.BranchOp]:
     return {(op.branch_id, op.op): op for op in tx.ops}
-
-
-def branch(bank: Bank, branch_id: str, name: str, amount: int) -> pb.Branch:
-    return pb.Branch(
-        branch_id=branch_id,
-        action=bank.target("Try"),
-        confirm=bank.target("Confirm"),
-        cancel=bank.target("Cancel"),
-        payload=payload(name, amount),
-    )
 
 
 async def test_tcc_normal(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
@@ -96,7 +86,7 @@ async def test_tcc_cancel_before_try_rejects_late_try(
 ) -> None:
     stub = coordinator.stub
     await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC))
-    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 4)))
+    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 4)))
     aborted = await stub.Abort(pb.AbortRequest(gid=gid, reason="initiator gave up"))
     assert aborted.status in (pb.STATUS_ABORTING, pb.STATUS_FAILED)
     tx = await wait_final(coordinator, gid)
@@ -118,7 +108,7 @@ async def test_tcc_cancel_before_try_rejects_late_try(
 async def test_tcc_timeout_abort(coordinator: RunningCoordinator, bank: Bank, gid: str) -> None:
     stub = coordinator.stub
     await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=pb.TxOptions(timeout_ms=300)))
-    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 9)))
+    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 9)))
     pool = ChannelPool()
     try:
         metadata = branch_metadata(TxContext(gid, "01", Op.TRY, TxMode.TCC))
@@ -143,10 +133,10 @@ async def test_tcc_register_after_submit_refused(
 ) -> None:
     stub = coordinator.stub
     await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC))
-    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 1)))
+    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 1)))
     await stub.Submit(pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC))
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "02", "b", 1)))
+        await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "02", "b", 1)))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     details = refused.value.details() or ""
     assert "SUBMITTED" in details or "SUCCEEDED" in details
@@ -161,11 +151,11 @@ async def test_tcc_duplicate_prepare_and_submit(
     first = await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC))
     again = await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC))
     assert first.status == again.status == pb.STATUS_PREPARED
-    b = branch(bank, "01", "a", 2)
+    b = tcc_branch(bank, "01", "a", 2)
     await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=b))
     await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=b))  # same branch: a no-op
     with pytest.raises(grpc.aio.AioRpcError) as other:
-        await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 3)))
+        await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 3)))
     assert other.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.aio.AioRpcError) as wrong_mode:
         await stub.Prepare(
@@ -263,7 +253,7 @@ async def test_branch_calls_carry_context_headers_and_the_initiators_trace(
     options = pb.TxOptions(headers={"x-tenant": "acme"}, request_timeout_ms=1500)
     stub = coordinator.stub
     await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options), metadata=incoming)
-    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 1)))
+    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 1)))
     await stub.Submit(pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC))
     await wait_final(coordinator, gid)
     seen = bank.metadata[(gid, "01", "confirm")]

@@ -10,18 +10,8 @@ from meshkit.errors import BranchFailure
 from meshkit.tx.initiator import CoordinatorClient, TccBranch, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, wait_final
-from tests.integration.coordinator.participants import Bank, payload
+from tests.integration.coordinator.participants import Bank, payload, tcc_branch
 from tests.integration.creds import AUTH
-
-
-def branch(bank: Bank, branch_id: str, name: str, amount: int) -> pb.Branch:
-    return pb.Branch(
-        branch_id=branch_id,
-        action=bank.target("Try"),
-        confirm=bank.target("Confirm"),
-        cancel=bank.target("Cancel"),
-        payload=payload(name, amount),
-    )
 
 
 def declared(bank: Bank, name: str, amount: int) -> TccBranch:
@@ -45,7 +35,7 @@ def op_states(tx: pb.Transaction) -> dict[tuple[str, str], str]:
 async def test_prepare_registers_the_declared_branches(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
-    branches = [branch(bank, "01", "a", 3), branch(bank, "02", "b", 4)]
+    branches = [tcc_branch(bank, "01", "a", 3), tcc_branch(bank, "02", "b", 4)]
     answer = await coordinator.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=branches))
     assert answer.status == pb.STATUS_PREPARED
     tx = (await coordinator.stub.Query(pb.QueryRequest(gid=gid))).transaction
@@ -118,7 +108,7 @@ async def test_declared_branch_never_called_aborts_instead_of_submit(
 async def test_prepare_again_with_the_same_branches_is_a_no_op(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
-    request = pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[branch(bank, "01", "a", 1)])
+    request = pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[tcc_branch(bank, "01", "a", 1)])
     await coordinator.stub.Prepare(request)
     again = await coordinator.stub.Prepare(request)
     assert again.status == pb.STATUS_PREPARED
@@ -129,9 +119,9 @@ async def test_prepare_again_with_the_same_branches_is_a_no_op(
 async def test_prepare_again_adds_a_missing_branch(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
-    first = branch(bank, "01", "a", 1)
+    first = tcc_branch(bank, "01", "a", 1)
     await coordinator.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[first]))
-    second = branch(bank, "02", "b", 2)
+    second = tcc_branch(bank, "02", "b", 2)
     await coordinator.stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[first, second]))
     tx = await coordinator.query(gid)
     assert list(tx.branches) == [first, second]
@@ -141,28 +131,28 @@ async def test_prepare_again_with_a_different_branch_is_refused(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
     await coordinator.stub.Prepare(
-        pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[branch(bank, "01", "a", 1)])
+        pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[tcc_branch(bank, "01", "a", 1)])
     )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await coordinator.stub.Prepare(
-            pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[branch(bank, "01", "a", 2)])
+            pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[tcc_branch(bank, "01", "a", 2)])
         )
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     tx = await coordinator.query(gid)
-    assert list(tx.branches) == [branch(bank, "01", "a", 1)]
+    assert list(tx.branches) == [tcc_branch(bank, "01", "a", 1)]
 
 
 async def test_register_branch_after_prepare_with_branches_keeps_positions(
     coordinator: RunningCoordinator, bank: Bank, gid: str
 ) -> None:
     await coordinator.stub.Prepare(
-        pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[branch(bank, "01", "a", 1)])
+        pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, branches=[tcc_branch(bank, "01", "a", 1)])
     )
     await coordinator.stub.RegisterBranch(
-        pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "02", "b", 1))
+        pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "02", "b", 1))
     )
     same = await coordinator.stub.RegisterBranch(
-        pb.RegisterBranchRequest(gid=gid, branch=branch(bank, "01", "a", 1))
+        pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 1))
     )
     assert same.branch_id == "01"
     tx = await coordinator.query(gid)
