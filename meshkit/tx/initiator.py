@@ -130,7 +130,7 @@ async def _client(
             await client.close()
 
 
-async def _rpc(call: Awaitable[T]) -> T:
+async def coordinator_call(call: Awaitable[T]) -> T:
     """Await a coordinator call, turning a failed status into a domain error.
 
     The coordinator answers ``FAILED_PRECONDITION`` for a refused state change: that is a
@@ -275,7 +275,9 @@ class Tcc:
             self._mismatched.append(branch_id)
             raise ValueError(f"branch {branch_id!r} is called with other targets or payload than declared")
         if declared is None:
-            await _rpc(self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch)))
+            await coordinator_call(
+                self.client.stub.RegisterBranch(pb.RegisterBranchRequest(gid=self.gid, branch=branch))
+            )
         else:
             del self._declared[branch_id]
         ctx = TxContext(gid=self.gid, branch_id=branch_id, op=Op.TRY, mode=TxMode.TCC)
@@ -325,7 +327,7 @@ async def tcc(
         )
         declared = [b.to_pb(i) for i, b in enumerate(branches, start=1)]
         prepare = pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC, options=options, branches=declared)
-        await _rpc(client.stub.Prepare(prepare))
+        await coordinator_call(client.stub.Prepare(prepare))
         t = Tcc(client, gid, sorted(options.headers.items()), declared)
         try:
             yield t
@@ -333,7 +335,7 @@ async def tcc(
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"[:MAX_ABORT_REASON]
             try:
-                response = await _rpc(client.stub.Abort(pb.AbortRequest(gid=gid, reason=reason)))
+                response = await coordinator_call(client.stub.Abort(pb.AbortRequest(gid=gid, reason=reason)))
                 t.status = response.status
             except MeshError as abort_error:
                 log.warning(
@@ -341,7 +343,7 @@ async def tcc(
                 )
             raise
         request = pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC, wait_result=wait_result)
-        t.status = (await _rpc(client.stub.Submit(request))).status
+        t.status = (await coordinator_call(client.stub.Submit(request))).status
 
 
 # ============================================================================ SAGA
@@ -390,7 +392,7 @@ class Saga:
             request = pb.SubmitRequest(
                 gid=self.gid, mode=pb.MODE_SAGA, options=self._options, branches=self._steps, wait_result=wait
             )
-            response = await _rpc(client.stub.Submit(request, timeout=timeout_seconds))
+            response = await coordinator_call(client.stub.Submit(request, timeout=timeout_seconds))
             return response.status
 
 
@@ -483,19 +485,19 @@ class Msg:
                 branches=self._branches,
                 query_prepared=self.query_prepared,
             )
-            return (await _rpc(client.stub.Prepare(request))).status
+            return (await coordinator_call(client.stub.Prepare(request))).status
 
     async def submit(self, *, wait: bool = False) -> int:
         """Send the message (after the local transaction committed). Returns the status."""
         async with _client(self._coordinator) as client:
             request = pb.SubmitRequest(gid=self.gid, mode=pb.MODE_MSG, wait_result=wait)
-            return (await _rpc(client.stub.Submit(request))).status
+            return (await coordinator_call(client.stub.Submit(request))).status
 
     async def abort(self, reason: str) -> int:
         """Drop the prepared message (its local transaction did not commit). Returns the status."""
         async with _client(self._coordinator) as client:
             request = pb.AbortRequest(gid=self.gid, reason=reason[:MAX_ABORT_REASON])
-            return (await _rpc(client.stub.Abort(request))).status
+            return (await coordinator_call(client.stub.Abort(request))).status
 
     async def do_and_submit(
         self, barrier: MsgBarrier, business: Callable[[AsyncSession], Awaitable[R]], *, wait: bool = False
@@ -558,4 +560,15 @@ def msg(
     return Msg(coordinator, query_prepared, gid, options)
 
 
-__all__ = ["CoordinatorClient", "Msg", "MsgBarrier", "Saga", "Tcc", "local_gid", "msg", "saga", "tcc"]
+__all__ = [
+    "CoordinatorClient",
+    "Msg",
+    "MsgBarrier",
+    "Saga",
+    "Tcc",
+    "coordinator_call",
+    "local_gid",
+    "msg",
+    "saga",
+    "tcc",
+]

@@ -25,18 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
 
-import grpc
-import grpc.aio
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier import SqlBarrier
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError, NotFound
-from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.peers import PeersSection
-from meshkit.tx.initiator import CoordinatorClient, Tcc, msg, tcc
+from meshkit.tx.initiator import CoordinatorClient, Tcc, coordinator_call, msg, tcc
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb
 from meshpb.order.v1 import order_pb2
@@ -50,7 +46,6 @@ from order_svc.orders.values import Channel, PlacePlan, aggregate_items
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MS = 1000
 
 STOCK = stock_pb2.DESCRIPTOR.services_by_name["Stock"].full_name
@@ -70,16 +65,6 @@ _STATES: dict[int, TxState] = {
 def target(address: str, service: str, method: str) -> str:
     """A branch target ``host:port/package.Service/Method``."""
     return f"{address}/{service}/{method}"
-
-
-async def _coordinator_call(call: Awaitable[T]) -> T:
-    """A coordinator call with its failure as a domain error (FAILED_PRECONDITION = refused change)."""
-    try:
-        return await call
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
-            raise FailedPrecondition(exc.details() or "failed precondition") from exc
-        raise error_from_rpc(exc) from exc
 
 
 def _view(gid: str, status: int, reason: str) -> TxView:
@@ -238,7 +223,7 @@ class GrpcMesh:
     async def query(self, gid: str) -> TxView | None:
         """The coordinator's view of ``gid`` (None when unknown)."""
         try:
-            response = await _coordinator_call(self._client.stub.Query(cpb.QueryRequest(gid=gid)))
+            response = await coordinator_call(self._client.stub.Query(cpb.QueryRequest(gid=gid)))
         except NotFound:
             return None
         tx = response.transaction
@@ -246,13 +231,13 @@ class GrpcMesh:
 
     async def abort(self, gid: str, reason: str) -> TxView:
         """Abort a PREPARED transaction."""
-        response = await _coordinator_call(self._client.stub.Abort(cpb.AbortRequest(gid=gid, reason=reason)))
+        response = await coordinator_call(self._client.stub.Abort(cpb.AbortRequest(gid=gid, reason=reason)))
         return _view(gid, response.status, reason)
 
     async def fence(self, gid: str, reason: str) -> TxView:
         """Prepare ``gid`` (a no-op if it exists) and abort it, so that it can never commit."""
         options = cpb.TxOptions(timeout_ms=self._timeout_ms)
-        await _coordinator_call(
+        await coordinator_call(
             self._client.stub.Prepare(cpb.PrepareRequest(gid=gid, mode=cpb.MODE_TCC, options=options))
         )
         try:
