@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from coordinator.engine.commands import OptionsInput, PrepareCommand, SubmitCommand, TxView
 from coordinator.engine.model import BranchOp, BranchSpec, Event, GlobalTx, TxOptions, branches_of
 from meshkit.rpc.pbtime import timestamp
+from meshkit.runtime.logctx import normalized_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 
@@ -15,9 +16,12 @@ def options_input(options: pb.TxOptions, traceparent: str | None = None) -> Opti
     """Requested options (zeros = defaults); the caller's ``traceparent`` joins the branch headers.
 
     So branch calls continue the initiator's trace, unless the options name a ``traceparent`` of
-    their own.
+    their own (kept normalized when well-formed; branch calls replace a malformed one).
     """
     headers = dict(options.headers)
+    named = normalized_traceparent(headers.get(TRACEPARENT_KEY, ""))
+    if named:
+        headers[TRACEPARENT_KEY] = named
     if traceparent and TRACEPARENT_KEY not in headers:
         headers[TRACEPARENT_KEY] = traceparent
     return OptionsInput(

@@ -16,7 +16,7 @@ from coordinator.engine.validate import check_gids
 from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
 from meshkit.runtime.ids import Snowflake
-from meshkit.tx.branchcall import valid_traceparent
+from meshkit.runtime.logctx import normalized_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
@@ -28,11 +28,11 @@ WAIT_MARGIN_SECONDS = 0.2
 
 
 def traceparent(context: Context) -> str | None:
-    """The caller's W3C ``traceparent``, if it sent a well-formed one."""
+    """The caller's W3C ``traceparent`` (normalized), if it sent a well-formed one."""
     for key, value in context.invocation_metadata() or ():
         if key == TRACEPARENT_KEY:
             text = value if isinstance(value, str) else value.decode(errors="replace")
-            return text if valid_traceparent(text) else None
+            return normalized_traceparent(text) or None
     return None
 
 

@@ -38,7 +38,13 @@ from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
 from meshkit.runtime.clock import Clock, now_ms
-from meshkit.runtime.logctx import TRACEPARENT_KEY, bound, seeded_trace_id, trace_id_of, valid_traceparent
+from meshkit.runtime.logctx import (
+    TRACEPARENT_KEY,
+    bound,
+    normalized_traceparent,
+    seeded_trace_id,
+    trace_id_of,
+)
 from meshkit.runtime.ratelimit import LogLimiter
 from meshkit.tx.context import Op
 
@@ -53,9 +59,8 @@ def tx_log_fields(tx: GlobalTx) -> contextlib.AbstractContextManager[None]:
 
     The trace is the initiator's, else the one derived from the gid (what the branch calls carry).
     """
-    parent = dict(tx.options.headers).get(TRACEPARENT_KEY, "")
-    valid = bool(parent) and valid_traceparent(parent)
-    return bound(gid=tx.gid, trace_id=trace_id_of(parent) if valid else seeded_trace_id(tx.gid))
+    parent = normalized_traceparent(dict(tx.options.headers).get(TRACEPARENT_KEY, ""))
+    return bound(gid=tx.gid, trace_id=trace_id_of(parent) if parent else seeded_trace_id(tx.gid))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,22 @@ log_fields: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
 )
 
 
+def normalized_traceparent(value: str) -> str:
+    """``value`` stripped and lower-cased if it is a well-formed W3C ``traceparent``, else "".
+
+    Well-formed: version 00-fe, non-zero trace id and non-zero parent id. Store, forward and log only
+    this form, so that slicing out the trace id and comparing trace ids work.
+    """
+    text = value.strip().lower()
+    match = _TRACEPARENT_RE.fullmatch(text)
+    if match is None or match[1] == "ff" or match[2] == "0" * 32 or match[3] == "0" * 16:
+        return ""
+    return text
+
+
 def valid_traceparent(value: str) -> bool:
-    """True for a well-formed W3C ``traceparent`` (version 00-fe, non-zero trace id)."""
-    match = _TRACEPARENT_RE.fullmatch(value.strip().lower())
-    return match is not None and match[1] != "ff" and match[2] != "0" * 32
+    """True for a well-formed W3C ``traceparent`` (see :func:`normalized_traceparent`)."""
+    return bool(normalized_traceparent(value))
 
 
 def trace_id_of(traceparent: str) -> str:

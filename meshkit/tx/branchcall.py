@@ -13,7 +13,6 @@ a trace.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Sequence
 
@@ -27,7 +26,6 @@ from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.context import TxContext
 from meshkit.tx.target import Target, parse_target
 
-_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -46,11 +44,9 @@ def _identity(data: bytes) -> bytes:
 
 def child_traceparent(parent: str | None, seed: str) -> str:
     """A ``traceparent`` for an outgoing call: continues ``parent`` if valid, else a trace from ``seed``."""
-    match = (
-        _TRACEPARENT_RE.fullmatch(parent.strip().lower()) if parent and valid_traceparent(parent) else None
-    )
-    if match is not None:
-        trace_id, flags = match[2], match[4]
+    normal = logctx.normalized_traceparent(parent) if parent else ""
+    if normal:
+        _, trace_id, _, flags = normal.split("-")
     else:
         trace_id, flags = logctx.seeded_trace_id(seed), "01"
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"

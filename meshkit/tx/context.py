@@ -146,10 +146,13 @@ def from_metadata(metadata: Metadata | Mapping[str, str] | None) -> TxContext | 
 
 
 def read_metadata(metadata: Metadata | Mapping[str, str] | None) -> tuple[TxContext | None, str]:
-    """The context (as :func:`from_metadata`) and the well-formed ``traceparent`` ("" if none) of a call."""
+    """The context (as :func:`from_metadata`) and the ``traceparent`` of a call, normalized ("" if none).
+
+    A malformed ``traceparent`` is dropped (the call then starts a trace of its own), never refused.
+    """
     md = _as_mapping(metadata)
     parent = md.get(TRACEPARENT_KEY, "")
-    return _context(md), parent if parent and logctx.valid_traceparent(parent) else ""
+    return _context(md), logctx.normalized_traceparent(parent) if parent else ""
 
 
 def _context(md: dict[str, str]) -> TxContext | None:

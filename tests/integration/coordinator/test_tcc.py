@@ -7,6 +7,7 @@ import grpc.aio
 import pytest
 
 from meshkit.errors import BranchFailure
+from meshkit.runtime.logctx import seeded_trace_id
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshkit.tx.initiator import CoordinatorClient, tcc
@@ -267,3 +268,28 @@ async def test_branch_calls_carry_context_headers_and_the_initiators_trace(
     version, trace, span, flags = seen["traceparent"].split("-")
     assert (version, trace, flags) == ("00", trace_id, "01")
     assert span != "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("sent", "trace_of"),
+    [
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ""),  # zero parent id: dropped
+    ],
+)
+async def test_traceparent_is_normalized_or_dropped_before_it_is_stored_and_forwarded(
+    coordinator: RunningCoordinator, bank: Bank, gid: str, sent: str, trace_of: str
+) -> None:
+    stub = coordinator.stub
+    await stub.Prepare(pb.PrepareRequest(gid=gid, mode=pb.MODE_TCC), metadata=(("traceparent", sent),))
+    await stub.RegisterBranch(pb.RegisterBranchRequest(gid=gid, branch=tcc_branch(bank, "01", "a", 1)))
+    await stub.Submit(pb.SubmitRequest(gid=gid, mode=pb.MODE_TCC))
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_SUCCEEDED
+    forwarded = bank.metadata[(gid, "01", "confirm")]["traceparent"]
+    if trace_of:
+        assert tx.options.headers["traceparent"] == sent.lower()
+        assert forwarded.split("-")[1] == trace_of
+    else:
+        assert "traceparent" not in tx.options.headers
+        assert forwarded.split("-")[1] == seeded_trace_id(gid)
