@@ -51,7 +51,7 @@ from bench.common import (
 from bench.flash_sale import FlashOutcome, flash_burst
 from bench.msg_overhead import msg_coordinated, msg_direct
 from bench.participant import prepare_database
-from bench.place_order import _audit, mariadb_overrides, place_order, seed
+from bench.place_order import _audit, backend_databases, place_order, seed
 from bench.tcc_overhead import (
     BENCH_AUTH,
     Mesh,
@@ -214,39 +214,30 @@ async def stack_phases(backend: str, args: argparse.Namespace, overview: Overvie
     run_id = secrets.token_hex(3)
     with tempfile.TemporaryDirectory(prefix=f"bench-overview-{backend}-") as tmp:
         workdir = Path(tmp)
-        server: MariaDbServer | None = None
-        overrides: dict[str, dict[str, str]] = {}
-        if backend == "mariadb":
-            server = MariaDbServer(workdir / "mariadb")
-            await asyncio.to_thread(server.start)
-            overrides = mariadb_overrides(server, run_id)
-        try:
-            async with (
-                local_stack(workdir / "mesh", env_overrides=overrides) as stack,
-                MeshClients(stack.addresses, stack.admin_token) as clients,
-            ):
-                pids = stack.pids()
-                if server is not None and server.pid is not None:
-                    pids["mariadb"] = server.pid
-                meter = CpuMeter.of(pids)
-                await _place_orders(
-                    clients, meter=meter, backend=backend, run_id=run_id, args=args, overview=overview
+        async with (
+            backend_databases(backend, workdir, run_id) as (overrides, server),
+            local_stack(workdir / "mesh", env_overrides=overrides) as stack,
+            MeshClients(stack.addresses, stack.admin_token) as clients,
+        ):
+            pids = stack.pids()
+            if server is not None and server.pid is not None:
+                pids["mariadb"] = server.pid
+            meter = CpuMeter.of(pids)
+            await _place_orders(
+                clients, meter=meter, backend=backend, run_id=run_id, args=args, overview=overview
+            )
+            overview.flashes.append(
+                await flash_burst(
+                    clients,
+                    meter,
+                    backend=backend,
+                    run_id=run_id,
+                    attempts=args.flash_attempts,
+                    units=args.flash_units,
+                    concurrency=args.flash_concurrency,
                 )
-                overview.flashes.append(
-                    await flash_burst(
-                        clients,
-                        meter,
-                        backend=backend,
-                        run_id=run_id,
-                        attempts=args.flash_attempts,
-                        units=args.flash_units,
-                        concurrency=args.flash_concurrency,
-                    )
-                )
-                overview.audits_ok = await _audit(clients, backend) and overview.audits_ok
-        finally:
-            if server is not None:
-                await asyncio.to_thread(server.stop)
+            )
+            overview.audits_ok = await _audit(clients, backend) and overview.audits_ok
 
 
 async def _place_orders(

@@ -19,7 +19,8 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bench.common import (
@@ -117,23 +118,35 @@ def mariadb_overrides(server: MariaDbServer, run_id: str) -> dict[str, dict[str,
     return overrides
 
 
+@asynccontextmanager
+async def backend_databases(
+    backend: str, workdir: Path, run_id: str
+) -> AsyncIterator[tuple[dict[str, dict[str, str]], MariaDbServer | None]]:
+    """The stack's environment overrides for ``backend`` and the MariaDB server it started (stopped on exit).
+
+    SQLite needs neither (``{}``, ``None``); MariaDB runs under ``workdir/mariadb``, a database per process.
+    """
+    if backend != "mariadb":
+        yield {}, None
+        return
+    server = MariaDbServer(workdir / "mariadb")
+    await asyncio.to_thread(server.start)
+    try:
+        yield mariadb_overrides(server, run_id), server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
 async def bench_backend(
     backend: str, workdir: Path, levels: Sequence[int], seconds: float
 ) -> tuple[list[LoadResult], bool]:
     """Every concurrency level on a fresh stack; returns the results and whether the audit held."""
     run_id = secrets.token_hex(3)
-    server: MariaDbServer | None = None
-    overrides: dict[str, dict[str, str]] = {}
-    if backend == "mariadb":
-        server = MariaDbServer(workdir / "mariadb")
-        await asyncio.to_thread(server.start)
-        overrides = mariadb_overrides(server, run_id)
-    try:
-        async with local_stack(workdir / "mesh", env_overrides=overrides) as stack:
-            return await _measure(stack, backend, levels, seconds, run_id)
-    finally:
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+    async with (
+        backend_databases(backend, workdir, run_id) as (overrides, _server),
+        local_stack(workdir / "mesh", env_overrides=overrides) as stack,
+    ):
+        return await _measure(stack, backend, levels, seconds, run_id)
 
 
 async def _measure(
