@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,26 @@ from meshkit.tx.context import current_tx
 
 CONTEXT_FIELDS = ("gid", "branch", "op", "trace_id")
 TraceIds = Callable[[], str]
+
+# C0/C1 controls (newlines, escape sequences) and the Unicode line/paragraph separators.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match[0]
+    return _NAMED_CONTROLS.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with control characters written as ``\n``, ``\x1b``, ``\u2028``... (one line, no escapes).
+
+    Text lines hold client-chosen values (an order id, a branch target): a raw newline there would
+    start a forged line, an escape sequence would rewrite the terminal.
+    """
+    return _CONTROL_RE.sub(_escape_control, text)
 
 
 def traceparent_trace_id() -> str:
@@ -91,21 +112,38 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """A readable line: ``time level logger [gid branch op] message key=value ...``."""
+    """A readable line: ``time level logger message [gid branch op trace_id key=value ...]``.
+
+    The message and every field value have their control characters escaped (:func:`escape_controls`),
+    so one record is one line; only a traceback or stack follows on lines of its own.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging.Formatter's name
+        """The first line, with the message escaped."""
+        message = record.message
+        record.message = escape_controls(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` with its context and extras appended."""
         line = super().format(record)
-        ctx = " ".join(f"{n}={getattr(record, n)}" for n in CONTEXT_FIELDS if getattr(record, n, ""))
-        extras = " ".join(f"{k}={v}" for k, v in extra_fields(record).items())
+        ctx = " ".join(_field(n, getattr(record, n)) for n in CONTEXT_FIELDS if getattr(record, n, ""))
+        extras = " ".join(_field(k, v) for k, v in extra_fields(record).items())
         tail = " ".join(part for part in (ctx, extras) if part)
         if not tail:
             return line
         head, sep, exc = line.partition("\n")
         return f"{head} [{tail}]{sep}{exc}"
+
+
+def _field(name: str, value: object) -> str:
+    return f"{escape_controls(name)}={escape_controls(str(value))}"
 
 
 class RedactingFormatter(logging.Formatter):

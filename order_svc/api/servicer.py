@@ -36,8 +36,15 @@ def branch_context(context: Context, expected: Op) -> TxContext:
 
 
 def tagged(order_id: str) -> str:
-    """``order_id``, also tagged on every log line of this call (clipped: it may not be checked yet)."""
-    tag(order_id=order_id[:MAX_TAG])
+    """``order_id``, also tagged on every log line of this call if it is a well-formed order id.
+
+    Not checked here (the service refuses a bad one, naming its own field); a bad one is tagged as its
+    clipped ``ascii()`` form, so no client-chosen character reaches a log line raw.
+    """
+    try:
+        tag(order_id=check_order_id(order_id))
+    except InvalidArgument:
+        tag(order_id=ascii(order_id[:MAX_TAG]))
     return order_id
 
 
