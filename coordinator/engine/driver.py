@@ -11,6 +11,7 @@ waiting for a transaction to finish.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import random
@@ -237,7 +238,7 @@ class Driver:
             finally:
                 self._release_active(gid)
 
-        self._spawn(finish(), f"finish-{gid}")
+        self._spawn(finish(), f"finish-{gid}", keep_context=True)
 
     def _release_active(self, gid: str) -> None:
         count = self._active.get(gid, 0) - 1
@@ -246,8 +247,15 @@ class Driver:
         else:
             self._active.pop(gid, None)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str, *, keep_context: bool = False) -> None:
+        """Run ``coro`` in the background; in a clean context unless ``keep_context``.
+
+        Claims and drives are started from whatever task noticed the work (a request, the wake-up
+        task, a timer consumer): a copy of its context would carry that caller's gid and trace into
+        every line of unrelated work. Only a command's own run (``continue_run``) keeps its context.
+        """
+        context = None if keep_context else contextvars.Context()
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 from collections.abc import Callable
 
@@ -42,7 +43,11 @@ class LocalWakeups:
         earliest = self._heap[0][0] if self._heap else None
         heapq.heappush(self._heap, (at_ms, gid))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="local-wakeups")
+            # A clean context: the first schedule() runs in some request's log fields (gid, trace),
+            # which every later fire (and the drives it starts) would otherwise carry forever.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="local-wakeups", context=contextvars.Context()
+            )
         if earliest is None or at_ms < earliest:
             self._changed.set()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import logging
 from collections.abc import Sequence
 
@@ -95,7 +96,9 @@ class JetStreamTimers:
         """Declare the stream, subscribe to fires, start the publisher, and register with the engine."""
         await ensure_timer_stream(self._js, self._replicas)
         await self._consumer.start()
-        self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="timer-publisher")
+        self._publisher = asyncio.get_running_loop().create_task(
+            self._publish_loop(), name="timer-publisher", context=contextvars.Context()
+        )
         self._engine.add_timer(self)
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 
 from coordinator.engine.service import TxEngine
@@ -42,7 +43,9 @@ class Sweeper:
     def start(self) -> None:
         """Start sweeping in the background."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="coordinator-sweeper")
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="coordinator-sweeper", context=contextvars.Context()
+            )
 
     async def stop(self) -> None:
         """Stop sweeping."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -77,7 +78,7 @@ class BatchConsumer:
             self._subject, durable=self._durable, stream=self._stream, config=config
         )
         self._task = asyncio.get_running_loop().create_task(
-            self._run(subscription.fetch), name=f"consume-{self._durable}"
+            self._run(subscription.fetch), name=f"consume-{self._durable}", context=contextvars.Context()
         )
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -41,7 +42,9 @@ class Periodic:
     def start(self) -> None:
         """Start the rounds in the background (the first one now with ``run_at_start``, else later)."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=self._name, context=contextvars.Context()
+            )
 
     async def _run(self) -> None:
         if not self._run_at_start:

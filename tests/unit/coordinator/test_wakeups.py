@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator.engine.wakeups import LocalWakeups
+from meshkit.runtime import logctx
 from meshkit.runtime.clock import ManualClock
 
 
@@ -69,3 +70,30 @@ async def test_many_due_wakeups_fire_in_one_pass_in_due_order() -> None:
     assert fired == [f"g{i:03d}" for i in reversed(range(100))]
     assert wakeups.pending() == 1
     await wakeups.close()
+
+
+async def test_fires_do_not_carry_the_context_of_the_first_schedule() -> None:
+    clock = ManualClock()
+    seen: list[tuple[str, dict[str, object], str]] = []
+
+    def fire(gid: str, _at: int) -> None:
+        seen.append((gid, dict(logctx.log_fields.get()), logctx.current_traceparent.get()))
+
+    wakeups = LocalWakeups(clock, fire)
+    now = int(clock.now() * 1000)
+
+    async def first_request() -> None:  # e.g. the Prepare of gid-A, served in its own task
+        logctx.current_traceparent.set("00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+        with logctx.bound(gid="gid-A", trace_id="a" * 32):
+            wakeups.schedule("gid-A", now + 10)
+
+    await asyncio.create_task(first_request())
+    wakeups.schedule("gid-B", now + 20)  # from a context without log fields
+    await settle()
+    clock.advance(0.02)
+    await settle()
+    await wakeups.close()
+    assert [gid for gid, _, _ in seen] == ["gid-A", "gid-B"]
+    for _gid, fields, traceparent in seen:
+        assert fields.get("gid") is None and fields.get("trace_id") is None
+        assert traceparent == logctx.current_traceparent.get()
