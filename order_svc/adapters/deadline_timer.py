@@ -6,7 +6,8 @@ Every order_svc replica consumes the fire subjects through one shared durable pu
 :data:`FETCH_BATCH` fires per fetch; a batch goes to
 :meth:`order_svc.service.OrderService.expire_many`, which re-reads each order and cancels it only if it
 is still overdue (stale and duplicate fires are harmless), several at once. A fire that comes early is
-scheduled again.
+scheduled again; a malformed one (body not an order id, bad due header) is logged, rate-limited, and
+acked with its batch, so it neither blocks the others nor comes back.
 
 NATS is optional at every moment: until it answers, schedules are dropped with a log line and the
 sweeper cancels overdue orders a little later.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -25,6 +26,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
+from meshkit.errors import InvalidArgument
 from meshkit.infra.nats import (
     connect,
     create_stream_if_missing,
@@ -33,6 +35,8 @@ from meshkit.infra.nats import (
 from meshkit.infra.nats_batches import BatchConsumer
 from meshkit.runtime.clock import Clock
 from meshkit.runtime.config import NatsSettings
+from order_svc.orders.tables import ORDER_ID_LEN
+from order_svc.placing.rules import check_id
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,46 @@ MAX_RETRY_SECONDS = 60.0
 PUBLISH_TIMEOUT_SECONDS = 2.0
 FETCH_BATCH = 256
 
+MALFORMED_LOG_SECONDS = 60.0
+
 ExpireMany = Callable[[Sequence[str]], Awaitable[int]]
+
+
+def decode_fire(body: bytes, headers: Mapping[str, str] | None) -> tuple[str, int]:
+    """A fire's order id (its body) and due time (header ``Mesh-Due-Ms``, 0 when absent).
+
+    Raises ValueError naming what is wrong (not UTF-8, not an order id, a due time not an integer).
+    """
+    try:
+        order_id = check_id("order_id", body.decode(), ORDER_ID_LEN)
+    except UnicodeDecodeError as exc:
+        raise ValueError("body is not UTF-8") from exc
+    except InvalidArgument as exc:
+        raise ValueError(f"body is not an order id ({exc})") from exc
+    raw = (headers or {}).get(DUE_HEADER, "0") or "0"
+    if not raw.isascii() or not raw.isdigit():
+        raise ValueError(f"header {DUE_HEADER} is not a non-negative integer")
+    return order_id, int(raw)
+
+
+class MalformedLog:
+    """Logs malformed fires at most once per :data:`MALFORMED_LOG_SECONDS`, with how many were dropped."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._next = 0.0
+        self.dropped = 0
+
+    def note(self, subject: str, why: str) -> None:
+        """Count one malformed fire on ``subject``; log it unless a line was written recently."""
+        self.dropped += 1
+        now = self._clock.monotonic()
+        if now < self._next:
+            return
+        self._next = now + MALFORMED_LOG_SECONDS
+        log.warning(
+            "deadline fire on %s dropped: %s (%d malformed so far)", ascii(subject[:200]), why, self.dropped
+        )
 
 
 async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float, replicas: int = 1) -> None:
@@ -81,6 +124,7 @@ class NatsDeadlines:
         self._consumer: BatchConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._expire: ExpireMany | None = None
+        self.malformed = MalformedLog(clock)
 
     @property
     def connected(self) -> bool:
@@ -150,14 +194,24 @@ class NatsDeadlines:
         now_ms = int(self._clock.now() * 1000)
         due: list[str] = []
         for message in messages:
-            order_id = message.data.decode()
-            due_ms = int((message.headers or {}).get(DUE_HEADER, "0") or 0)
+            fire = self._decode(message)
+            if fire is None:
+                continue  # acked with the batch: redelivering it would fail the same way
+            order_id, due_ms = fire
             if due_ms > now_ms:
                 await self.schedule(order_id, due_ms)  # early (clock skew): again at the due time
             else:
                 due.append(order_id)
         if due and self._expire is not None:
             await self._expire(due)
+
+    def _decode(self, message: Msg) -> tuple[str, int] | None:
+        """The fire's (order id, due ms), or None (logged, rate-limited) when it is malformed."""
+        try:
+            return decode_fire(message.data, message.headers)
+        except ValueError as exc:
+            self.malformed.note(message.subject, str(exc))
+            return None
 
     async def stop(self) -> None:
         """Stop connecting and consuming; close the connection."""
