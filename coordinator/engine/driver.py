@@ -154,6 +154,7 @@ class Driver:
                 if room <= 0:
                     return  # a finishing drive starts claiming again
                 batch = {gid: self._hinted.pop(gid) for gid in list(itertools.islice(self._hinted, room))}
+                self._claimed_running += len(batch)  # reserved before the claim: a sweep meanwhile sees it
                 try:
                     await self._claim_batch(batch)
                 except Exception:
@@ -164,12 +165,13 @@ class Driver:
     async def _claim_batch(self, batch: dict[str, str]) -> None:
         now = now_ms(self.clock)
         self._claiming.update(batch)
+        claimed: list[Claimed] = []
         try:
             self.metrics.claimed_hints()
             claimed = await self.store.claim_many(list(batch), self.owner, now, now + self.settings.lease_ms)
         finally:
             self._claiming.difference_update(batch)
-        self._claimed_running += len(claimed)
+            self._unreserve(len(batch) - len(claimed))
         for item in claimed:
             self._spawn(self._drive_swept(item, now, batch[item.tx.gid]), f"drive-{item.tx.gid}")
 
@@ -202,11 +204,21 @@ class Driver:
         if room <= 0 or self._closed:
             return 0
         now = now_ms(self.clock)
-        claimed = await self.store.claim_due(self.owner, now, now + self.settings.lease_ms, room)
-        self._claimed_running += len(claimed)  # counted now, so the next sweep sees them
+        self._claimed_running += room  # reserved before the claim: hint claims meanwhile see it
+        claimed: list[Claimed] = []
+        try:
+            claimed = await self.store.claim_due(self.owner, now, now + self.settings.lease_ms, room)
+        finally:
+            self._unreserve(room - len(claimed))
         for item in claimed:
             self._spawn(self._drive_swept(item, now, "sweeper"), f"sweep-{item.tx.gid}")
         return len(claimed)
+
+    def _unreserve(self, slots: int) -> None:
+        """Give back drive slots reserved for a claim that took fewer; queued hints may use them."""
+        if slots > 0:
+            self._claimed_running -= slots
+            self._start_claiming()
 
     async def _drive_swept(self, claimed: Claimed, now: int, source: str) -> GlobalTx | None:
         try:
