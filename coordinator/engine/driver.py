@@ -78,6 +78,7 @@ class Driver:
         self._recently_finished: OrderedDict[str, None] = OrderedDict()
         self._hinted: dict[str, str] = {}  # gid -> source, in arrival order: waiting for a claim
         self._claiming: set[str] = set()  # hinted gids in a claim statement right now
+        self._rehinted: dict[str, str] = {}  # hinted again while in a claim statement
         self._claimer = False  # a task is claiming hints
         self._closed = False
 
@@ -130,7 +131,12 @@ class Driver:
         leased elsewhere, deadline moved) is dropped by the claim.
         """
         self.metrics.hinted(source)
-        if self._closed or gid in self._hinted or gid in self._claiming or self._active.get(gid):
+        if self._closed or gid in self._hinted or self._active.get(gid):
+            return
+        if gid in self._claiming:
+            # That claim may have used an earlier time (a stale fire of a moved deadline) and miss
+            # the gid: queued again when the claim ends without it.
+            self._rehinted[gid] = source
             return
         if gid in self._recently_finished or len(self._hinted) >= MAX_HINTS:
             return
@@ -171,9 +177,20 @@ class Driver:
             claimed = await self.store.claim_many(list(batch), self.owner, now, now + self.settings.lease_ms)
         finally:
             self._claiming.difference_update(batch)
+            self._requeue_rehinted(batch, claimed)
             self._unreserve(len(batch) - len(claimed))
         for item in claimed:
             self._spawn(self._drive_swept(item, now, batch[item.tx.gid]), f"drive-{item.tx.gid}")
+
+    def _requeue_rehinted(self, batch: Mapping[str, str], claimed: Sequence[Claimed]) -> None:
+        """Queue again the gids hinted during their claim statement that it did not claim."""
+        if not self._rehinted:
+            return
+        taken = {item.tx.gid for item in claimed}
+        for gid in batch:
+            source = self._rehinted.pop(gid, None)
+            if source is not None and gid not in taken and not self._closed:
+                self._hinted[gid] = source
 
     def remind(self, gid: str, at_ms: int) -> None:
         """Wake locally for ``gid`` at ``at_ms`` (e.g. a timer that fired before the due time)."""
@@ -314,6 +331,7 @@ class Driver:
         self._closed = True
         await self._local.close()
         self._hinted.clear()
+        self._rehinted.clear()
         tasks = list(self._tasks)
         if tasks and drain_seconds > 0:
             await asyncio.wait(tasks, timeout=drain_seconds)

@@ -7,6 +7,7 @@ leads to counts in ``mesh_timer_claims_total``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -113,4 +114,25 @@ async def test_duplicate_fires_of_a_due_timeout_abort_it_once(
     assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
     entered = [e.to_status for e in view.history if e.to_status is not None]
     assert entered == [Status.PREPARED, Status.ABORTING, Status.FAILED]
+    assert bank.calls_of(gid)[("01", "cancel")] == 1
+
+
+async def test_fresh_fire_during_a_stale_claim_of_the_same_gid_is_claimed_after_it(
+    clocked: tuple[TxEngine, ManualClock], bank: Bank, gid: str
+) -> None:
+    engine, clock = clocked
+    await prepare(engine, bank, gid, timeout_ms=TIMEOUT_MS)
+    await engine.driver._local.close()  # only the fires below, no local wake-up
+    clock.advance(TIMEOUT_MS / 1000 - 1)
+    engine.poke(gid, "jetstream")  # a stale fire (an earlier deadline): its claim runs at "now"
+    for _ in range(100):  # until its claim statement is running
+        if gid in engine.driver._claiming:
+            break
+        await asyncio.sleep(0)
+    assert gid in engine.driver._claiming
+    clock.advance(1.1)  # meanwhile the deadline passed and its fire arrives, during that claim
+    engine.poke(gid, "jetstream")
+    await settle(engine)
+    view = await engine.query(gid)
+    assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
     assert bank.calls_of(gid)[("01", "cancel")] == 1
