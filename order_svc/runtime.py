@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier, SqlBarrier
+from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, mesh_channel, protect
@@ -119,7 +119,7 @@ class OrderRuntime:
         section, peers = settings.order, settings.peers
         store = StoreRunner.for_engine(db, settings.store)
         repo = OrderRepo(db, store)
-        barrier = SqlBarrier(db, clock, metrics=outcomes)
+        barrier = RunnerBarrier(store, clock, metrics=outcomes)
         coordinator = CoordinatorClient(peers.coordinator, auth=settings.auth, metrics=calls)
         stock = mesh_channel(peers.stock, settings.auth, options=DEFAULT_CHANNEL_OPTIONS, metrics=calls)
         pay = mesh_channel(peers.pay, settings.auth, options=DEFAULT_CHANNEL_OPTIONS, metrics=calls)
@@ -138,7 +138,7 @@ class OrderRuntime:
             ),
             payer=Payer(repo, mesh, GrpcPayments(pay, section.request_timeout_seconds), canceller, clock),
             canceller=canceller,
-            branches=OrderBranches(RunnerBarrier(store, clock, metrics=outcomes), deadlines, clock, section),
+            branches=OrderBranches(barrier, deadlines, clock, section),
             clock=clock,
             settings=section,
         )

@@ -19,6 +19,9 @@ MSG - prepare, run the local transaction through the barrier (op ``msg``, branch
     result = await msg(coordinator, query_prepared=target).add(action, payload).do_and_submit(
         barrier, local_business)
 
+    # or, on a store runner: the local transaction a unit of work, the barrier a RunnerBarrier
+    result = await msg(...).add(action, payload).do_and_submit_unit(runner_barrier, local_unit)
+
 ``coordinator`` is a :class:`CoordinatorClient` (reuse one per process: it pools the channels), a
 ``Coordinator`` stub, or a ``host:port`` address (a client is then opened and closed per transaction).
 Failed calls raise the domain errors of :mod:`meshkit.errors` (see :func:`meshkit.rpc.status.error_from_rpc`).
@@ -50,6 +53,7 @@ from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.config import AuthSettings
 from meshkit.runtime.logctx import TRACEPARENT_KEY, current_traceparent
 from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.store.conn import Unit
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -435,6 +439,18 @@ class MsgBarrier(Protocol):
         ...
 
 
+class MsgUnitBarrier(Protocol):
+    """What :meth:`Msg.do_and_submit_unit` needs (:class:`meshkit.barrier.RunnerBarrier` fits)."""
+
+    async def run(self, ctx: TxContext, business: Unit[T]) -> BarrierResult[T]:
+        """Run the unit ``business`` with the barrier row in one unit of work (one commit)."""
+        ...
+
+    async def query_prepared(self, gid: str) -> None:
+        """Return if the local transaction of ``gid`` committed, else raise ``BranchFailure``."""
+        ...
+
+
 class Msg:
     """A two-phase message being declared (use :func:`msg`)."""
 
@@ -510,16 +526,39 @@ class Msg:
           committed: submit, then re-raise; not committed: abort, then re-raise;
         * success: submit and return what ``business`` returned.
         """
+        return await self._local_then_submit(
+            lambda ctx: barrier.call(ctx, business), barrier.query_prepared, wait=wait
+        )
+
+    async def do_and_submit_unit(
+        self, barrier: MsgUnitBarrier, unit: Unit[R], *, wait: bool = False
+    ) -> R | None:
+        """:meth:`do_and_submit` with the local transaction as a unit of work on a store runner.
+
+        ``unit`` and the barrier row of branch ``00`` commit together in ONE unit (one hop to the
+        runner's thread); the check-back (``query_prepared`` on the same runner) sees that row.
+        """
+        return await self._local_then_submit(
+            lambda ctx: barrier.run(ctx, unit), barrier.query_prepared, wait=wait
+        )
+
+    async def _local_then_submit(
+        self,
+        local: Callable[[TxContext], Awaitable[BarrierResult[R]]],
+        query_prepared: Callable[[str], Awaitable[None]],
+        *,
+        wait: bool,
+    ) -> R | None:
         await self.prepare()
         ctx = TxContext(gid=self.gid, branch_id=MSG_BRANCH, op=Op.MSG, mode=TxMode.MSG)
         try:
-            result = await barrier.call(ctx, business)
+            result = await local(ctx)
         except BranchFailure as exc:
             await self._abort_quietly(f"local transaction failed: {exc}")
             raise
         except Exception as exc:
             try:
-                await barrier.query_prepared(self.gid)
+                await query_prepared(self.gid)
             except BranchFailure:
                 await self._abort_quietly(f"local transaction failed: {exc}")
                 raise exc from None
@@ -564,6 +603,7 @@ __all__ = [
     "CoordinatorClient",
     "Msg",
     "MsgBarrier",
+    "MsgUnitBarrier",
     "Saga",
     "Tcc",
     "coordinator_call",

@@ -27,9 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from google.protobuf.message import Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from meshkit.barrier import SqlBarrier
+from meshkit.barrier import RunnerBarrier
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError, NotFound
 from meshkit.runtime.peers import PeersSection
 from meshkit.tx.initiator import CoordinatorClient, Tcc, coordinator_call, msg, tcc
@@ -39,7 +38,7 @@ from meshpb.order.v1 import order_pb2
 from meshpb.pay.v1 import pay_pb2
 from meshpb.points.v1 import points_pb2
 from meshpb.stock.v1 import stock_pb2
-from order_svc.adapters.ports import PointsPayment, Release, RolledBack, TxState, TxView
+from order_svc.adapters.ports import LocalTx, PointsPayment, Release, RolledBack, TxState, TxView
 from order_svc.api import conversions
 from order_svc.config import OrderSection
 from order_svc.orders.values import Channel, PlacePlan, aggregate_items
@@ -75,7 +74,7 @@ class GrpcMesh:
     """Runs the order's transactions through one :class:`CoordinatorClient`."""
 
     def __init__(
-        self, client: CoordinatorClient, peers: PeersSection, settings: OrderSection, barrier: SqlBarrier
+        self, client: CoordinatorClient, peers: PeersSection, settings: OrderSection, barrier: RunnerBarrier
     ) -> None:
         self._client = client
         self._peers = peers
@@ -150,7 +149,7 @@ class GrpcMesh:
                 raise RolledBack(str(exc), business=isinstance(exc, BranchFailure)) from exc
             raise
 
-    async def cancel(self, release: Release, local: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    async def cancel(self, release: Release, local: LocalTx) -> None:
         """The cancel MSG (see the module docstring)."""
         message = msg(
             self._client,
@@ -204,7 +203,7 @@ class GrpcMesh:
                 depends_on=refunds,
             )
         try:
-            await message.do_and_submit(self._barrier, local)
+            await message.do_and_submit_unit(self._barrier, local)
         except MeshError:
             # Committed locally but not submitted (coordinator unreachable)? Then the coordinator's
             # check-back sends the message later, and the cancel stands.

@@ -10,17 +10,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from meshkit.errors import MeshError
+from meshkit.store import Unit
 from order_svc.orders.values import Channel, Item, PaymentTicket, PlacePlan, SkuInfo
 
-LocalTx = Callable[[AsyncSession], Awaitable[None]]
+LocalTx = Unit[None]
+"""The cancel MSG's local transaction: a unit of work committed with the barrier row of branch ``00``."""
 
 
 class TxState(StrEnum):
@@ -125,7 +125,8 @@ class Mesh(Protocol):
     async def cancel(self, release: Release, local: LocalTx) -> None:
         """Run the cancel MSG: ``local`` as the local transaction through the barrier, then the branches.
 
-        Whatever ``local`` raises is re-raised (the message is then dropped).
+        ``local`` and the barrier row commit in one unit on the store runner. Whatever ``local`` raises
+        is re-raised (nothing of it is committed and the message is dropped).
         """
         ...
 

@@ -86,6 +86,7 @@ def transition_in(
     now_ms: int,
     values: Mapping[str, Any] | None = None,
     where: Sequence[Condition] = (),
+    why_refused: str = "",
 ) -> None:
     """:func:`transition` as part of a unit of work on the store runner (same checks and refusals)."""
     check_transition(order.order_id, order.status, target)
@@ -105,5 +106,5 @@ def transition_in(
     current = read_order(conn, order.order_id)
     if current is None:
         raise not_found(order.order_id)
-    changed = "changed concurrently" if current.version != order.version else ""
+    changed = "changed concurrently" if current.version != order.version else why_refused
     raise refusal(order.order_id, current.status, target, changed)

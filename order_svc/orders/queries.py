@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Row, and_, func, insert, or_, select, update
@@ -93,8 +94,8 @@ class OrderIdTaken(AlreadyExists):
 class OrderRepo:
     """The order tables on one database (SQLite or MySQL/MariaDB).
 
-    The request record (PlaceOrder's hot path) goes through the process's ``runner``; the rest through
-    the SQLAlchemy ``engine``.
+    The request record (PlaceOrder's hot path) and :meth:`read` (the cancel path's reads) go through the
+    process's ``runner``; the rest through the SQLAlchemy ``engine``.
     """
 
     def __init__(self, engine: AsyncEngine, runner: StoreRunner) -> None:
@@ -121,6 +122,11 @@ class OrderRepo:
         """:meth:`get` in its own transaction."""
         async with self.transaction() as session:
             return await self.get(session, order_id, with_items=with_items)
+
+    async def read(self, order_id: str, *, with_items: bool = True) -> Order | None:
+        """:meth:`load` through the store runner's reader (never waits for a write lock)."""
+        unit = read_order_with_items if with_items else read_order
+        return await self._runner.read(lambda conn: unit(conn, order_id))
 
     async def _items(self, session: AsyncSession, order_ids: Sequence[str]) -> dict[str, tuple[Item, ...]]:
         if not order_ids:
@@ -353,6 +359,9 @@ _ORDER_COLUMNS = (
     "amount_due_cents, channel, payment_id, paying_gid, created_at, updated_at, pay_deadline, paid_at, reason"
 )
 _SELECT_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?"
+_SELECT_ITEMS = (
+    "SELECT sku, merchant_id, quantity, unit_price_cents FROM order_items WHERE order_id = ? ORDER BY line_no"
+)
 _INSERT_ORDER_COLUMNS = tuple(_ORDER_COLUMNS.split(", "))
 _INSERT_ITEM = (
     "INSERT INTO order_items (order_id, line_no, sku, merchant_id, quantity, unit_price_cents) "
@@ -409,6 +418,17 @@ def read_order(conn: Conn, order_id: str) -> Order | None:
     """Unit: the order row ``order_id`` without its items (hidden ones included), or None."""
     row = conn.fetchone(_SELECT_ORDER, (order_id,))
     return None if row is None else _order_of(row)
+
+
+def read_order_with_items(conn: Conn, order_id: str) -> Order | None:
+    """Unit: the order ``order_id`` with its items (hidden ones included), or None."""
+    order = read_order(conn, order_id)
+    if order is None:
+        return None
+    items = tuple(
+        Item(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in conn.fetchall(_SELECT_ITEMS, (order_id,))
+    )
+    return replace(order, items=items)
 
 
 def insert_pending_orders(

@@ -11,8 +11,9 @@ import grpc.aio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meshkit.barrier import MessageRolledBack
+from meshkit.barrier import MessageRolledBack, RunnerBarrier
 from meshkit.errors import BranchFailure
+from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshkit.tx.initiator import CoordinatorClient, msg
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
@@ -218,3 +219,53 @@ async def test_item9_3_msg_bad_dependency_is_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await coordinator.query(gid)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def debit_unit(conn: Conn) -> str:
+    """The local transaction as a unit of work: the ``local`` account (created at zero) minus 5."""
+    conn.execute(conn.dialect.insert_ignore("bank_account", ("name", "balance", "frozen")), ("local", 0, 0))
+    conn.execute("UPDATE bank_account SET balance = balance - 5 WHERE name = ?", ("local",))
+    return "done"
+
+
+async def test_msg_do_and_submit_unit_on_a_store_runner(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    async with (
+        StoreRunner.for_engine(bank.db) as runner,
+        CoordinatorClient(coordinator.address, auth=AUTH) as client,
+    ):
+        message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"))
+        message.add(bank.target("Action"), payload("x", 5))
+        result = await message.do_and_submit_unit(RunnerBarrier(runner, bank.clock), debit_unit, wait=True)
+    assert result == "done"
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_SUCCEEDED
+    assert await bank.balance("local") == (-5, 0)
+    assert await bank.balance("x") == (5, 0)
+    # The check-back (the bank's own barrier on the same table) sees the unit's barrier row.
+    await bank.barrier.query_prepared(gid)
+
+
+async def test_msg_unit_business_failure_aborts_and_commits_nothing(
+    coordinator: RunningCoordinator, bank: Bank, gid: str
+) -> None:
+    def refuse(conn: Conn) -> None:
+        debit_unit(conn)
+        raise BranchFailure("insufficient funds")
+
+    async with (
+        StoreRunner.for_engine(bank.db) as runner,
+        CoordinatorClient(coordinator.address, auth=AUTH) as client,
+    ):
+        message = msg(client, gid=gid, query_prepared=bank.target("QueryPrepared"))
+        message.add(bank.target("Action"), payload("x", 5))
+        with pytest.raises(BranchFailure):
+            await message.do_and_submit_unit(RunnerBarrier(runner, bank.clock), refuse)
+    tx = await wait_final(coordinator, gid)
+    assert tx.status == pb.STATUS_FAILED
+    assert "insufficient funds" in tx.reason
+    assert await bank.balance("local") == (0, 0)
+    assert bank.calls_of(gid) == {}
+    with pytest.raises(MessageRolledBack):
+        await bank.barrier.query_prepared(gid)  # no barrier row committed: the check-back says no

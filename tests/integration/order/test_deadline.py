@@ -14,9 +14,19 @@ from typing import Any
 import grpc
 import pytest
 
+from meshkit.barrier import RunnerBarrier
+from meshkit.runtime.clock import SystemClock, now_ms
+from meshkit.store import Conn
 from meshkit.tx.context import Op
 from meshpb.order.v1 import order_pb2 as pb
+from order_svc.adapters.coordinator import GrpcMesh
+from order_svc.adapters.ports import LocalTx, Release, TxState
+from order_svc.cancelling import Canceller
+from order_svc.orders.lifecycle import Actor, transition_in
+from order_svc.orders.queries import read_order
 from order_svc.orders.states import OrderState
+from order_svc.orders.values import Channel
+from order_svc.runtime import OrderRuntime
 from tests.integration.coordinator.harness import RunningCoordinator, wait_for
 from tests.integration.order.harness import (
     RunningOrder,
@@ -118,3 +128,57 @@ async def test_pay_lock_holds_off_the_deadline(start_order: Starter) -> None:
         await wait_for_status(order, order_id, OrderState.PAID, within=1)
         await asyncio.sleep(0.3)
         await wait_for_status(order, order_id, OrderState.PAID, within=1)
+
+
+def pay_externally(conn: Conn, order_id: str, payment_id: str, now: int) -> None:
+    """Unit: what PaymentSucceeded commits for an external payment (CREATED -> PAID)."""
+    order = read_order(conn, order_id)
+    assert order is not None
+    transition_in(
+        conn,
+        order,
+        OrderState.PAID,
+        reason=f"paid externally ({payment_id})",
+        actor=Actor("pay_svc"),
+        now_ms=now,
+        values={"payment_id": payment_id, "channel": int(Channel.EXTERNAL), "paid_at": now},
+    )
+
+
+class PaidInBetween(GrpcMesh):
+    """The real cancel MSG, with an external payment committed after the deadline check read the order."""
+
+    def __init__(self, runtime: OrderRuntime) -> None:
+        settings = runtime.settings
+        super().__init__(
+            runtime.coordinator, settings.peers, settings.order, RunnerBarrier(runtime.store, SystemClock())
+        )
+        self._store = runtime.store
+        self.gids: list[str] = []
+
+    async def cancel(self, release: Release, local: LocalTx) -> None:
+        self.gids.append(release.gid)
+        now = now_ms(SystemClock())
+        await self._store.run(
+            lambda conn: pay_externally(conn, release.order_id, f"ext-{release.order_id}", now)
+        )
+        await super().cancel(release, local)
+
+
+async def test_an_order_paid_between_the_deadline_check_and_the_cancel_stays_paid(
+    start_order: Starter,
+) -> None:
+    async with start_order(pay_timeout_seconds=0.3, sweep_interval_seconds=3600) as order:
+        order_id = await place(order)
+        await asyncio.sleep(0.5)  # past the deadline; nobody swept it
+        mesh = PaidInBetween(order.runtime)
+        canceller = Canceller(order.runtime.service.repo, mesh, SystemClock())
+        assert not await canceller.expire(order_id)
+        stored = await order.runtime.service.repo.load(order_id)
+        assert stored is not None
+        assert stored.status is OrderState.PAID
+        assert [to for _, to in await order.transitions(order_id)][-1] == OrderState.PAID.value
+        (gid,) = mesh.gids
+        view = await mesh.query(gid)
+        assert view is not None
+        assert view.state in (TxState.FAILED, TxState.ABORTING)
