@@ -47,7 +47,7 @@ from meshctl.stack.embedded import MariaDbServer
 from meshkit.infra.db import create_engine
 from meshkit.rpc.auth import mesh_channel
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.tx.initiator import CoordinatorClient
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc

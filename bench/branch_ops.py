@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import closed_loop, print_table
 from meshctl.stack.embedded import MariaDbServer, RedisServer
-from meshkit.runtime.config import DbSettings, RedisSettings
+from meshkit.settings.config import DbSettings, RedisSettings
 from meshkit.tx.context import Op, TxContext, TxMode
 from points_svc.config import PointsSettings
 from points_svc.ledger.values import EntryType

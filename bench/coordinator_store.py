@@ -34,7 +34,7 @@ from coordinator.engine.settings import EngineSettings
 from coordinator.store.sql import SqlTxStore, migrate
 from meshkit.infra.db import create_engine
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 
 BRANCHES = 3
 _DATA = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")

@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from meshkit.barrier import BARRIER_VERSIONS, RunnerBarrier, SqlBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import upgrade
+from meshkit.observability.logging import setup_logging
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
-from meshkit.runtime.config import DbSettings, LogSettings, MeshSettings, ServerSettings
-from meshkit.runtime.logging import setup_logging
+from meshkit.settings.config import DbSettings, LogSettings, MeshSettings, ServerSettings
 from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import require_context
 from meshpb.common.v1 import common_pb2

@@ -37,7 +37,7 @@ from bench.participant import ACCOUNTS, account, account_name, journal, prepare_
 from meshkit.barrier import RunnerBarrier, SqlBarrier
 from meshkit.infra.db import create_engine
 from meshkit.runtime.clock import SystemClock, now_ms
-from meshkit.runtime.config import DbSettings, StoreSettings
+from meshkit.settings.config import DbSettings, StoreSettings
 from meshkit.store import Conn, StoreRunner
 from meshkit.tx.context import Op, TxContext, TxMode
 

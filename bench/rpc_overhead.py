@@ -45,10 +45,10 @@ from pydantic import SecretStr
 from bench.common import Call, closed_loop, print_table, stop_processes
 from bench.tcc_overhead import cpu_seconds
 from meshctl.stack.embedded import free_port
+from meshkit.observability.logging import setup_logging
 from meshkit.rpc.auth import MESH, MeshSigner, protect
 from meshkit.rpc.server import MeshServer
-from meshkit.runtime.config import AuthSettings, LogSettings, MeshSettings, ServerSettings
-from meshkit.runtime.logging import setup_logging
+from meshkit.settings.config import AuthSettings, LogSettings, MeshSettings, ServerSettings
 from meshkit.tx.context import Op, TxContext, TxMode
 
 SERVICE = "bench.v1.Echo"

@@ -40,7 +40,7 @@ from bench.common import stop_processes
 from bench.participant import SERVICE, account_name
 from meshctl.stack.embedded import free_port
 from meshkit.rpc.health import wait_serving
-from meshkit.runtime.config import AuthSettings
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshkit.tx.initiator import CoordinatorClient, TccBranch, saga, tcc

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from console.config import ConsoleSettings
 from console.server import StartError, build_server
+from meshkit.observability.logging import setup_logging
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import ConfigError, load_settings
-from meshkit.runtime.logging import setup_logging
+from meshkit.settings.config import ConfigError, load_settings
 
 PROG = "console"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from meshkit.runtime.config import MeshSettings, Section, ServerSettings
+from meshkit.settings.config import MeshSettings, Section, ServerSettings
 
 DEFAULT_PORT = 50050
 

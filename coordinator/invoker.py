@@ -16,9 +16,9 @@ import grpc.aio
 
 from coordinator.engine.ports import BranchCall, BranchResult, Outcome
 from meshkit.errors import BranchFailure, BranchOngoing
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.status import error_from_rpc
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import TxContext
 from meshkit.tx.target import TargetError

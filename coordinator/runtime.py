@@ -33,11 +33,11 @@ from coordinator.timers.sweeper import Sweeper
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema
 from meshkit.infra.nats import connect
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
 from meshkit.runtime.ids import Snowflake
-from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.runtime.periodic import Periodic
 from meshpb.coordinator.v1 import coordinator_pb2, coordinator_pb2_grpc
 

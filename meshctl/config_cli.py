@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from console.config import ConsoleSettings
 from coordinator.config import CoordinatorSettings
 from meshctl.exitcodes import ExitCode
-from meshkit.runtime.config import MeshSettings
-from meshkit.runtime.config_sample import render_sample, sections_of
+from meshkit.settings.config import MeshSettings
+from meshkit.settings.sample import render_sample, sections_of
 from order_svc.config import OrderSettings
 from pay_svc.config import PaySettings
 from points_svc.config import PointsSettings

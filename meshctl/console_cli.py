@@ -19,9 +19,9 @@ from console.config import ConsoleSettings
 from console.server import StartError, build_server
 from meshctl.exitcodes import ExitCode
 from meshctl.stack.endpoints import PEER_KEYS, EndpointError, admin_token, service_address
+from meshkit.observability.logging import setup_logging
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import ConfigError, load_settings
-from meshkit.runtime.logging import setup_logging
+from meshkit.settings.config import ConfigError, load_settings
 
 
 def _settings(

@@ -7,7 +7,10 @@
   branch calls, the initiator builders and the coordinator-backed finality oracle.
 * :mod:`meshkit.rpc` - gRPC plumbing: the server bootstrap and its interceptor, mesh credentials,
   status mapping, undecodable bodies, timestamps, the health client.
-* :mod:`meshkit.runtime` - process-wide settings, logging, metrics, clocks, ids, periodic work.
+* :mod:`meshkit.store` - the unit-of-work runner: one hop and one (grouped) commit per unit.
+* :mod:`meshkit.settings` - typed settings, URL checks, start-up refusals, the config sample.
+* :mod:`meshkit.observability` - logs, log fields, metrics, traces, redaction.
+* :mod:`meshkit.runtime` - clocks, ids, periodic work, store health probes.
 * :mod:`meshkit.infra` - clients of the infrastructure servers: SQL engines and migrations, NATS
   JetStream, Redis helpers.
 * :mod:`meshkit.errors` - the domain errors; domain code raises these and never imports grpc.

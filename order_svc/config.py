@@ -1,7 +1,7 @@
 """Settings of ``order_svc``: the common sections plus ``order`` and ``peers``.
 
 The flash sale's keys live in the ``order`` section with the prefix ``flash_`` (a section of its own
-would have to be known to every process of the mesh, see ``meshkit.runtime.config.MESH_SECTIONS``). Besides
+would have to be known to every process of the mesh, see ``meshkit.settings.config.MESH_SECTIONS``). Besides
 ``db``, order_svc reads ``redis`` (flash quotas, per-user flags and rate counters) and ``nats`` (pay
 deadlines, the flash work queue and its broadcasts).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from meshkit.runtime.config import MeshSettings, Section, ServerSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import MeshSettings, Section, ServerSettings
+from meshkit.settings.peers import PeersSection
 
 DEFAULT_PORT = 50051
 

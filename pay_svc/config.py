@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from meshkit.runtime.config import MeshSettings, Section, ServerSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import MeshSettings, Section, ServerSettings
+from meshkit.settings.peers import PeersSection
 
 DEFAULT_PORT = 50053
 

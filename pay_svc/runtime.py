@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshkit.barrier import BARRIER_VERSIONS, BarrierCleaner, BarrierMetrics, RunnerBarrier
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import Schema, prepare_schema, upgrade_all
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import ADMIN, MESH, MESH_OR_ADMIN, Protected, protect
 from meshkit.runtime.clock import Clock, SystemClock
 from meshkit.runtime.ids import Snowflake
-from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.store import StoreRunner
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from meshkit.rpc.server import MeshServer, boot
-from meshkit.runtime.failfast import run_service
 from meshkit.runtime.store_probe import redis_check, sql_check, watch_stores
+from meshkit.settings.failfast import run_service
 from stock_svc.config import StockSettings
 from stock_svc.runtime import PROTECTED, SCHEMA, SERVICE_NAME, StockRuntime
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from meshkit.runtime.config import MeshSettings, Section, ServerSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import MeshSettings, Section, ServerSettings
+from meshkit.settings.peers import PeersSection
 
 DEFAULT_PORT = 50052
 # DESIGN.md section 3: quantities are 1..10 000. Configured limits can only be stricter.

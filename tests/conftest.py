@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshctl.stack.embedded import MariaDbServer, NatsServer, RedisServer
 from meshkit.infra.db import create_engine
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 
 REQUIRE_MYSQL_ENV = "MESH_REQUIRE_MYSQL"
 

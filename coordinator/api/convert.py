@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from coordinator.engine.commands import OptionsInput, PrepareCommand, SubmitCommand, TxView
 from coordinator.engine.model import BranchOp, BranchSpec, Event, GlobalTx, TxOptions, branches_of
+from meshkit.observability.logctx import normalized_traceparent
 from meshkit.rpc.pbtime import timestamp
-from meshkit.runtime.logctx import normalized_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 

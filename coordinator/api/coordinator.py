@@ -15,8 +15,8 @@ from coordinator.engine.service import TxEngine
 from coordinator.engine.validate import check_gids
 from coordinator.store import queries
 from coordinator.store.sql import SqlTxStore
+from meshkit.observability.logctx import normalized_traceparent
 from meshkit.runtime.ids import Snowflake
-from meshkit.runtime.logctx import normalized_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc

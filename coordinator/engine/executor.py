@@ -37,15 +37,15 @@ from coordinator.engine.model import (
 from coordinator.engine.plan import Decision, Planner
 from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchCall, BranchInvoker, BranchResult, Outcome, TxRepository, TxWrite
-from meshkit.runtime.clock import Clock, now_ms
-from meshkit.runtime.logctx import (
+from meshkit.observability.logctx import (
     TRACEPARENT_KEY,
     bound,
     normalized_traceparent,
     seeded_trace_id,
     trace_id_of,
 )
-from meshkit.runtime.ratelimit import LogLimiter
+from meshkit.observability.ratelimit import LogLimiter
+from meshkit.runtime.clock import Clock, now_ms
 from meshkit.tx.context import Op
 
 log = logging.getLogger(__name__)

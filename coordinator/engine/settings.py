@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from meshkit.runtime.config import Section
+from meshkit.settings.config import Section
 
 
 class EngineSettings(Section):

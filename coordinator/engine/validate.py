@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from coordinator.engine.model import CHECK_BACK_BRANCH, BranchSpec, Mode
 from meshkit.errors import InvalidArgument
-from meshkit.runtime.config import MAX_REQUEST_BYTES
+from meshkit.settings.config import MAX_REQUEST_BYTES
 from meshkit.tx.target import TargetError, parse_target
 
 MAX_GID_LEN = 128

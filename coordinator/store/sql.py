@@ -27,7 +27,7 @@ from coordinator.store.runner import Body, TxRunner
 from coordinator.store.tables import COMPONENT, VERSIONS
 from meshkit.infra.db import is_mysql
 from meshkit.infra.migrate import upgrade
-from meshkit.runtime.config import StoreSettings
+from meshkit.settings.config import StoreSettings
 from meshkit.store import Conn, StoreRunner
 
 T = TypeVar("T")

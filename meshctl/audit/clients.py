@@ -8,7 +8,7 @@ from meshctl.stack import layout
 from meshctl.stack.stackfile import StackState
 from meshkit.rpc.auth import mesh_channel
 from meshkit.runtime.closing import AsyncClosing
-from meshkit.runtime.config import AuthSettings
+from meshkit.settings.config import AuthSettings
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 from meshpb.order.v1 import order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2_grpc

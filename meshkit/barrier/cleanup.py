@@ -23,7 +23,7 @@ from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.table import tx_barrier
 from meshkit.infra.db import rowcount
 from meshkit.runtime.clock import Clock, days_to_ms, now_ms
-from meshkit.runtime.config import BarrierSettings
+from meshkit.settings.config import BarrierSettings
 
 log = logging.getLogger(__name__)
 

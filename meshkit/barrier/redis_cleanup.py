@@ -19,7 +19,7 @@ from meshkit.barrier.finality import FinalityOracle, FinalityUnavailable
 from meshkit.barrier.redis import INDEX_KEY, barrier_key
 from meshkit.infra.redisutil import as_text
 from meshkit.runtime.clock import Clock, days_to_ms, now_ms
-from meshkit.runtime.config import BarrierSettings
+from meshkit.settings.config import BarrierSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from meshkit.errors import TransientError
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import MigrationError, Schema, SchemaNotCurrent, check_current, upgrade_all
-from meshkit.runtime.config import MeshSettings
-from meshkit.runtime.redact import redact_urls
+from meshkit.observability.redact import redact_urls
+from meshkit.settings.config import MeshSettings
 
 log = logging.getLogger(__name__)
 

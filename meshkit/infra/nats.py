@@ -46,8 +46,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from meshkit.runtime.config import NatsSettings
-from meshkit.runtime.redact import redact_urls
+from meshkit.observability.redact import redact_urls
+from meshkit.settings.config import NatsSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from meshkit.infra.redisutil import as_text
-from meshkit.runtime.failfast import StartupRefused
+from meshkit.settings.failfast import StartupRefused
 
 log = logging.getLogger(__name__)
 

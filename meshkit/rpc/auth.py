@@ -27,11 +27,11 @@ import grpc
 import grpc.aio
 
 from meshkit.errors import Unauthenticated
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.client_metrics import ClientMetricsInterceptor
 from meshkit.rpc.client_trace import TraceForwarder
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.context import GID_KEY
 
 AUTH_KEY = "x-mesh-auth"

@@ -1,7 +1,7 @@
 """The client interceptor counting the RPCs a process makes, by method and status code, with latency.
 
 Installed on mesh channels and the branch :class:`~meshkit.tx.branchcall.ChannelPool` when the process
-passes its :class:`~meshkit.runtime.metrics.ClientRpcMetrics`. As on the server side, each method's
+passes its :class:`~meshkit.observability.metrics.ClientRpcMetrics`. As on the server side, each method's
 labelled children are bound once (:meth:`RpcMetrics.method`), so a call costs a dict lookup and two
 updates.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.observability.metrics import ClientRpcMetrics
 
 
 def _method(details: grpc.aio.ClientCallDetails) -> str:

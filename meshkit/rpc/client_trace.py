@@ -1,7 +1,7 @@
 """The client interceptor that carries the call being served's trace on the calls made meanwhile.
 
 A handler that calls another service (order_svc asking the coordinator to Prepare, or stock_svc for
-prices) sends :data:`meshkit.runtime.logctx.current_traceparent` continued with a new span id, so the
+prices) sends :data:`meshkit.observability.logctx.current_traceparent` continued with a new span id, so the
 callee's log lines (and, with tracing on, its spans) join the caller's trace. A call that names its own
 ``traceparent`` (a branch call) keeps it; outside a traced call nothing is added.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc.aio
 
-from meshkit.runtime.logctx import TRACEPARENT_KEY, current_traceparent
+from meshkit.observability.logctx import TRACEPARENT_KEY, current_traceparent
 
 
 def continued(traceparent: str) -> str:

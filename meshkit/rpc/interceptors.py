@@ -9,7 +9,7 @@ It does, outermost first:
    successful branch call (one carrying a transaction context) or probe, at INFO otherwise;
 3. the transaction context - ``x-mesh-*`` metadata -> :data:`meshkit.tx.context.current_tx`
    (malformed -> ``INVALID_ARGUMENT`` before the handler runs), and the caller's ``traceparent`` ->
-   :data:`meshkit.runtime.logctx.current_traceparent` (log lines' ``trace_id``; transactions started
+   :data:`meshkit.observability.logctx.current_traceparent` (log lines' ``trace_id``; transactions started
    by the handler continue that trace);
 4. error mapping - domain errors -> status codes through :mod:`meshkit.rpc.status`; a request body that
    did not decode is ``INVALID_ARGUMENT`` here too (:mod:`meshkit.rpc.decoding`), not grpc's ``UNKNOWN``;
@@ -38,12 +38,12 @@ import grpc
 import grpc.aio
 
 from meshkit.errors import InvalidArgument, TransientError, Unauthenticated
+from meshkit.observability.logctx import current_traceparent
+from meshkit.observability.metrics import RpcMetrics
+from meshkit.observability.tracing import Tracing, span_traceparent
 from meshkit.rpc.auth import Gate
 from meshkit.rpc.decoding import decoded, tolerant
 from meshkit.rpc.status import status_of
-from meshkit.runtime.logctx import current_traceparent
-from meshkit.runtime.metrics import RpcMetrics
-from meshkit.runtime.tracing import Tracing, span_traceparent
 from meshkit.tx.context import TxContext, current_tx, read_metadata
 
 log = logging.getLogger(__name__)

@@ -28,14 +28,14 @@ from prometheus_client import CollectorRegistry
 
 from meshkit.infra.migrate import Schema
 from meshkit.infra.migrate_cli import check_command, migrate_command
+from meshkit.observability.logging import setup_logging
+from meshkit.observability.metrics import MetricsEndpoint, RpcMetrics, register_process_collectors
+from meshkit.observability.tracing import Tracing
 from meshkit.rpc.auth import Gate, Protected
 from meshkit.rpc.interceptors import default_interceptors
 from meshkit.runtime.clock import Clock, SystemClock
-from meshkit.runtime.config import ConfigError, MeshSettings, ServerSettings, load_settings, log_settings
-from meshkit.runtime.failfast import StartupRefused, refuse_insecure
-from meshkit.runtime.logging import setup_logging
-from meshkit.runtime.metrics import MetricsEndpoint, RpcMetrics, register_process_collectors
-from meshkit.runtime.tracing import Tracing
+from meshkit.settings.config import ConfigError, MeshSettings, ServerSettings, load_settings, log_settings
+from meshkit.settings.failfast import StartupRefused, refuse_insecure
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def parse_args(prog: str, argv: Sequence[str] | None = None) -> argparse.Namespa
 def boot(settings_cls: type[S], prog: str, argv: Sequence[str] | None = None, *, schema: Schema = ()) -> S:
     """Common start of a service ``__main__``: arguments, settings, logging. Exits 2 on bad settings.
 
-    Serving also exits 2 on insecure settings (:mod:`meshkit.runtime.failfast`).
+    Serving also exits 2 on insecure settings (:mod:`meshkit.settings.failfast`).
 
     ``prog migrate`` runs the migrations of ``schema`` (the process's components) and exits; serving
     with ``db.migrate_on_start`` off exits 1 when the schema lacks a revision of this build.

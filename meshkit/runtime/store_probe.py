@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import MeshSettings, ServerSettings
 from meshkit.runtime.periodic import Periodic
+from meshkit.settings.config import MeshSettings, ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.errors import TransientError
-from meshkit.runtime.config import StoreSettings
+from meshkit.settings.config import StoreSettings
 from meshkit.store.conn import Unit
 from meshkit.store.dialect import MYSQL, SQLITE, Dialect
 from meshkit.store.group_commit import GroupCommitWriter, StoreStats
@@ -27,7 +27,7 @@ class StoreRunner:
       :mod:`meshkit.store.group_commit`); reads go to their own reader threads and never wait for writes.
     * MySQL/MariaDB: a pool of ``settings.pool_size`` connections, one transaction per unit.
 
-    Build it once per process with :meth:`open` (a URL of :class:`~meshkit.runtime.config.DbSettings`)
+    Build it once per process with :meth:`open` (a URL of :class:`~meshkit.settings.config.DbSettings`)
     or :meth:`for_engine` (the URL of the process's existing AsyncEngine), and :meth:`close` it on
     shutdown. Lock and connection errors surface as :class:`~meshkit.errors.TransientError`.
     """

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import grpc
 import grpc.aio
 
+from meshkit.observability import logctx
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import balanced, client_interceptors
-from meshkit.runtime import logctx
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.context import TxContext
 from meshkit.tx.target import Target, parse_target
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from meshkit.errors import InvalidArgument
-from meshkit.runtime import logctx
+from meshkit.observability import logctx
 
 GID_KEY = "x-mesh-gid"
 BRANCH_KEY = "x-mesh-branch"

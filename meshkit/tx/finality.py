@@ -15,7 +15,7 @@ import grpc.aio
 
 from meshkit.barrier.finality import FinalityUnavailable
 from meshkit.rpc.auth import mesh_channel
-from meshkit.runtime.config import AuthSettings
+from meshkit.settings.config import AuthSettings
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
 

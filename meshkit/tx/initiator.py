@@ -27,7 +27,7 @@ MSG - prepare, run the local transaction through the barrier (op ``msg``, branch
 Failed calls raise the domain errors of :mod:`meshkit.errors` (see :func:`meshkit.rpc.status.error_from_rpc`).
 
 Trace: a transaction started while serving a call continues that call's ``traceparent``
-(:data:`meshkit.runtime.logctx.current_traceparent`) unless ``headers`` name one: it joins the
+(:data:`meshkit.observability.logctx.current_traceparent`) unless ``headers`` name one: it joins the
 transaction's headers, so the tries made here and every call the coordinator makes share its trace id.
 """
 
@@ -47,12 +47,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.barrier.outcome import MSG_BRANCH, BarrierResult
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError
+from meshkit.observability.logctx import TRACEPARENT_KEY, current_traceparent
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.logctx import TRACEPARENT_KEY, current_traceparent
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.store.conn import Unit
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode

@@ -30,7 +30,7 @@ from google.protobuf.message import Message
 
 from meshkit.barrier import RunnerBarrier
 from meshkit.errors import BranchFailure, FailedPrecondition, MeshError, NotFound
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.peers import PeersSection
 from meshkit.tx.initiator import CoordinatorClient, Tcc, coordinator_call, msg, tcc
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb

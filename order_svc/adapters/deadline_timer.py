@@ -34,7 +34,7 @@ from meshkit.infra.nats import (
 )
 from meshkit.infra.nats_batches import BatchConsumer
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 from order_svc.orders.tables import ORDER_ID_LEN
 from order_svc.placing.rules import check_id
 

@@ -14,7 +14,7 @@ import grpc.aio
 
 from meshkit.barrier import Outcome
 from meshkit.errors import InvalidArgument
-from meshkit.runtime.logctx import tag
+from meshkit.observability.logctx import tag
 from meshkit.tx.context import OP_KEY, Op, TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb

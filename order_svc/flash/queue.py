@@ -38,7 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 from meshkit.errors import MeshError, TransientError
 from meshkit.infra.nats import connect, create_stream_if_missing
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 from order_svc.config import OrderSection
 
 log = logging.getLogger(__name__)

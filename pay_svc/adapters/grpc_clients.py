@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.status import error_from_rpc
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.branchcall import DEFAULT_CHANNEL_OPTIONS, child_traceparent
 from meshkit.tx.context import TRACEPARENT_KEY
 from meshpb.order.v1 import order_pb2, order_pb2_grpc

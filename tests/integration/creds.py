@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from meshctl.stack.layout import MESH_SECRET_FILE
 from meshkit.rpc.auth import AUTH_KEY, auth_header, mesh_channel
-from meshkit.runtime.config import AdminSettings, AuthSettings
+from meshkit.settings.config import AdminSettings, AuthSettings
 
 MESH_SECRET = "test-mesh-secret-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"

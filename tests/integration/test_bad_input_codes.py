@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from meshctl.stack import layout
 from meshkit.rpc.auth import mesh_channel
-from meshkit.runtime.config import AuthSettings
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2 as cpb

@@ -14,7 +14,7 @@ import yaml
 
 from meshctl.config_cli import PROCESSES
 from meshctl.stack import layout
-from meshkit.runtime.config import load_settings
+from meshkit.settings.config import load_settings
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 # The oldest Kubernetes the manifests support (StatefulSet pod-index label, gRPC probes, PDB policy/v1).

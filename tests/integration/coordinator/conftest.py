@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshkit.infra.db import create_engine
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings
 from tests.integration.coordinator.participants import Bank
 

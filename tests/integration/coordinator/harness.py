@@ -17,7 +17,7 @@ from coordinator.runtime import CoordinatorRuntime, start_replica
 from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import AdminSettings, DbSettings, NatsSettings
+from meshkit.settings.config import AdminSettings, DbSettings, NatsSettings
 from meshkit.tx.initiator import CoordinatorClient
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc

@@ -40,7 +40,7 @@ from meshkit.errors import BranchFailure, BranchOngoing, MeshError, TransientErr
 from meshkit.infra.migrate import upgrade
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock, now_ms
-from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.settings.config import MeshSettings, ServerSettings
 from meshkit.tx.context import TxContext, require_context
 from meshpb.common.v1 import common_pb2
 from meshpb.coordinator.v1 import coordinator_pb2

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from coordinator.engine.ports import BranchCall, Outcome
 from coordinator.invoker import GrpcBranchInvoker
-from meshkit.runtime.metrics import MAX_METHODS, OTHER_METHOD, ClientRpcMetrics
+from meshkit.observability.metrics import MAX_METHODS, OTHER_METHOD, ClientRpcMetrics
 from meshkit.tx.context import Op, TxMode
 from tests.integration.coordinator.participants import Bank
 

@@ -10,7 +10,7 @@ import pytest
 from coordinator.engine.validate import MAX_GID_LEN
 from coordinator.store.retention import FinishedTxCleaner
 from meshkit.runtime.clock import ManualClock, SystemClock
-from meshkit.runtime.config import MAX_REQUEST_BYTES
+from meshkit.settings.config import MAX_REQUEST_BYTES
 from meshkit.tx.finality import CoordinatorFinality
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, admin_metadata, wait_final, wait_for

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from meshkit.infra.db import create_engine
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.tx.initiator import CoordinatorClient, saga, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import FINAL, wait_for

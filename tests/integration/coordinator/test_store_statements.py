@@ -28,7 +28,7 @@ from coordinator.invoker import GrpcBranchInvoker
 from coordinator.store.sql import SqlTxStore, migrate
 from meshkit.infra.db import create_engine
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.coordinator.participants import Bank, payload

@@ -7,7 +7,7 @@ import grpc.aio
 import pytest
 
 from meshkit.errors import BranchFailure
-from meshkit.runtime.logctx import seeded_trace_id
+from meshkit.observability.logctx import seeded_trace_id
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshkit.tx.initiator import CoordinatorClient, tcc

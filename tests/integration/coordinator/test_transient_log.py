@@ -21,9 +21,9 @@ from coordinator.engine.model import BranchSpec, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
 from coordinator.invoker import GrpcBranchInvoker
+from meshkit.observability.logging import TxContextFilter
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.logging import TxContextFilter
-from meshkit.runtime.metrics import ClientRpcMetrics
 from meshkit.tx.branchcall import ChannelPool, branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.coordinator.clocked import clocked_engine, settle

@@ -19,8 +19,8 @@ import pytest
 
 from meshctl.stack.embedded import free_port
 from meshkit.rpc.server import MeshServer
-from meshkit.runtime.config import DbSettings, NatsSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import DbSettings, NatsSettings
+from meshkit.settings.peers import PeersSection
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2 as pb

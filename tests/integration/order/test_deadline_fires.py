@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 
 from meshkit.infra.nats import connect
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 from order_svc.adapters.deadline_timer import DUE_HEADER, FIRE_PREFIX, STREAM, NatsDeadlines
 
 

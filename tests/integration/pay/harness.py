@@ -26,8 +26,8 @@ from meshkit.errors import TransientError
 from meshkit.rpc.auth import MESH, protect
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock, SystemClock
-from meshkit.runtime.config import DbSettings, MeshSettings, ServerSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import DbSettings, MeshSettings, ServerSettings
+from meshkit.settings.peers import PeersSection
 from meshpb.common.v1 import common_pb2
 from meshpb.order.v1 import order_pb2, order_pb2_grpc
 from meshpb.pay.v1 import pay_pb2, pay_pb2_grpc

@@ -15,7 +15,7 @@ import pytest
 
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.tx.branchcall import branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from meshkit.barrier import tx_barrier
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.peers import PeersSection
 from meshkit.tx.context import Op
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.points.v1 import points_pb2

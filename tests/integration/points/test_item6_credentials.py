@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from meshkit.runtime.config import AdminSettings
+from meshkit.settings.config import AdminSettings
 from meshkit.tx.branchcall import branch_metadata
 from meshkit.tx.context import Op
 from meshpb.points.v1 import points_pb2, points_pb2_grpc

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from meshkit.rpc.server import MeshServer
 from meshkit.runtime.clock import Clock
-from meshkit.runtime.config import DbSettings, RedisSettings
+from meshkit.settings.config import DbSettings, RedisSettings
 from meshkit.tx.branchcall import branch_metadata
 from meshkit.tx.context import Op, TxContext, TxMode
 from meshpb.common.v1 import common_pb2

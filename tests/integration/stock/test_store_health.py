@@ -17,8 +17,8 @@ from meshkit.infra.db import create_engine
 from meshkit.rpc.health import SERVING, check_health
 from meshkit.rpc.server import LIVENESS_SERVICE, MeshServer
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.config import DbSettings, MeshSettings, ServerSettings
 from meshkit.runtime.store_probe import StoreProbe, redis_check, sql_check
+from meshkit.settings.config import DbSettings, MeshSettings, ServerSettings
 from stock_svc.runtime import SERVICE_NAME
 from tests.integration.creds import ADMIN, AUTH
 from tests.integration.creds import ENV as CREDENTIALS_ENV

@@ -17,7 +17,7 @@ from meshkit.errors import BranchFailure
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import upgrade
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.tx.initiator import msg, tcc
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from tests.integration.coordinator.harness import RunningCoordinator, coordinator_settings, wait_final

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator.engine.wakeups import LocalWakeups
-from meshkit.runtime import logctx
+from meshkit.observability import logctx
 from meshkit.runtime.clock import ManualClock
 
 

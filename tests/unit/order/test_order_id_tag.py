@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextvars
 
-from meshkit.runtime.logctx import log_fields
+from meshkit.observability.logctx import log_fields
 from order_svc.api.servicer import MAX_TAG, tagged
 
 FORGED = "o1]\n2026-12-06 17:00:00,000 ERROR   coordinator FAKE [x="

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshkit.runtime.config import load_settings, redacted
+from meshkit.settings.config import load_settings, redacted
 from pay_svc.adapters.grpc_clients import own_address
 from pay_svc.config import PaySettings
 

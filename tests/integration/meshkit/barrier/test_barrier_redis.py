@@ -29,7 +29,7 @@ from meshkit.barrier import (
 from meshkit.barrier.redis import INDEX_KEY, barrier_key, legacy_key
 from meshkit.errors import BranchFailure
 from meshkit.runtime.clock import Clock, ManualClock, SystemClock
-from meshkit.runtime.config import BarrierSettings
+from meshkit.settings.config import BarrierSettings
 from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 

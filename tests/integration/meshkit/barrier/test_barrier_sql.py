@@ -27,7 +27,7 @@ from meshkit.barrier import (
 from meshkit.errors import BranchFailure
 from meshkit.infra.migrate import upgrade
 from meshkit.runtime.clock import ManualClock, SystemClock
-from meshkit.runtime.config import BarrierSettings
+from meshkit.settings.config import BarrierSettings
 from meshkit.tx.context import Op, TxContext, TxMode
 from tests.integration.finality_coordinator import Ledger, running_ledger, unreachable_oracle
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshkit.barrier import BARRIER_VERSIONS
 from meshkit.infra.db import create_engine
 from meshkit.infra.migrate import MigrationError, upgrade, version_table
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 
 TIMEOUT = 60.0
 

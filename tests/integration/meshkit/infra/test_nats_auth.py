@@ -12,7 +12,7 @@ from nats.js.errors import APIError
 
 from meshctl.stack.embedded import NatsServer
 from meshkit.infra.nats import connect, create_stream_if_missing
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 
 
 class AuthNatsServer(NatsServer):

@@ -20,7 +20,7 @@ from nats.js.api import RetentionPolicy, StreamConfig
 from meshkit.infra.nats import connect, create_stream_if_missing, schedule_at, subscribe_explicit_ack
 from meshkit.infra.nats_batches import BatchConsumer
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 
 BURST = 200
 

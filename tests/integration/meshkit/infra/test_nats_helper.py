@@ -24,7 +24,7 @@ from meshkit.infra.nats import (
     schedule_at,
     subscribe_explicit_ack,
 )
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 
 # Fired messages may come a few ms either side of the requested time (server and test share a clock,
 # the server's timer and our timestamps are taken at slightly different points).

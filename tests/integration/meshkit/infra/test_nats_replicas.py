@@ -13,7 +13,7 @@ from nats.js.errors import APIError
 
 from meshctl.stack.embedded import LOCALHOST, NatsServer, _tcp_banner, free_port
 from meshkit.infra.nats import connect, create_stream_if_missing
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 
 CLUSTER_READY_ATTEMPTS = 120  # ~30 s: electing the JetStream meta leader takes a few seconds
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from meshctl.stack.embedded import RedisServer, free_port
 from meshkit.infra.redis_persistence import check_persistence
-from meshkit.runtime.failfast import StartupRefused
+from meshkit.settings.failfast import StartupRefused
 from tests.integration.creds import ENV as CREDENTIALS_ENV
 
 

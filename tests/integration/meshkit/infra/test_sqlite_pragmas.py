@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from meshkit.infra.db import SQLITE_BUSY_TIMEOUT_MS, create_engine
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshkit.store.sqlite import open_sqlite
 
 EXPECTED = {

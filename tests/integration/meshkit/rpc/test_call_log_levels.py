@@ -13,7 +13,7 @@ import grpc.aio
 import pytest
 
 from meshkit.rpc.server import MeshServer
-from meshkit.runtime.config import MeshSettings, ServerSettings
+from meshkit.settings.config import MeshSettings, ServerSettings
 
 SERVICE = "meshpb.test.v1.Echo"
 METHOD = f"/{SERVICE}/Echo"

@@ -20,14 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from meshctl.stack.embedded import free_port
 from meshkit.errors import BranchFailure, BranchOngoing, InvalidArgument, NotFound
+from meshkit.observability.logging import TxContextFilter
+from meshkit.observability.metrics import ClientRpcMetrics
 from meshkit.rpc.auth import mesh_channel
 from meshkit.rpc.health import check_health
 from meshkit.rpc.server import MeshServer
 from meshkit.rpc.status import error_from_rpc
 from meshkit.runtime.clock import Clock, ManualClock
-from meshkit.runtime.config import MeshSettings, ServerSettings
-from meshkit.runtime.logging import TxContextFilter
-from meshkit.runtime.metrics import ClientRpcMetrics
+from meshkit.settings.config import MeshSettings, ServerSettings
 from meshkit.tx.context import TxContext, current_tx
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 

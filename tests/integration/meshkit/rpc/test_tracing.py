@@ -19,9 +19,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from meshkit.observability.logging import TxContextFilter
 from meshkit.rpc.server import MeshServer
-from meshkit.runtime.config import MeshSettings, ServerSettings, TracingSettings
-from meshkit.runtime.logging import TxContextFilter
+from meshkit.settings.config import MeshSettings, ServerSettings, TracingSettings
 from meshpb.stock.v1 import stock_pb2, stock_pb2_grpc
 from tests.integration.meshkit.rpc.test_server import STOCK, FakeStock
 

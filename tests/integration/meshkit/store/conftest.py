@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshkit.runtime.config import StoreSettings
+from meshkit.settings.config import StoreSettings
 from meshkit.store import StoreRunner
 from tests.integration.meshkit.barrier.test_barrier_sql import engine
 

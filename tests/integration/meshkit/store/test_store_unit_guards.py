@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from meshkit.errors import TransientError
-from meshkit.runtime.config import StoreSettings
+from meshkit.settings.config import StoreSettings
 from meshkit.store import Conn, StoreRunner, Unit, UnitTransactionError
 from tests.integration.meshkit.barrier.test_barrier_sql import TIMEOUT
 from tests.integration.meshkit.store.test_store_runner import (

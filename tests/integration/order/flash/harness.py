@@ -18,8 +18,8 @@ import nats
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshctl.stack.embedded import free_port
-from meshkit.runtime.config import DbSettings, NatsSettings, RedisSettings
-from meshkit.runtime.peers import PeersSection
+from meshkit.settings.config import DbSettings, NatsSettings, RedisSettings
+from meshkit.settings.peers import PeersSection
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.config import OrderSection, OrderServerSettings, OrderSettings
 from order_svc.flash.queue import QueueNames, job_payload

@@ -24,7 +24,7 @@ from meshctl.audit.gather import audit_until_settled
 from meshctl.stack import layout, stackfile
 from meshkit.infra.db import create_engine
 from meshkit.runtime.clock import SystemClock
-from meshkit.runtime.config import DbSettings
+from meshkit.settings.config import DbSettings
 from meshpb.order.v1 import order_pb2 as pb
 from order_svc.flash.hot import FlashHot
 from order_svc.flash.queries import FlashRepo

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from meshkit.infra.nats import auth_options
-from meshkit.runtime.config import NatsSettings
+from meshkit.settings.config import NatsSettings
 
 SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 

@@ -21,7 +21,7 @@ from meshkit.rpc.auth import (
     protect,
 )
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.config import AuthSettings, MeshSettings, redacted
+from meshkit.settings.config import AuthSettings, MeshSettings, redacted
 
 SECRET = "s3cret"
 METHOD = "/meshpb.stock.v1.Stock/TryReserve"

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from meshkit.errors import InvalidArgument
+from meshkit.observability.metrics import RpcMetrics
 from meshkit.rpc.auth import MESH, Gate, protect
 from meshkit.rpc.interceptors import MeshInterceptor, call_level
-from meshkit.runtime.config import AuthSettings
-from meshkit.runtime.metrics import RpcMetrics
+from meshkit.settings.config import AuthSettings
 from meshkit.tx.context import GID_KEY, from_metadata
 
 SERVICE = "meshpb.test.v1.Echo"

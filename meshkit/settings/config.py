@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from meshkit.runtime.redact import redact_urls
-from meshkit.runtime.urls import check_db_url, check_nats_urls, check_redis_url
+from meshkit.observability.redact import redact_urls
+from meshkit.settings.urls import check_db_url, check_nats_urls, check_redis_url
 
 log = logging.getLogger(__name__)
 

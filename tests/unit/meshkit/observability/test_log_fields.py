@@ -6,11 +6,11 @@ import io
 import json
 import logging
 
+from meshkit.observability.logctx import bound, continuing, trace_id_of
+from meshkit.observability.logging import setup_logging
+from meshkit.observability.ratelimit import LogLimiter
 from meshkit.runtime.clock import ManualClock
-from meshkit.runtime.config import LogSettings
-from meshkit.runtime.logctx import bound, continuing, trace_id_of
-from meshkit.runtime.logging import setup_logging
-from meshkit.runtime.ratelimit import LogLimiter
+from meshkit.settings.config import LogSettings
 from meshkit.tx.context import Op, TxContext, TxMode, current_tx, read_metadata
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"

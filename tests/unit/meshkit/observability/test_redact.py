@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from meshkit.runtime.config import LogSettings, MeshSettings, NatsSettings, redacted
-from meshkit.runtime.logging import setup_logging
-from meshkit.runtime.redact import redact_urls
+from meshkit.observability.logging import setup_logging
+from meshkit.observability.redact import redact_urls
+from meshkit.settings.config import LogSettings, MeshSettings, NatsSettings, redacted
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshctl.config_cli import PROCESSES, sample_text
-from meshkit.runtime.config import ConfigError, load_settings
+from meshkit.settings.config import ConfigError, load_settings
 from order_svc.config import OrderSettings
 
 ROOT = Path(__file__).resolve().parents[4]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from meshkit.runtime.config import ENV_DELIMITER, ENV_PREFIX, MeshSettings
+from meshkit.settings.config import ENV_DELIMITER, ENV_PREFIX, MeshSettings
 
 KUBERNETES_ENV = "KUBERNETES_SERVICE_HOST"
 ALLOW = f"dev.allow_insecure=true ({ENV_PREFIX}DEV{ENV_DELIMITER}ALLOW_INSECURE)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meshkit.runtime.config import TracingSettings
+from meshkit.settings.config import TracingSettings
 
 if TYPE_CHECKING:
     import grpc.aio

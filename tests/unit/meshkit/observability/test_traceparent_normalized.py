@@ -10,8 +10,13 @@ from __future__ import annotations
 import pytest
 
 from coordinator.api.convert import options_input
+from meshkit.observability.logctx import (
+    normalized_traceparent,
+    seeded_trace_id,
+    trace_id_of,
+    valid_traceparent,
+)
 from meshkit.rpc.client_trace import continued
-from meshkit.runtime.logctx import normalized_traceparent, seeded_trace_id, trace_id_of, valid_traceparent
 from meshkit.tx.branchcall import child_traceparent
 from meshkit.tx.context import read_metadata
 from meshpb.coordinator.v1 import coordinator_pb2 as pb

@@ -10,9 +10,9 @@ import contextvars
 import io
 import logging
 
-from meshkit.runtime.config import LogSettings
-from meshkit.runtime.logctx import tag
-from meshkit.runtime.logging import escape_controls, setup_logging
+from meshkit.observability.logctx import tag
+from meshkit.observability.logging import escape_controls, setup_logging
+from meshkit.settings.config import LogSettings
 
 FORGED = "o1]\n2026-12-06 17:00:00,000 ERROR   coordinator FAKE: admin token leaked [x="
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from meshkit.runtime.config import Section
+from meshkit.settings.config import Section
 
 
 class PeersSection(Section):

@@ -2,8 +2,8 @@
 
 Every record carries ``gid``, ``branch`` and ``op`` of the transaction context being served (from
 :data:`meshkit.tx.context.current_tx`), the ``trace_id`` of the caller's trace (from
-:data:`meshkit.runtime.logctx.current_traceparent`, or OpenTelemetry's current span when tracing is on),
-the fields bound with :func:`meshkit.runtime.logctx.bound` (the coordinator's ``gid``, say) and any
+:data:`meshkit.observability.logctx.current_traceparent`, or OpenTelemetry's current span when tracing is on),
+the fields bound with :func:`meshkit.observability.logctx.bound` (the coordinator's ``gid``, say) and any
 ``extra`` fields the caller passed (e.g. ``order_id``). An explicit ``extra`` wins over the others.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from meshkit.runtime.config import LogSettings
-from meshkit.runtime.logctx import current_traceparent, log_fields, trace_id_of
-from meshkit.runtime.redact import redact_urls
+from meshkit.observability.logctx import current_traceparent, log_fields, trace_id_of
+from meshkit.observability.redact import redact_urls
+from meshkit.settings.config import LogSettings
 from meshkit.tx.context import current_tx
 
 CONTEXT_FIELDS = ("gid", "branch", "op", "trace_id")

@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import SecretStr
 
-from meshkit.runtime.config import (
+from meshkit.settings.config import (
     AdminSettings,
     AuthSettings,
     ConfigError,
@@ -15,7 +15,7 @@ from meshkit.runtime.config import (
     MeshSettings,
     load_settings,
 )
-from meshkit.runtime.failfast import StartupRefused, insecure_problems, refuse_insecure
+from meshkit.settings.failfast import StartupRefused, insecure_problems, refuse_insecure
 from pay_svc.config import PaySection, PaySettings
 
 SECURE = {

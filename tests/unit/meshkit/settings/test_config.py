@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.runtime.config import (
+from meshkit.settings.config import (
     ConfigError,
     MeshSettings,
     Section,
