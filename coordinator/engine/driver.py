@@ -27,14 +27,16 @@ from coordinator.engine.policy import RetryPolicy
 from coordinator.engine.ports import BranchInvoker, Claimed, TimerSink, TxRepository
 from coordinator.engine.settings import EngineSettings
 from coordinator.engine.wakeups import LocalWakeups
-from meshkit.errors import NotFound
+from meshkit.errors import NotFound, TransientError
 from meshkit.runtime.clock import Clock, now_ms
 
 log = logging.getLogger(__name__)
 
 RECENTLY_FINISHED = 10_000  # finished gids remembered so that stale timer fires cost no database read
 CLAIM_BATCH = 256  # hinted gids claimed by one statement
-MAX_HINTS = 100_000  # hints queued beyond this are dropped: the sweeper finds that work
+MAX_HINTS = 100_000  # hints queued beyond this are refused: the sweeper finds that work
+CLAIM_RETRY_SECONDS = 0.1  # first pause after a failed claim of hints; doubles up to the max
+CLAIM_RETRY_MAX_SECONDS = 5.0
 
 
 class Driver:
@@ -79,6 +81,7 @@ class Driver:
         self._hinted: dict[str, str] = {}  # gid -> source, in arrival order: waiting for a claim
         self._claiming: set[str] = set()  # hinted gids in a claim statement right now
         self._rehinted: dict[str, str] = {}  # hinted again while in a claim statement
+        self._handled: dict[str, asyncio.Future[None]] = {}  # awaited hints (claim_hinted) not yet claimed
         self._claimer = False  # a task is claiming hints
         self._closed = False
 
@@ -126,22 +129,54 @@ class Driver:
         """A hint that ``gid`` may be due (a timer fired): claim and drive it in the background.
 
         Hints are queued and claimed in batches (one statement for up to :data:`CLAIM_BATCH` gids)
-        whenever this replica has room to drive; a hint for a gid already queued, being claimed,
-        driven here or just finished costs nothing, and one whose transaction is not due (final,
-        leased elsewhere, deadline moved) is dropped by the claim.
+        whenever this replica has room to drive; a hint for a gid already queued, driven here or
+        just finished costs nothing, one for a gid in a claim statement is queued again if that claim
+        misses it, and one whose transaction is not due (final, leased elsewhere, deadline moved) is
+        dropped by the claim. A failed claim is retried after a pause (doubling up to
+        :data:`CLAIM_RETRY_MAX_SECONDS`), not dropped.
         """
+        self._hint(gid, source)
+
+    async def claim_hinted(self, gids: Sequence[str], source: str) -> None:
+        """Hints for ``gids`` (a batch of timer fires); returns once each one is handled.
+
+        Handled: its claim statement returned (the gid claimed and its drive started, or not due:
+        final, leased elsewhere, deadline moved), or it is being driven here or just finished. A
+        failed claim is retried, so this waits until the database answers; raises
+        :class:`~meshkit.errors.TransientError` when this replica stops or its hint queue is full,
+        so the caller keeps the fires for later (e.g. does not ack them).
+        """
+        pending: list[asyncio.Future[None]] = []
+        for gid in gids:
+            if not self._hint(gid, source):
+                raise TransientError("the coordinator takes no timer hints now (stopping or backlog full)")
+            if gid in self._hinted or gid in self._claiming:
+                future = self._handled.get(gid)
+                if future is None:
+                    future = self._handled[gid] = asyncio.get_running_loop().create_future()
+                pending.append(future)
+        if pending:
+            await asyncio.wait(pending)  # not gather: a cancelled waiter leaves the shared futures be
+            for future in pending:
+                future.result()  # raises TransientError if this replica stopped meanwhile
+
+    def _hint(self, gid: str, source: str) -> bool:
+        """Queue a hint for ``gid`` unless it costs nothing; False when it was refused."""
         self.metrics.hinted(source)
-        if self._closed or gid in self._hinted or self._active.get(gid):
-            return
+        if self._closed:
+            return False
+        if gid in self._hinted or self._active.get(gid) or gid in self._recently_finished:
+            return True
         if gid in self._claiming:
             # That claim may have used an earlier time (a stale fire of a moved deadline) and miss
             # the gid: queued again when the claim ends without it.
             self._rehinted[gid] = source
-            return
-        if gid in self._recently_finished or len(self._hinted) >= MAX_HINTS:
-            return
+            return True
+        if len(self._hinted) >= MAX_HINTS:
+            return False
         self._hinted[gid] = source
         self._start_claiming()
+        return True
 
     def _start_claiming(self) -> None:
         """Start a task claiming the queued hints, unless one runs (or there is no room: a drive ends)."""
@@ -154,6 +189,7 @@ class Driver:
 
     async def _claim_hints(self) -> None:
         """Claim queued hints in batches while there are some and there is room to drive them."""
+        failures = 0
         try:
             while self._hinted and not self._closed:
                 room = min(CLAIM_BATCH, self.settings.max_concurrent_drives - self._claimed_running)
@@ -163,8 +199,12 @@ class Driver:
                 self._claimed_running += len(batch)  # reserved before the claim: a sweep meanwhile sees it
                 try:
                     await self._claim_batch(batch)
+                    failures = 0
                 except Exception:
-                    log.exception("claiming %d hinted transactions failed; the sweeper will", len(batch))
+                    failures += 1
+                    pause = min(CLAIM_RETRY_MAX_SECONDS, CLAIM_RETRY_SECONDS * 2 ** (failures - 1))
+                    log.exception("claiming %d hinted transactions failed; again in %.2fs", len(batch), pause)
+                    await self.clock.sleep(pause)
         finally:
             self._claimer = False
 
@@ -175,10 +215,17 @@ class Driver:
         try:
             self.metrics.claimed_hints()
             claimed = await self.store.claim_many(list(batch), self.owner, now, now + self.settings.lease_ms)
+        except Exception:
+            self._hinted = {**batch, **self._hinted}  # not lost: first in line once the pause is over
+            raise
         finally:
             self._claiming.difference_update(batch)
             self._requeue_rehinted(batch, claimed)
             self._unreserve(len(batch) - len(claimed))
+        for gid in batch:
+            future = None if gid in self._hinted else self._handled.pop(gid, None)
+            if future is not None and not future.done():
+                future.set_result(None)
         for item in claimed:
             self._spawn(self._drive_swept(item, now, batch[item.tx.gid]), f"drive-{item.tx.gid}")
 
@@ -332,6 +379,10 @@ class Driver:
         await self._local.close()
         self._hinted.clear()
         self._rehinted.clear()
+        for future in self._handled.values():
+            if not future.done():
+                future.set_exception(TransientError("the coordinator stopped before claiming the hint"))
+        self._handled.clear()
         tasks = list(self._tasks)
         if tasks and drain_seconds > 0:
             await asyncio.wait(tasks, timeout=drain_seconds)

@@ -166,6 +166,10 @@ class TxEngine:
         """A hint that ``gid`` may be due: claim and drive it in the background."""
         self.driver.poke(gid, source)
 
+    async def claim_hinted(self, gids: Sequence[str], source: str) -> None:
+        """Hints for ``gids`` (timer fires); returns once each was claimed, found not due or is driven."""
+        await self.driver.claim_hinted(gids, source)
+
     def remind(self, gid: str, at_ms: int) -> None:
         """Wake locally for ``gid`` at ``at_ms``."""
         self.driver.remind(gid, at_ms)

@@ -5,9 +5,13 @@ pending schedule on ``mesh.coord.timer.at.<token>`` targeting ``mesh.coord.timer
 (``token`` = the gid in unpadded base64url, since gids may contain dots). Re-scheduling replaces the
 pending schedule. Every replica consumes the fire subjects through one shared durable *pull* consumer,
 fetching up to :data:`FETCH_BATCH` fires at a time; each fire is a hint handed to the engine's batch
-claimer (:meth:`~coordinator.engine.service.TxEngine.poke`), which claims the due ones of a burst with
-one statement and drops the rest (stale and duplicate fires are harmless); a fire that arrives early
-becomes a local wake-up at the due time. Fired messages are acked and so leave the work-queue stream.
+claimer (:meth:`~coordinator.engine.service.TxEngine.claim_hinted`), which claims the due ones of a
+burst with one statement and drops the rest (stale and duplicate fires are harmless). A batch is acked
+(and so leaves the work-queue stream) only once the claims of its gids returned - each claimed and its
+drive started, or found not due - so a replica that stops before then leaves the fires to another
+(nak'ed, or redelivered after the consumer's ack wait); while the database fails the claims are
+retried and the batch stays unacked. A fire that arrives early (clock skew) is acked at once and
+becomes a local wake-up at the due time: if this replica stops before then, the store sweeper does it.
 
 Publishing happens in the background, coalesced per gid; when NATS is unreachable, schedules are
 dropped (a summary log line every :data:`WARN_EVERY_SECONDS`) and the store sweeper does the work.
@@ -167,15 +171,17 @@ class JetStreamTimers:
     # ------------------------------------------------------------------ fires
 
     async def _on_fires(self, messages: Sequence[Msg]) -> None:
-        """A fetched batch of fires: each due one is a hint for the engine's batch claimer."""
+        """A fetched batch of fires: returns once the due ones were claimed (or found not due)."""
         now = now_ms(self._clock)
+        due_gids: list[str] = []
         for msg in messages:
             gid = msg.data.decode(errors="replace")
             due = _due_ms(msg)
             if due is not None and due > now:
                 self._engine.remind(gid, due)  # early (clock skew): wake locally at the due time
             else:
-                self._engine.poke(gid, "jetstream")
+                due_gids.append(gid)
+        await self._engine.claim_hinted(due_gids, "jetstream")
 
 
 def _due_ms(msg: Msg) -> int | None:

@@ -5,8 +5,11 @@ may fall due within a second. A push consumer hands them to one callback one mes
 pull consumer fetches up to ``batch`` messages per request, so the handler sees a burst as a few
 lists and can claim their work with one statement each. Every process that consumes with the same
 durable name shares the work (each message goes to one fetch). A handled batch is acked message by
-message (explicit acks: a batch fetched by another replica is never acked by this one); a batch whose
-handler raised is nak'ed with a delay and comes back.
+message (explicit acks: a batch fetched by another replica is never acked by this one) when its
+handler returns, so a handler that returns only once the work is done (or safely queued elsewhere)
+makes an ack mean "handled"; a batch whose handler raised is nak'ed with a delay and comes back. No
+fetch happens while a handler runs; one that takes longer than ``ack_wait`` sees its messages
+redelivered to another fetch.
 """
 
 from __future__ import annotations

@@ -14,11 +14,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coordinator.engine.commands import OptionsInput, PrepareCommand, TxView
+from coordinator.engine.driver import CLAIM_RETRY_SECONDS
 from coordinator.engine.model import BranchSpec, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
 from meshkit.runtime.clock import ManualClock
+from tests.integration.asserts import eventually
 from tests.integration.coordinator.clocked import clocked_engine, settle
+from tests.integration.coordinator.failing_claims import table_away
 from tests.integration.coordinator.participants import Bank, payload
 
 TIMEOUT_MS = 60_000
@@ -44,7 +47,7 @@ async def prepare(engine: TxEngine, bank: Bank, gid: str, timeout_ms: int = TIME
         payload=payload("a", 1),
     )
     options = OptionsInput(timeout_ms=timeout_ms)
-    await engine.prepare(PrepareCommand(gid=gid, mode=int(Mode.TCC), options=options, branches=[branch]))
+    await engine.prepare(PrepareCommand(gid=gid, mode=int(Mode.TCC), options=options, branches=(branch,)))
 
 
 def snapshot(view: TxView) -> tuple[object, ...]:
@@ -132,6 +135,27 @@ async def test_fresh_fire_during_a_stale_claim_of_the_same_gid_is_claimed_after_
     assert gid in engine.driver._claiming
     clock.advance(1.1)  # meanwhile the deadline passed and its fire arrives, during that claim
     engine.poke(gid, "jetstream")
+    await settle(engine)
+    view = await engine.query(gid)
+    assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
+    assert bank.calls_of(gid)[("01", "cancel")] == 1
+
+
+async def test_failed_hint_claim_is_retried_not_dropped(
+    clocked: tuple[TxEngine, ManualClock], db_engine: AsyncEngine, bank: Bank, gid: str
+) -> None:
+    engine, clock = clocked
+    await prepare(engine, bank, gid, timeout_ms=TIMEOUT_MS)
+    await engine.driver._local.close()  # only the fire below, no local wake-up, no sweeper
+    clock.advance(TIMEOUT_MS / 1000 + 0.1)
+    async with table_away(db_engine):
+        engine.poke(gid, "jetstream")
+
+        async def queued_again() -> bool:  # its claim failed and the hint waits for the retry
+            return claims(engine) >= 1 and gid in engine.driver._hinted
+
+        await eventually(queued_again, bool, within=10, what="the hint queued again after a failed claim")
+    clock.advance(CLAIM_RETRY_SECONDS)
     await settle(engine)
     view = await engine.query(gid)
     assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
