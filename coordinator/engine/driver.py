@@ -261,6 +261,7 @@ class Driver:
         finally:
             self._claimed_running -= 1
             self._release_active(gid)
+            self._start_claiming()  # hints may have waited for this slot
 
     async def sweep(self, limit: int) -> int:
         """Claim up to ``limit`` due transactions (fewer when this replica is busy) and drive them."""

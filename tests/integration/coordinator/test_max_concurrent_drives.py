@@ -13,7 +13,7 @@ from coordinator.engine.commands import OptionsInput, PrepareCommand
 from coordinator.engine.model import BranchSpec, Mode, Status
 from coordinator.engine.service import TxEngine
 from coordinator.engine.settings import EngineSettings
-from tests.integration.coordinator.clocked import clocked_engine
+from tests.integration.coordinator.clocked import clocked_engine, settle
 from tests.integration.coordinator.participants import Bank, payload
 
 LIMIT = 4
@@ -74,3 +74,25 @@ async def test_hint_claim_and_sweep_together_stay_within_max_concurrent_drives(
         for one in gids:  # the hints the full replica could not take at once were claimed later
             view = await engine.query(one)
             assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
+
+
+async def test_hint_waiting_for_the_slot_of_a_direct_drive_is_claimed_when_it_ends(
+    db_engine: AsyncEngine, bank: Bank, gid: str
+) -> None:
+    settings = EngineSettings(replica_id="slot", jitter=0.0, lease_ms=5_000, max_concurrent_drives=1)
+    async with clocked_engine(db_engine, settings) as (engine, clock):
+        busy, hinted = f"{gid}-busy", f"{gid}-hinted"
+        await prepare(engine, bank, hinted)
+        await engine.driver._local.close()  # only the hint below, no local wake-ups
+        clock.advance(TIMEOUT_MS / 1000 + 0.1)
+        await prepare(engine, bank, busy)  # not due: its direct drive claims nothing
+        await engine.driver._local.close()
+        direct = asyncio.create_task(engine.drive(busy))
+        await asyncio.sleep(0)  # the direct drive holds the only slot during its claim
+        assert engine.driver._claimed_running == 1
+        engine.poke(hinted, "jetstream")
+        assert not engine.driver._claimer
+        assert await direct is None
+        await settle(engine)
+        view = await engine.query(hinted)
+        assert (view.tx.status, view.tx.reason) == (Status.FAILED, "timeout")
