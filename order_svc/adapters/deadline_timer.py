@@ -33,6 +33,7 @@ from meshkit.infra.nats import (
     schedule_at,
 )
 from meshkit.infra.nats_batches import BatchConsumer
+from meshkit.observability.ratelimit import LogLimiter
 from meshkit.runtime.clock import Clock
 from meshkit.settings.config import NatsSettings
 from order_svc.orders.tables import ORDER_ID_LEN
@@ -75,23 +76,20 @@ def decode_fire(body: bytes, headers: Mapping[str, str] | None) -> tuple[str, in
 
 
 class MalformedLog:
-    """Logs malformed fires at most once per :data:`MALFORMED_LOG_SECONDS`, with how many were dropped."""
+    """Counts malformed fires; logs at most one line per :data:`MALFORMED_LOG_SECONDS` (folding the rest)."""
 
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._next = 0.0
+        self._limiter = LogLimiter(clock, MALFORMED_LOG_SECONDS)
         self.dropped = 0
 
     def note(self, subject: str, why: str) -> None:
         """Count one malformed fire on ``subject``; log it unless a line was written recently."""
         self.dropped += 1
-        now = self._clock.monotonic()
-        if now < self._next:
-            return
-        self._next = now + MALFORMED_LOG_SECONDS
-        log.warning(
-            "deadline fire on %s dropped: %s (%d malformed so far)", ascii(subject[:200]), why, self.dropped
-        )
+        held = self._limiter.allow("malformed")
+        if held is not None:
+            log.warning(
+                "deadline fire on %s dropped: %s (%d more held back)", ascii(subject[:200]), why, held
+            )
 
 
 async def ensure_deadline_stream(js: JetStreamContext, max_age_seconds: float, replicas: int = 1) -> None:
