@@ -14,7 +14,7 @@ from typing import TypeVar
 import grpc
 import grpc.aio
 
-from meshkit.rpc.auth import balanced
+from meshkit.rpc.auth import channel_options
 from meshkit.runtime.closing import AsyncClosing
 from meshpb.coordinator.v1 import coordinator_pb2 as pb
 from meshpb.coordinator.v1 import coordinator_pb2_grpc
@@ -105,7 +105,7 @@ class AdminClient(AsyncClosing):
     def __init__(self, target: AdminTarget) -> None:
         self._target = target
         # round_robin: behind a headless Service the console spreads its calls over every replica.
-        self._channel = grpc.aio.insecure_channel(target.address, options=balanced(()))
+        self._channel = grpc.aio.insecure_channel(target.address, options=channel_options(()))
         self._admin = coordinator_pb2_grpc.AdminStub(self._channel)
         self._coordinator = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._metadata = (("authorization", f"Bearer {target.token}"),)

@@ -228,6 +228,26 @@ def balanced(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return chosen
 
 
+RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+def channel_options(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """:func:`balanced` ``options`` with a short reconnect backoff unless they set one.
+
+    gRPC's default backoff grows to 120 s, so a channel to a peer that restarted (a rollout, a crash)
+    could answer ``UNAVAILABLE`` for up to two minutes after the peer is back; within a mesh the peer
+    is expected back in seconds.
+    """
+    chosen = balanced(options)
+    named = {key for key, _ in chosen}
+    chosen.extend(option for option in RECONNECT_OPTIONS if option[0] not in named)
+    return chosen
+
+
 def mesh_channel(
     address: str,
     settings: AuthSettings | None,
@@ -242,6 +262,6 @@ def mesh_channel(
     """
     return grpc.aio.insecure_channel(
         address,
-        options=balanced(options),
+        options=channel_options(options),
         interceptors=client_interceptors(settings, admin_token=admin_token, metrics=metrics),
     )

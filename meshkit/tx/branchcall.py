@@ -21,7 +21,7 @@ import grpc.aio
 
 from meshkit.observability import logctx
 from meshkit.observability.metrics import ClientRpcMetrics
-from meshkit.rpc.auth import balanced, client_interceptors
+from meshkit.rpc.auth import channel_options, client_interceptors
 from meshkit.settings.config import AuthSettings
 from meshkit.tx.context import TxContext
 from meshkit.tx.target import Target, parse_target
@@ -76,7 +76,7 @@ class ChannelPool:
         auth: AuthSettings | None = None,
         metrics: ClientRpcMetrics | None = None,
     ) -> None:
-        self._options = balanced(options)
+        self._options = channel_options(options)
         self._interceptors = client_interceptors(auth, metrics=metrics, forward_trace=False)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._methods: dict[str, tuple[Target, RawMethod]] = {}

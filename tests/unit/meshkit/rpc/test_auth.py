@@ -17,6 +17,7 @@ from meshkit.rpc.auth import (
     MeshSigner,
     MeshVerifier,
     auth_header,
+    channel_options,
     client_interceptors,
     protect,
 )
@@ -111,3 +112,12 @@ def test_item6_gate_applies_each_methods_rule() -> None:
 def test_item6_mesh_secret_is_redacted_in_the_settings_log() -> None:
     settings = MeshSettings(auth=SETTINGS)
     assert SECRET not in str(redacted(settings))
+
+
+def test_mesh_channels_reconnect_within_seconds_after_a_peer_restarts() -> None:
+    options = dict(channel_options([("grpc.keepalive_time_ms", 30_000)]))
+    assert options["grpc.lb_policy_name"] == "round_robin"
+    assert options["grpc.max_reconnect_backoff_ms"] == 2_000
+    assert options["grpc.keepalive_time_ms"] == 30_000
+    chosen = dict(channel_options([("grpc.max_reconnect_backoff_ms", 9_000)]))
+    assert chosen["grpc.max_reconnect_backoff_ms"] == 9_000
